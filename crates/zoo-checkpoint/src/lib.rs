@@ -1,0 +1,299 @@
+//! Checkpoint files on disk.
+//!
+//! Opens files memory-mapped, sniffs what they really are, loads their tensors through the
+//! parsers in `zoo-formats` (never through Python's unpickler), writes safetensors
+//! atomically (temporary file in the same folder, fsync, rename), and scans files and
+//! directories for `zoo scan`. Every error names the file it is about.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use zoo_formats::policy::{self, Verdict};
+use zoo_formats::safetensors::{self as st, SafetensorsError, TensorData, WriteError};
+use zoo_formats::scan::{self, Kind, Report};
+use zoo_formats::torch::{TorchCheckpoint, TorchError};
+use zoo_formats::{Dtype, pickle::Import};
+
+/// Errors about checkpoint files; each names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid safetensors: {source}")]
+    Safetensors { path: PathBuf, source: SafetensorsError },
+    #[error("{path}: {source}")]
+    Torch { path: PathBuf, source: TorchError },
+    #[error("{path}: refusing a dangerous pickle: it imports {}", .imports.join(", "))]
+    Dangerous { path: PathBuf, imports: Vec<String> },
+    #[error("{path}: not a checkpoint: the content is {kind}, not safetensors or a PyTorch checkpoint")]
+    UnknownFormat { path: PathBuf, kind: &'static str },
+    #[error("{path}: {source}")]
+    Write { path: PathBuf, source: WriteError },
+}
+
+impl Error {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A file's bytes, memory-mapped (or empty).
+#[derive(Debug)]
+pub struct Mapped {
+    path: PathBuf,
+    map: Option<memmap2::Mmap>,
+}
+
+impl Mapped {
+    /// Maps a file read-only.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let map = if len == 0 {
+            None
+        } else {
+            #[allow(unsafe_code)]
+            // SAFETY: memmap2 requires `unsafe` because another process could change the file
+            // while it is mapped. Checkpoints are treated as immutable inputs; every parser
+            // bounds-checks what it reads, so a concurrent change can corrupt results but
+            // cannot make them read out of bounds.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            Some(map)
+        };
+        Ok(Mapped { path: path.to_path_buf(), map })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The layout a checkpoint was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Safetensors,
+    PytorchZip,
+    PytorchLegacy,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::PytorchZip => "pytorch-zip",
+            Format::PytorchLegacy => "pytorch-legacy",
+        }
+    }
+}
+
+/// A checkpoint's tensors, borrowed from the mapping where the bytes are already contiguous.
+#[derive(Debug)]
+pub struct Loaded<'a> {
+    pub format: Format,
+    pub tensors: Vec<TensorData<'a>>,
+    /// safetensors `__metadata__`.
+    pub metadata: BTreeMap<String, String>,
+    /// Non-tensor entries of a PyTorch checkpoint, by dotted path.
+    pub skipped: Vec<String>,
+    /// Imports named by the pickles, with verdicts (empty for safetensors).
+    pub imports: Vec<(Import, Verdict)>,
+}
+
+impl Loaded<'_> {
+    pub fn parameters(&self) -> u64 {
+        self.tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.data.len() as u64).sum()
+    }
+}
+
+/// Loads every tensor of a safetensors or PyTorch file. A pickle that imports anything
+/// dangerous is refused before it is interpreted.
+pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
+    let path = mapped.path();
+    let bytes = mapped.bytes();
+    match scan::sniff(bytes) {
+        Kind::Safetensors => {
+            let header = st::validate(bytes).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+            let tensors = header
+                .tensors
+                .iter()
+                .map(|t| TensorData {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    data: Cow::Borrowed(header.tensor_bytes(bytes, t)),
+                })
+                .collect();
+            Ok(Loaded {
+                format: Format::Safetensors,
+                tensors,
+                metadata: header.metadata.unwrap_or_default(),
+                skipped: Vec::new(),
+                imports: Vec::new(),
+            })
+        }
+        Kind::Zip | Kind::Pickle => {
+            refuse_dangerous(path, bytes)?;
+            let torch = |source| Error::Torch { path: path.to_path_buf(), source };
+            let ckpt = TorchCheckpoint::parse(bytes).map_err(torch)?;
+            let mut tensors = Vec::with_capacity(ckpt.tensors.len());
+            for t in &ckpt.tensors {
+                let data = ckpt.tensor_bytes(t).map_err(torch)?;
+                // Borrowed data lives as long as the mapping; owned data is a gathered view.
+                let data = match data {
+                    Cow::Borrowed(b) => match reborrow(bytes, b) {
+                        Some(b) => Cow::Borrowed(b),
+                        None => Cow::Owned(b.to_vec()),
+                    },
+                    Cow::Owned(v) => Cow::Owned(v),
+                };
+                tensors.push(TensorData { name: t.name.clone(), dtype: t.dtype, shape: t.shape.clone(), data });
+            }
+            let format = match ckpt.format {
+                zoo_formats::torch::TorchFormat::Zip => Format::PytorchZip,
+                zoo_formats::torch::TorchFormat::Legacy => Format::PytorchLegacy,
+            };
+            let imports = ckpt.imports.iter().map(|i| (i.clone(), policy::verdict(i))).collect();
+            Ok(Loaded { format, tensors, metadata: BTreeMap::new(), skipped: ckpt.skipped, imports })
+        }
+        Kind::Other => Err(Error::UnknownFormat { path: path.to_path_buf(), kind: "neither" }),
+    }
+}
+
+/// Re-ties a slice borrowed from a `TorchCheckpoint` to the mapping it points into, or
+/// `None` when it points elsewhere (a member that was decompressed into memory).
+fn reborrow<'a>(file: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
+    let start = (part.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+    file.get(start..start.checked_add(part.len())?)
+}
+
+fn refuse_dangerous(path: &Path, bytes: &[u8]) -> Result<()> {
+    let report = scan::scan_bytes(&path.to_string_lossy(), bytes);
+    let dangerous: Vec<String> = report
+        .imports
+        .iter()
+        .filter(|i| i.verdict == Verdict::Dangerous)
+        .map(|i| format!("{}.{}", i.module, i.name))
+        .collect();
+    if dangerous.is_empty() { Ok(()) } else { Err(Error::Dangerous { path: path.to_path_buf(), imports: dangerous }) }
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertSummary {
+    pub input_format: Format,
+    pub tensors: usize,
+    pub parameters: u64,
+    pub bytes: u64,
+    /// Tensors whose dtype was changed.
+    pub cast: usize,
+    pub skipped: Vec<String>,
+}
+
+/// Converts a checkpoint to safetensors. Tensor bytes are what PyTorch's
+/// `save_file({k: v.contiguous()})` writes; with `dtype`, floating tensors are cast as
+/// `Tensor.to(dtype)` would cast them and other tensors are kept.
+pub fn convert(input: &Path, output: &Path, dtype: Option<Dtype>) -> Result<ConvertSummary> {
+    let mapped = Mapped::open(input)?;
+    let mut loaded = load(&mapped)?;
+    let mut cast = 0;
+    if let Some(to) = dtype {
+        for t in &mut loaded.tensors {
+            if t.dtype != to {
+                if let Some(bytes) = zoo_formats::dtype::convert_float(&t.data, t.dtype, to) {
+                    t.data = Cow::Owned(bytes);
+                    t.dtype = to;
+                    cast += 1;
+                }
+            }
+        }
+    }
+    let mut metadata = loaded.metadata.clone();
+    metadata.entry("format".into()).or_insert_with(|| "pt".into());
+    write_atomic(output, |w| st::write(&loaded.tensors, Some(&metadata), w).map_err(|source| Error::Write { path: output.to_path_buf(), source }))?;
+    Ok(ConvertSummary {
+        input_format: loaded.format,
+        tensors: loaded.tensors.len(),
+        parameters: loaded.parameters(),
+        bytes: loaded.bytes(),
+        cast,
+        skipped: loaded.skipped,
+    })
+}
+
+/// Writes a file atomically: a temporary file in the same folder, flushed and fsynced,
+/// then renamed over `path`. On any error nothing is left at `path`'s name.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".zoo-tmp-").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    {
+        let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut buf)?;
+        buf.flush().map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// One scanned file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// Scans files and directories (recursively). In directories, only files that look like
+/// checkpoints by name or content are reported; named files are always reported.
+pub fn scan_paths(paths: &[PathBuf]) -> Result<Vec<FileReport>> {
+    let mut out = Vec::new();
+    for root in paths {
+        let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+        if meta.is_file() {
+            out.push(scan_file(root)?);
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(root).to_path_buf();
+                Error::Io { path, source: e.into() }
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let report = scan_file(entry.path())?;
+            if report.report.kind != Kind::Other || report.report.expected.is_some() {
+                out.push(report);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Scans one file.
+pub fn scan_file(path: &Path) -> Result<FileReport> {
+    let mapped = Mapped::open(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(FileReport { path: path.to_path_buf(), report: scan::scan_bytes(&name, mapped.bytes()) })
+}

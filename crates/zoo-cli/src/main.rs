@@ -1,0 +1,88 @@
+//! `zoo`: the Checkpoint Zoo command line. Thin: parsing arguments, printing results;
+//! the work lives in the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod inspect;
+mod scan;
+
+#[derive(Debug, Parser)]
+#[command(name = "zoo", version, about = "Checkpoint Zoo: pre-trained checkpoints, safely loaded, converted and inspected")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Report what every pickle would import (safe / suspicious / dangerous) and validate
+    /// safetensors files. Exit status 1 when anything is dangerous or invalid.
+    Scan {
+        /// Files or directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON document on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a PyTorch checkpoint (or a safetensors file) to safetensors.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Cast floating-point tensors (f16, bf16, f32); integer and bool tensors are kept.
+        #[arg(long, value_parser = ["f16", "bf16", "f32"])]
+        dtype: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tensor names, dtypes and shapes, total parameters and bytes, metadata.
+    Inspect {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Scan { paths, json } => scan::run(&paths, json),
+        Command::Convert { input, output, dtype, json } => {
+            let dtype = dtype.map(|d| d.parse()).transpose().context("--dtype")?;
+            let summary = zoo_checkpoint::convert(&input, &output, dtype)
+                .with_context(|| format!("converting {} to {}", input.display(), output.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "wrote {}: {} tensors, {} parameters, {} ({} cast), from {}",
+                    output.display(),
+                    summary.tensors,
+                    inspect::thousands(summary.parameters),
+                    inspect::human_bytes(summary.bytes),
+                    summary.cast,
+                    summary.input_format.as_str()
+                );
+                if !summary.skipped.is_empty() {
+                    println!("not tensors, left out: {}", summary.skipped.join(", "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { path, json } => inspect::run(&path, json),
+    }
+}
