@@ -21,23 +21,34 @@ use zoo_formats::{Dtype, pickle::Import};
 /// Errors about checkpoint files; each names its file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: invalid safetensors: {source}")]
-    Safetensors { path: PathBuf, source: SafetensorsError },
-    #[error("{path}: {source}")]
-    Torch { path: PathBuf, source: TorchError },
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: invalid safetensors: {error}")]
+    Safetensors {
+        path: PathBuf,
+        error: SafetensorsError,
+    },
+    #[error("{path}: {error}")]
+    Torch { path: PathBuf, error: TorchError },
     #[error("{path}: refusing a dangerous pickle: it imports {}", .imports.join(", "))]
     Dangerous { path: PathBuf, imports: Vec<String> },
-    #[error("{path}: not a checkpoint: the content is {kind}, not safetensors or a PyTorch checkpoint")]
+    #[error(
+        "{path}: not a checkpoint: the content is {kind}, not safetensors or a PyTorch checkpoint"
+    )]
     UnknownFormat { path: PathBuf, kind: &'static str },
-    #[error("{path}: {source}")]
-    Write { path: PathBuf, source: WriteError },
+    #[error("{path}: {error}")]
+    Write { path: PathBuf, error: WriteError },
 }
 
 impl Error {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            error: source,
+        }
     }
 }
 
@@ -67,7 +78,10 @@ impl Mapped {
             let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
             Some(map)
         };
-        Ok(Mapped { path: path.to_path_buf(), map })
+        Ok(Mapped {
+            path: path.to_path_buf(),
+            map,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -113,7 +127,10 @@ pub struct Loaded<'a> {
 
 impl Loaded<'_> {
     pub fn parameters(&self) -> u64 {
-        self.tensors.iter().map(|t| t.shape.iter().product::<usize>() as u64).sum()
+        self.tensors
+            .iter()
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum()
     }
     pub fn bytes(&self) -> u64 {
         self.tensors.iter().map(|t| t.data.len() as u64).sum()
@@ -127,7 +144,10 @@ pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
     let bytes = mapped.bytes();
     match scan::sniff(bytes) {
         Kind::Safetensors => {
-            let header = st::validate(bytes).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+            let header = st::validate(bytes).map_err(|error| Error::Safetensors {
+                path: path.to_path_buf(),
+                error,
+            })?;
             let tensors = header
                 .tensors
                 .iter()
@@ -148,7 +168,10 @@ pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
         }
         Kind::Zip | Kind::Pickle => {
             refuse_dangerous(path, bytes)?;
-            let torch = |source| Error::Torch { path: path.to_path_buf(), source };
+            let torch = |error| Error::Torch {
+                path: path.to_path_buf(),
+                error,
+            };
             let ckpt = TorchCheckpoint::parse(bytes).map_err(torch)?;
             let mut tensors = Vec::with_capacity(ckpt.tensors.len());
             for t in &ckpt.tensors {
@@ -161,16 +184,34 @@ pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
                     },
                     Cow::Owned(v) => Cow::Owned(v),
                 };
-                tensors.push(TensorData { name: t.name.clone(), dtype: t.dtype, shape: t.shape.clone(), data });
+                tensors.push(TensorData {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    data,
+                });
             }
             let format = match ckpt.format {
                 zoo_formats::torch::TorchFormat::Zip => Format::PytorchZip,
                 zoo_formats::torch::TorchFormat::Legacy => Format::PytorchLegacy,
             };
-            let imports = ckpt.imports.iter().map(|i| (i.clone(), policy::verdict(i))).collect();
-            Ok(Loaded { format, tensors, metadata: BTreeMap::new(), skipped: ckpt.skipped, imports })
+            let imports = ckpt
+                .imports
+                .iter()
+                .map(|i| (i.clone(), policy::verdict(i)))
+                .collect();
+            Ok(Loaded {
+                format,
+                tensors,
+                metadata: BTreeMap::new(),
+                skipped: ckpt.skipped,
+                imports,
+            })
         }
-        Kind::Other => Err(Error::UnknownFormat { path: path.to_path_buf(), kind: "neither" }),
+        Kind::Other => Err(Error::UnknownFormat {
+            path: path.to_path_buf(),
+            kind: "neither",
+        }),
     }
 }
 
@@ -189,7 +230,14 @@ fn refuse_dangerous(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter(|i| i.verdict == Verdict::Dangerous)
         .map(|i| format!("{}.{}", i.module, i.name))
         .collect();
-    if dangerous.is_empty() { Ok(()) } else { Err(Error::Dangerous { path: path.to_path_buf(), imports: dangerous }) }
+    if dangerous.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Dangerous {
+            path: path.to_path_buf(),
+            imports: dangerous,
+        })
+    }
 }
 
 /// What a conversion did.
@@ -223,8 +271,15 @@ pub fn convert(input: &Path, output: &Path, dtype: Option<Dtype>) -> Result<Conv
         }
     }
     let mut metadata = loaded.metadata.clone();
-    metadata.entry("format".into()).or_insert_with(|| "pt".into());
-    write_atomic(output, |w| st::write(&loaded.tensors, Some(&metadata), w).map_err(|source| Error::Write { path: output.to_path_buf(), source }))?;
+    metadata
+        .entry("format".into())
+        .or_insert_with(|| "pt".into());
+    write_atomic(output, |w| {
+        st::write(&loaded.tensors, Some(&metadata), w).map_err(|error| Error::Write {
+            path: output.to_path_buf(),
+            error,
+        })
+    })?;
     Ok(ConvertSummary {
         input_format: loaded.format,
         tensors: loaded.tensors.len(),
@@ -242,7 +297,10 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new().prefix(".zoo-tmp-").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".zoo-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
         write(&mut buf)?;
@@ -277,7 +335,10 @@ pub fn scan_paths(paths: &[PathBuf]) -> Result<Vec<FileReport>> {
         for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(root).to_path_buf();
-                Error::Io { path, source: e.into() }
+                Error::Io {
+                    path,
+                    error: e.into(),
+                }
             })?;
             if !entry.file_type().is_file() {
                 continue;
@@ -294,6 +355,12 @@ pub fn scan_paths(paths: &[PathBuf]) -> Result<Vec<FileReport>> {
 /// Scans one file.
 pub fn scan_file(path: &Path) -> Result<FileReport> {
     let mapped = Mapped::open(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(FileReport { path: path.to_path_buf(), report: scan::scan_bytes(&name, mapped.bytes()) })
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(FileReport {
+        path: path.to_path_buf(),
+        report: scan::scan_bytes(&name, mapped.bytes()),
+    })
 }

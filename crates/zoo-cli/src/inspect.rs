@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 
 pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
     let mapped = zoo_checkpoint::Mapped::open(path)?;
-    let loaded = zoo_checkpoint::load(&mapped).with_context(|| format!("inspecting {}", path.display()))?;
+    let loaded =
+        zoo_checkpoint::load(&mapped).with_context(|| format!("inspecting {}", path.display()))?;
     if json {
         let tensors: Vec<_> = loaded
             .tensors
@@ -43,7 +44,13 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
     if !loaded.skipped.is_empty() {
         println!("not tensors: {}", loaded.skipped.join(", "));
     }
-    let width = loaded.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let width = loaded
+        .tensors
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     println!();
     println!("{:<width$}  {:<7}  SHAPE", "NAME", "DTYPE");
     for t in &loaded.tensors {
@@ -74,5 +81,9 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -11,7 +11,11 @@ mod inspect;
 mod scan;
 
 #[derive(Debug, Parser)]
-#[command(name = "zoo", version, about = "Checkpoint Zoo: pre-trained checkpoints, safely loaded, converted and inspected")]
+#[command(
+    name = "zoo",
+    version,
+    about = "Checkpoint Zoo: pre-trained checkpoints, safely loaded, converted and inspected"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,10 +65,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Scan { paths, json } => scan::run(&paths, json),
-        Command::Convert { input, output, dtype, json } => {
+        Command::Convert {
+            input,
+            output,
+            dtype,
+            json,
+        } => {
             let dtype = dtype.map(|d| d.parse()).transpose().context("--dtype")?;
-            let summary = zoo_checkpoint::convert(&input, &output, dtype)
-                .with_context(|| format!("converting {} to {}", input.display(), output.display()))?;
+            let summary = zoo_checkpoint::convert(&input, &output, dtype).with_context(|| {
+                format!("converting {} to {}", input.display(), output.display())
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

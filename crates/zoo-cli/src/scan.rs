@@ -8,13 +8,22 @@ use zoo_formats::scan::FileVerdict;
 
 pub fn run(paths: &[PathBuf], json: bool) -> Result<ExitCode> {
     let reports = zoo_checkpoint::scan_paths(paths)?;
-    let worst = reports.iter().map(|r| r.report.verdict).max().unwrap_or(FileVerdict::Safe);
+    let worst = reports
+        .iter()
+        .map(|r| r.report.verdict)
+        .max()
+        .unwrap_or(FileVerdict::Safe);
     if json {
         let doc = serde_json::json!({ "verdict": worst, "files": reports });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         for r in &reports {
-            println!("{}: {} ({})", r.path.display(), r.report.verdict.as_str(), r.report.kind.as_str());
+            println!(
+                "{}: {} ({})",
+                r.path.display(),
+                r.report.verdict.as_str(),
+                r.report.kind.as_str()
+            );
             for i in &r.report.imports {
                 println!("  {:<10} {}.{}", i.verdict.to_string(), i.module, i.name);
             }
@@ -25,7 +34,15 @@ pub fn run(paths: &[PathBuf], json: bool) -> Result<ExitCode> {
                 println!("  note: {n}");
             }
         }
-        println!("{} files scanned, verdict: {}", reports.len(), worst.as_str());
+        println!(
+            "{} files scanned, verdict: {}",
+            reports.len(),
+            worst.as_str()
+        );
     }
-    Ok(if worst.fails() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if worst.fails() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

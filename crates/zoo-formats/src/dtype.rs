@@ -214,8 +214,14 @@ pub fn convert_float(bytes: &[u8], from: Dtype, to: Dtype) -> Option<Vec<u8>> {
         _ => return None,
     };
     Some(match to {
-        Dtype::F16 => narrow.into_iter().flat_map(|v| f16::from_f32(v).to_le_bytes()).collect(),
-        Dtype::BF16 => narrow.into_iter().flat_map(|v| bf16::from_f32(v).to_le_bytes()).collect(),
+        Dtype::F16 => narrow
+            .into_iter()
+            .flat_map(|v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => narrow
+            .into_iter()
+            .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+            .collect(),
         Dtype::F32 => narrow.into_iter().flat_map(f32::to_le_bytes).collect(),
         _ => return None,
     })

@@ -33,7 +33,10 @@ pub enum Node {
     Dict(Vec<(NodeId, NodeId)>),
     Set(Vec<NodeId>),
     /// `module.name` as the pickle would import it. Never imported here.
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// The result of calling `callable` with `args` (REDUCE, NEWOBJ, INST, OBJ). Never called:
     /// the call, and whatever the pickle later did to its result, are recorded as data.
     Call {
@@ -82,17 +85,34 @@ pub enum PickleError {
     #[error("unknown opcode 0x{opcode:02x} at byte {offset}")]
     UnknownOpcode { opcode: u8, offset: usize },
     #[error("opcode {opcode} at byte {offset} is not supported: {reason}")]
-    Unsupported { opcode: &'static str, offset: usize, reason: String },
+    Unsupported {
+        opcode: &'static str,
+        offset: usize,
+        reason: String,
+    },
     #[error("opcode {opcode} at byte {offset}: {reason}")]
-    Malformed { opcode: &'static str, offset: usize, reason: String },
+    Malformed {
+        opcode: &'static str,
+        offset: usize,
+        reason: String,
+    },
     #[error("opcode {opcode} at byte {offset}: stack underflow")]
     StackUnderflow { opcode: &'static str, offset: usize },
     #[error("opcode {opcode} at byte {offset}: no MARK on the stack")]
     NoMark { opcode: &'static str, offset: usize },
     #[error("opcode {opcode} at byte {offset}: memo key {key} was never stored")]
-    MissingMemo { opcode: &'static str, offset: usize, key: u64 },
+    MissingMemo {
+        opcode: &'static str,
+        offset: usize,
+        key: u64,
+    },
     #[error("opcode {opcode} at byte {offset}: limit exceeded: {what} (limit {limit})")]
-    Limit { opcode: &'static str, offset: usize, what: &'static str, limit: usize },
+    Limit {
+        opcode: &'static str,
+        offset: usize,
+        what: &'static str,
+        limit: usize,
+    },
     #[error("pickle protocol {protocol} at byte {offset} is not supported (0 to 5 are)")]
     Protocol { protocol: u8, offset: usize },
 }
@@ -167,9 +187,23 @@ pub fn read(data: &[u8]) -> Result<Pickle, (PickleError, Vec<Import>)> {
 /// Reads one pickle from the start of `data`, stopping at STOP. On error, also returns the
 /// imports seen before it, so a scanner can report what a broken pickle would have imported.
 pub fn read_with(data: &[u8], limits: Limits) -> Result<Pickle, (PickleError, Vec<Import>)> {
-    let mut m = Machine { data, pos: 0, limits, nodes: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), imports: Vec::new() };
+    let mut m = Machine {
+        data,
+        pos: 0,
+        limits,
+        nodes: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        imports: Vec::new(),
+    };
     match m.run() {
-        Ok(root) => Ok(Pickle { nodes: m.nodes, root, imports: m.imports, len: m.pos }),
+        Ok(root) => Ok(Pickle {
+            nodes: m.nodes,
+            root,
+            imports: m.imports,
+            len: m.pos,
+        }),
         Err(e) => Err((e, m.imports)),
     }
 }
@@ -264,7 +298,10 @@ impl<'a> Machine<'a> {
     fn run(&mut self) -> Result<NodeId, PickleError> {
         loop {
             let at = self.pos;
-            let op = *self.data.get(at).ok_or(PickleError::Truncated { offset: at })?;
+            let op = *self
+                .data
+                .get(at)
+                .ok_or(PickleError::Truncated { offset: at })?;
             self.pos += 1;
             let name = opname(op);
             match op {
@@ -274,7 +311,10 @@ impl<'a> Machine<'a> {
                 0x80 => {
                     let p = self.take(1, name, at)?[0];
                     if p > 5 {
-                        return Err(PickleError::Protocol { protocol: p, offset: at });
+                        return Err(PickleError::Protocol {
+                            protocol: p,
+                            offset: at,
+                        });
                     }
                 }
                 0x95 => {
@@ -298,7 +338,10 @@ impl<'a> Machine<'a> {
                     self.pop_mark(name, at)?;
                 }
                 b'2' => {
-                    let top = *self.stack.last().ok_or(PickleError::StackUnderflow { opcode: name, offset: at })?;
+                    let top = *self.stack.last().ok_or(PickleError::StackUnderflow {
+                        opcode: name,
+                        offset: at,
+                    })?;
                     self.push(top, name, at)?;
                 }
                 b'N' => self.new_push(Node::None, name, at)?,
@@ -324,7 +367,8 @@ impl<'a> Machine<'a> {
                     } else {
                         let b = self.take(4, name, at)?;
                         let n = i32::from_le_bytes(b.try_into().unwrap());
-                        usize::try_from(n).map_err(|_| self.malformed(name, at, "negative length"))?
+                        usize::try_from(n)
+                            .map_err(|_| self.malformed(name, at, "negative length"))?
                     };
                     let b = self.take_len(n, name, at)?.to_vec();
                     let node = long_from_le(&b);
@@ -335,7 +379,11 @@ impl<'a> Machine<'a> {
                     let node = match line.as_str() {
                         "00" => Node::Bool(false),
                         "01" => Node::Bool(true),
-                        s => Node::Int(s.trim().parse().map_err(|_| self.malformed(name, at, "bad integer literal"))?),
+                        s => Node::Int(
+                            s.trim()
+                                .parse()
+                                .map_err(|_| self.malformed(name, at, "bad integer literal"))?,
+                        ),
                     };
                     self.new_push(node, name, at)?;
                 }
@@ -344,7 +392,12 @@ impl<'a> Machine<'a> {
                     let s = line.trim().trim_end_matches('L');
                     let node = match s.parse::<i64>() {
                         Ok(v) => Node::Int(v),
-                        Err(_) if !s.is_empty() && s.trim_start_matches('-').bytes().all(|c| c.is_ascii_digit()) => {
+                        Err(_)
+                            if !s.is_empty()
+                                && s.trim_start_matches('-')
+                                    .bytes()
+                                    .all(|c| c.is_ascii_digit()) =>
+                        {
                             Node::BigInt(s.as_bytes().to_vec())
                         }
                         Err(_) => return Err(self.malformed(name, at, "bad long literal")),
@@ -353,22 +406,32 @@ impl<'a> Machine<'a> {
                 }
                 b'F' => {
                     let line = self.line(name, at)?;
-                    let v: f64 = line.trim().parse().map_err(|_| self.malformed(name, at, "bad float literal"))?;
+                    let v: f64 = line
+                        .trim()
+                        .parse()
+                        .map_err(|_| self.malformed(name, at, "bad float literal"))?;
                     self.new_push(Node::Float(v), name, at)?;
                 }
                 b'G' => {
                     let b = self.take(8, name, at)?;
-                    self.new_push(Node::Float(f64::from_be_bytes(b.try_into().unwrap())), name, at)?;
+                    self.new_push(
+                        Node::Float(f64::from_be_bytes(b.try_into().unwrap())),
+                        name,
+                        at,
+                    )?;
                 }
                 b'S' => {
                     let line = self.line(name, at)?;
-                    let s = unquote(&line).ok_or_else(|| self.malformed(name, at, "STRING literal is not quoted"))?;
+                    let s = unquote(&line)
+                        .ok_or_else(|| self.malformed(name, at, "STRING literal is not quoted"))?;
                     self.new_push(Node::Str(s), name, at)?;
                 }
                 b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
                     let n = match op {
                         b'U' | b'C' => usize::from(self.take(1, name, at)?[0]),
-                        b'T' | b'B' => u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()) as usize,
+                        b'T' | b'B' => {
+                            u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()) as usize
+                        }
                         _ => self.len8(name, at)?,
                     };
                     let b = self.take_len(n, name, at)?.to_vec();
@@ -387,11 +450,15 @@ impl<'a> Machine<'a> {
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {
                         0x8c => usize::from(self.take(1, name, at)?[0]),
-                        b'X' => u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()) as usize,
+                        b'X' => {
+                            u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()) as usize
+                        }
                         _ => self.len8(name, at)?,
                     };
                     let b = self.take_len(n, name, at)?;
-                    let s = std::str::from_utf8(b).map_err(|_| self.malformed(name, at, "string is not UTF-8"))?.to_string();
+                    let s = std::str::from_utf8(b)
+                        .map_err(|_| self.malformed(name, at, "string is not UTF-8"))?
+                        .to_string();
                     self.new_push(Node::Str(s), name, at)?;
                 }
                 b')' => self.new_push(Node::Tuple(Vec::new()), name, at)?,
@@ -401,8 +468,13 @@ impl<'a> Machine<'a> {
                 }
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
-                    if self.stack.len() < n || self.marks.last().is_some_and(|&m| m > self.stack.len() - n) {
-                        return Err(PickleError::StackUnderflow { opcode: name, offset: at });
+                    if self.stack.len() < n
+                        || self.marks.last().is_some_and(|&m| m > self.stack.len() - n)
+                    {
+                        return Err(PickleError::StackUnderflow {
+                            opcode: name,
+                            offset: at,
+                        });
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
                     self.new_push(Node::Tuple(items), name, at)?;
@@ -415,7 +487,8 @@ impl<'a> Machine<'a> {
                 b'}' => self.new_push(Node::Dict(Vec::new()), name, at)?,
                 b'd' => {
                     let items = self.pop_mark(name, at)?;
-                    let pairs = pairs(items).ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
+                    let pairs = pairs(items)
+                        .ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
                     self.new_push(Node::Dict(pairs), name, at)?;
                 }
                 0x8f => self.new_push(Node::Set(Vec::new()), name, at)?,
@@ -441,7 +514,8 @@ impl<'a> Machine<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark(name, at)?;
-                    let pairs = pairs(items).ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
+                    let pairs = pairs(items)
+                        .ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
                     let target = self.top(name, at)?;
                     self.extend_dict(target, pairs, name, at)?;
                 }
@@ -449,9 +523,19 @@ impl<'a> Machine<'a> {
                     let state = self.pop(name, at)?;
                     let target = self.top(name, at)?;
                     match &mut self.nodes[target] {
-                        Node::Call { state: s @ None, .. } => *s = Some(state),
-                        Node::Call { .. } => return Err(self.malformed(name, at, "BUILD twice on one object")),
-                        _ => return Err(self.malformed(name, at, "BUILD on a value that is not an object")),
+                        Node::Call {
+                            state: s @ None, ..
+                        } => *s = Some(state),
+                        Node::Call { .. } => {
+                            return Err(self.malformed(name, at, "BUILD twice on one object"));
+                        }
+                        _ => {
+                            return Err(self.malformed(
+                                name,
+                                at,
+                                "BUILD on a value that is not an object",
+                            ));
+                        }
                     }
                 }
                 b'c' => {
@@ -462,7 +546,8 @@ impl<'a> Machine<'a> {
                 0x93 => {
                     let gname = self.pop(name, at)?;
                     let module = self.pop(name, at)?;
-                    let (Node::Str(m), Node::Str(n)) = (&self.nodes[module], &self.nodes[gname]) else {
+                    let (Node::Str(m), Node::Str(n)) = (&self.nodes[module], &self.nodes[gname])
+                    else {
                         return Err(self.malformed(name, at, "module and name must be strings"));
                     };
                     let (m, n) = (m.clone(), n.clone());
@@ -479,7 +564,10 @@ impl<'a> Machine<'a> {
                 b'o' => {
                     let mut items = self.pop_mark(name, at)?;
                     if items.is_empty() {
-                        return Err(PickleError::StackUnderflow { opcode: name, offset: at });
+                        return Err(PickleError::StackUnderflow {
+                            opcode: name,
+                            offset: at,
+                        });
                     }
                     let callable = items.remove(0);
                     let args = self.new_node(Node::Tuple(items), name, at)?;
@@ -506,7 +594,11 @@ impl<'a> Machine<'a> {
                     self.new_push(Node::PersistentId(id), name, at)?;
                 }
                 b'p' => {
-                    let key = self.line(name, at)?.trim().parse::<u64>().map_err(|_| self.malformed(name, at, "bad memo key"))?;
+                    let key = self
+                        .line(name, at)?
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| self.malformed(name, at, "bad memo key"))?;
                     self.memo_put(key, name, at)?;
                 }
                 b'q' => {
@@ -514,7 +606,9 @@ impl<'a> Machine<'a> {
                     self.memo_put(key, name, at)?;
                 }
                 b'r' => {
-                    let key = u64::from(u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()));
+                    let key = u64::from(u32::from_le_bytes(
+                        self.take(4, name, at)?.try_into().unwrap(),
+                    ));
                     self.memo_put(key, name, at)?;
                 }
                 0x94 => {
@@ -522,7 +616,11 @@ impl<'a> Machine<'a> {
                     self.memo_put(key, name, at)?;
                 }
                 b'g' => {
-                    let key = self.line(name, at)?.trim().parse::<u64>().map_err(|_| self.malformed(name, at, "bad memo key"))?;
+                    let key = self
+                        .line(name, at)?
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| self.malformed(name, at, "bad memo key"))?;
                     self.memo_get(key, name, at)?;
                 }
                 b'h' => {
@@ -530,7 +628,9 @@ impl<'a> Machine<'a> {
                     self.memo_get(key, name, at)?;
                 }
                 b'j' => {
-                    let key = u64::from(u32::from_le_bytes(self.take(4, name, at)?.try_into().unwrap()));
+                    let key = u64::from(u32::from_le_bytes(
+                        self.take(4, name, at)?.try_into().unwrap(),
+                    ));
                     self.memo_get(key, name, at)?;
                 }
                 0x82..=0x84 => {
@@ -541,32 +641,70 @@ impl<'a> Machine<'a> {
                     });
                 }
                 0x97 => {
-                    return Err(PickleError::Unsupported { opcode: name, offset: at, reason: "out-of-band buffers".into() });
+                    return Err(PickleError::Unsupported {
+                        opcode: name,
+                        offset: at,
+                        reason: "out-of-band buffers".into(),
+                    });
                 }
                 0x98 => {}
-                _ => return Err(PickleError::UnknownOpcode { opcode: op, offset: at }),
+                _ => {
+                    return Err(PickleError::UnknownOpcode {
+                        opcode: op,
+                        offset: at,
+                    });
+                }
             }
         }
     }
 
     fn malformed(&self, opcode: &'static str, offset: usize, reason: &str) -> PickleError {
-        PickleError::Malformed { opcode, offset, reason: reason.to_string() }
+        PickleError::Malformed {
+            opcode,
+            offset,
+            reason: reason.to_string(),
+        }
     }
 
-    fn limit(&self, opcode: &'static str, offset: usize, what: &'static str, limit: usize) -> PickleError {
-        PickleError::Limit { opcode, offset, what, limit }
+    fn limit(
+        &self,
+        opcode: &'static str,
+        offset: usize,
+        what: &'static str,
+        limit: usize,
+    ) -> PickleError {
+        PickleError::Limit {
+            opcode,
+            offset,
+            what,
+            limit,
+        }
     }
 
-    fn take(&mut self, n: usize, _opcode: &'static str, at: usize) -> Result<&'a [u8], PickleError> {
+    fn take(
+        &mut self,
+        n: usize,
+        _opcode: &'static str,
+        at: usize,
+    ) -> Result<&'a [u8], PickleError> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).filter(|&e| e <= data.len()).ok_or(PickleError::Truncated { offset: at })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= data.len())
+            .ok_or(PickleError::Truncated { offset: at })?;
         let s = &data[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
     /// Takes `n` bytes for a string or bytes object, after checking the limit and what remains.
-    fn take_len(&mut self, n: usize, opcode: &'static str, at: usize) -> Result<&'a [u8], PickleError> {
+    fn take_len(
+        &mut self,
+        n: usize,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<&'a [u8], PickleError> {
         if n > self.limits.max_str_len {
             return Err(self.limit(opcode, at, "string length", self.limits.max_str_len));
         }
@@ -575,7 +713,8 @@ impl<'a> Machine<'a> {
 
     fn len8(&mut self, opcode: &'static str, at: usize) -> Result<usize, PickleError> {
         let n = u64::from_le_bytes(self.take(8, opcode, at)?.try_into().unwrap());
-        usize::try_from(n).map_err(|_| self.limit(opcode, at, "string length", self.limits.max_str_len))
+        usize::try_from(n)
+            .map_err(|_| self.limit(opcode, at, "string length", self.limits.max_str_len))
     }
 
     /// A newline-terminated text argument (protocol 0), at most 64 KiB.
@@ -590,12 +729,19 @@ impl<'a> Machine<'a> {
                 Err(self.limit(opcode, at, "text argument length", MAX_LINE))
             };
         };
-        let s = std::str::from_utf8(&rest[..n]).map_err(|_| self.malformed(opcode, at, "text argument is not UTF-8"))?.to_string();
+        let s = std::str::from_utf8(&rest[..n])
+            .map_err(|_| self.malformed(opcode, at, "text argument is not UTF-8"))?
+            .to_string();
         self.pos += n + 1;
         Ok(s)
     }
 
-    fn new_node(&mut self, node: Node, opcode: &'static str, at: usize) -> Result<NodeId, PickleError> {
+    fn new_node(
+        &mut self,
+        node: Node,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<NodeId, PickleError> {
         if self.nodes.len() >= self.limits.max_nodes {
             return Err(self.limit(opcode, at, "number of values", self.limits.max_nodes));
         }
@@ -621,43 +767,86 @@ impl<'a> Machine<'a> {
         if self.marks.last() == Some(&self.stack.len()) {
             return Err(PickleError::StackUnderflow { opcode, offset: at });
         }
-        self.stack.pop().ok_or(PickleError::StackUnderflow { opcode, offset: at })
+        self.stack
+            .pop()
+            .ok_or(PickleError::StackUnderflow { opcode, offset: at })
     }
 
     fn top(&self, opcode: &'static str, at: usize) -> Result<NodeId, PickleError> {
         if self.marks.last() == Some(&self.stack.len()) {
             return Err(PickleError::StackUnderflow { opcode, offset: at });
         }
-        self.stack.last().copied().ok_or(PickleError::StackUnderflow { opcode, offset: at })
+        self.stack
+            .last()
+            .copied()
+            .ok_or(PickleError::StackUnderflow { opcode, offset: at })
     }
 
     fn pop_mark(&mut self, opcode: &'static str, at: usize) -> Result<Vec<NodeId>, PickleError> {
-        let m = self.marks.pop().ok_or(PickleError::NoMark { opcode, offset: at })?;
+        let m = self
+            .marks
+            .pop()
+            .ok_or(PickleError::NoMark { opcode, offset: at })?;
         Ok(self.stack.split_off(m))
     }
 
-    fn global_node(&mut self, module: String, name: String, opcode: &'static str, at: usize) -> Result<NodeId, PickleError> {
-        let import = Import { module: module.clone(), name: name.clone() };
+    fn global_node(
+        &mut self,
+        module: String,
+        name: String,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<NodeId, PickleError> {
+        let import = Import {
+            module: module.clone(),
+            name: name.clone(),
+        };
         if !self.imports.contains(&import) {
             self.imports.push(import);
         }
         self.new_node(Node::Global { module, name }, opcode, at)
     }
 
-    fn push_global(&mut self, module: String, name: String, opcode: &'static str, at: usize) -> Result<(), PickleError> {
+    fn push_global(
+        &mut self,
+        module: String,
+        name: String,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<(), PickleError> {
         let id = self.global_node(module, name, opcode, at)?;
         self.push(id, opcode, at)
     }
 
-    fn push_call(&mut self, callable: NodeId, args: NodeId, kwargs: Option<NodeId>, opcode: &'static str, at: usize) -> Result<(), PickleError> {
+    fn push_call(
+        &mut self,
+        callable: NodeId,
+        args: NodeId,
+        kwargs: Option<NodeId>,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<(), PickleError> {
         self.new_push(
-            Node::Call { callable, args, kwargs, dict_items: Vec::new(), list_items: Vec::new(), state: None },
+            Node::Call {
+                callable,
+                args,
+                kwargs,
+                dict_items: Vec::new(),
+                list_items: Vec::new(),
+                state: None,
+            },
             opcode,
             at,
         )
     }
 
-    fn extend_list(&mut self, target: NodeId, items: Vec<NodeId>, opcode: &'static str, at: usize) -> Result<(), PickleError> {
+    fn extend_list(
+        &mut self,
+        target: NodeId,
+        items: Vec<NodeId>,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<(), PickleError> {
         match &mut self.nodes[target] {
             Node::List(v) | Node::Set(v) | Node::Call { list_items: v, .. } => {
                 v.extend(items);
@@ -667,7 +856,13 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn extend_dict(&mut self, target: NodeId, items: Vec<(NodeId, NodeId)>, opcode: &'static str, at: usize) -> Result<(), PickleError> {
+    fn extend_dict(
+        &mut self,
+        target: NodeId,
+        items: Vec<(NodeId, NodeId)>,
+        opcode: &'static str,
+        at: usize,
+    ) -> Result<(), PickleError> {
         match &mut self.nodes[target] {
             Node::Dict(v) | Node::Call { dict_items: v, .. } => {
                 v.extend(items);
@@ -687,7 +882,11 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&mut self, key: u64, opcode: &'static str, at: usize) -> Result<(), PickleError> {
-        let id = *self.memo.get(&key).ok_or(PickleError::MissingMemo { opcode, offset: at, key })?;
+        let id = *self.memo.get(&key).ok_or(PickleError::MissingMemo {
+            opcode,
+            offset: at,
+            key,
+        })?;
         self.push(id, opcode, at)
     }
 }
@@ -759,7 +958,10 @@ fn unescape_raw_unicode(s: &str) -> String {
             Some(b'U') => 8,
             _ => 0,
         };
-        let code = after.get(1..1 + width).and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32);
+        let code = after
+            .get(1..1 + width)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32);
         match code {
             Some(c) if width > 0 => {
                 out.push(c);

@@ -179,7 +179,11 @@ pub const DANGEROUS: &[(&str, &str)] = &[
 pub fn verdict(import: &Import) -> Verdict {
     let (module, name) = (import.module.as_str(), import.name.as_str());
     // Python 2 spelled builtins `__builtin__`.
-    let module = if module == "__builtin__" { "builtins" } else { module };
+    let module = if module == "__builtin__" {
+        "builtins"
+    } else {
+        module
+    };
     if SAFE.contains(&(module, name)) {
         return Verdict::Safe;
     }

@@ -48,8 +48,14 @@ pub enum SafetensorsError {
     #[error("tensor `{name}`: unknown dtype `{dtype}`")]
     UnknownDtype { name: String, dtype: String },
     #[error("tensor `{name}`: shape {shape:?} × {dtype} overflows")]
-    SizeOverflow { name: String, shape: Vec<u64>, dtype: Dtype },
-    #[error("tensor `{name}`: shape {shape:?} × {dtype} is {expected} bytes but data_offsets [{begin}, {end}] hold {actual}")]
+    SizeOverflow {
+        name: String,
+        shape: Vec<u64>,
+        dtype: Dtype,
+    },
+    #[error(
+        "tensor `{name}`: shape {shape:?} × {dtype} is {expected} bytes but data_offsets [{begin}, {end}] hold {actual}"
+    )]
     SizeMismatch {
         name: String,
         shape: Vec<u64>,
@@ -61,8 +67,14 @@ pub enum SafetensorsError {
     },
     #[error("tensor `{name}`: data_offsets [{begin}, {end}] are reversed")]
     ReversedOffsets { name: String, begin: u64, end: u64 },
-    #[error("tensor `{name}`: data starts at {begin}, expected {expected} (ranges must be contiguous and not overlap)")]
-    NotContiguous { name: String, begin: u64, expected: u64 },
+    #[error(
+        "tensor `{name}`: data starts at {begin}, expected {expected} (ranges must be contiguous and not overlap)"
+    )]
+    NotContiguous {
+        name: String,
+        begin: u64,
+        expected: u64,
+    },
     #[error("data section is {data_len} bytes but tensors end at {end}")]
     OutOfRange { end: u64, data_len: u64 },
     #[error("{trailing} trailing bytes after the last tensor")]
@@ -128,11 +140,19 @@ impl<'de> serde::Deserialize<'de> for Entries {
 }
 
 fn bad(name: &str, reason: impl Into<String>) -> SafetensorsError {
-    SafetensorsError::BadEntry { name: name.to_string(), reason: reason.into() }
+    SafetensorsError::BadEntry {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn as_u64(v: &Value, name: &str, what: &str) -> Result<u64, SafetensorsError> {
-    v.as_u64().ok_or_else(|| bad(name, format!("{what} must be a non-negative integer, got {v}")))
+    v.as_u64().ok_or_else(|| {
+        bad(
+            name,
+            format!("{what} must be a non-negative integer, got {v}"),
+        )
+    })
 }
 
 /// Validates a whole safetensors file held in memory (usually a memory map).
@@ -146,8 +166,10 @@ pub fn validate(file: &[u8]) -> Result<Header, SafetensorsError> {
             reason: "does not start with `{`".into(),
         });
     }
-    let entries: Entries = serde_json::from_str(header)
-        .map_err(|e| SafetensorsError::HeaderNotJsonObject { reason: e.to_string() })?;
+    let entries: Entries =
+        serde_json::from_str(header).map_err(|e| SafetensorsError::HeaderNotJsonObject {
+            reason: e.to_string(),
+        })?;
 
     let mut seen = HashSet::new();
     let mut metadata = None;
@@ -168,17 +190,30 @@ pub fn validate(file: &[u8]) -> Result<Header, SafetensorsError> {
     for t in &tensors {
         let begin = t.data_offsets.0 as u64;
         if begin != expected {
-            return Err(SafetensorsError::NotContiguous { name: t.name.clone(), begin, expected });
+            return Err(SafetensorsError::NotContiguous {
+                name: t.name.clone(),
+                begin,
+                expected,
+            });
         }
         expected = t.data_offsets.1 as u64;
     }
     if expected > data_len {
-        return Err(SafetensorsError::OutOfRange { end: expected, data_len });
+        return Err(SafetensorsError::OutOfRange {
+            end: expected,
+            data_len,
+        });
     }
     if expected < data_len {
-        return Err(SafetensorsError::TrailingBytes { trailing: data_len - expected });
+        return Err(SafetensorsError::TrailingBytes {
+            trailing: data_len - expected,
+        });
     }
-    Ok(Header { tensors, metadata, data_start })
+    Ok(Header {
+        tensors,
+        metadata,
+        data_start,
+    })
 }
 
 /// The header bytes, after checking the length prefix.
@@ -191,14 +226,19 @@ fn header_slice(file: &[u8]) -> Result<&[u8], SafetensorsError> {
         return Err(SafetensorsError::HeaderTooLarge { header_len });
     }
     if header_len > (file.len() - 8) as u64 {
-        return Err(SafetensorsError::HeaderOutOfBounds { header_len, file_len: file.len() });
+        return Err(SafetensorsError::HeaderOutOfBounds {
+            header_len,
+            file_len: file.len(),
+        });
     }
     Ok(&file[8..8 + header_len as usize])
 }
 
 fn parse_metadata(value: Value) -> Result<BTreeMap<String, String>, SafetensorsError> {
     let Value::Object(map) = value else {
-        return Err(SafetensorsError::BadMetadata { reason: format!("got {value}") });
+        return Err(SafetensorsError::BadMetadata {
+            reason: format!("got {value}"),
+        });
     };
     map.into_iter()
         .map(|(k, v)| match v {
@@ -247,9 +287,16 @@ fn parse_entry(name: &str, value: &Value) -> Result<TensorInfo, SafetensorsError
     let [begin, end] = offsets.as_slice() else {
         return Err(bad(name, "`data_offsets` must hold exactly two integers"));
     };
-    let (begin, end) = (as_u64(begin, name, "an offset")?, as_u64(end, name, "an offset")?);
+    let (begin, end) = (
+        as_u64(begin, name, "an offset")?,
+        as_u64(end, name, "an offset")?,
+    );
     if end < begin {
-        return Err(SafetensorsError::ReversedOffsets { name: name.to_string(), begin, end });
+        return Err(SafetensorsError::ReversedOffsets {
+            name: name.to_string(),
+            begin,
+            end,
+        });
     }
     let expected = shape
         .iter()
@@ -272,7 +319,8 @@ fn parse_entry(name: &str, value: &Value) -> Result<TensorInfo, SafetensorsError
             actual: end - begin,
         });
     }
-    let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad(name, "offset does not fit in memory"));
+    let to_usize =
+        |v: u64| usize::try_from(v).map_err(|_| bad(name, "offset does not fit in memory"));
     Ok(TensorInfo {
         name: name.to_string(),
         dtype,
@@ -311,7 +359,12 @@ impl safetensors::View for View<'_, '_> {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("tensor `{name}`: {len} bytes do not match shape {shape:?} × {dtype}")]
-    WrongLength { name: String, shape: Vec<usize>, dtype: Dtype, len: usize },
+    WrongLength {
+        name: String,
+        shape: Vec<usize>,
+        dtype: Dtype,
+        len: usize,
+    },
     #[error("tensor name `{0}` appears twice")]
     DuplicateName(String),
     #[error("`__metadata__` is reserved and cannot name a tensor")]
@@ -359,7 +412,10 @@ fn check_tensors(tensors: &[TensorData<'_>]) -> Result<(), WriteError> {
         if !names.insert(t.name.as_str()) {
             return Err(WriteError::DuplicateName(t.name.clone()));
         }
-        let expected = t.shape.iter().try_fold(t.dtype.size(), |a, &d| a.checked_mul(d));
+        let expected = t
+            .shape
+            .iter()
+            .try_fold(t.dtype.size(), |a, &d| a.checked_mul(d));
         if expected != Some(t.data.len()) {
             return Err(WriteError::WrongLength {
                 name: t.name.clone(),

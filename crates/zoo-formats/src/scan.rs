@@ -49,7 +49,9 @@ pub fn expected_kind(file_name: &str) -> Option<Kind> {
     let ext = lower.rsplit_once('.').map(|(_, e)| e)?;
     Some(match ext {
         "safetensors" => Kind::Safetensors,
-        "bin" | "pt" | "pth" | "ckpt" | "pkl" | "pickle" | "joblib" | "dat" | "data" | "npy" => Kind::Pickle,
+        "bin" | "pt" | "pth" | "ckpt" | "pkl" | "pickle" | "joblib" | "dat" | "data" | "npy" => {
+            Kind::Pickle
+        }
         "zip" | "npz" | "mar" => Kind::Zip,
         _ => return None,
     })
@@ -119,14 +121,31 @@ impl From<Verdict> for FileVerdict {
 
 /// Scans one file's bytes. `file_name` is used only for what its extension promises.
 pub fn scan_bytes(file_name: &str, bytes: &[u8]) -> Report {
-    let kind = sniff(bytes);
     let expected = expected_kind(file_name);
-    let mut report = Report { kind, expected, verdict: FileVerdict::Safe, imports: Vec::new(), notes: Vec::new(), tensors: None };
+    let mut kind = sniff(bytes);
+    // Protocol 0 and 1 pickles have no header: a pickle is what reads as one, and a file
+    // named like a pickle is read as one whatever its first bytes.
+    if kind == Kind::Other && (expected == Some(Kind::Pickle) || crate::pickle::read(bytes).is_ok())
+    {
+        kind = Kind::Pickle;
+    }
+    let mut report = Report {
+        kind,
+        expected,
+        verdict: FileVerdict::Safe,
+        imports: Vec::new(),
+        notes: Vec::new(),
+        tensors: None,
+    };
     if let Some(exp) = expected {
         let pickle_like = |k: Kind| matches!(k, Kind::Zip | Kind::Pickle);
         let agrees = exp == kind || (pickle_like(exp) && pickle_like(kind));
         if !agrees {
-            report.notes.push(format!("the name says {} but the content is {}", exp.as_str(), kind.as_str()));
+            report.notes.push(format!(
+                "the name says {} but the content is {}",
+                exp.as_str(),
+                kind.as_str()
+            ));
         }
         if exp == Kind::Safetensors && kind != Kind::Safetensors {
             // A `.safetensors` that is not one is a trap: loaders trust the extension.
@@ -148,9 +167,17 @@ pub fn scan_bytes(file_name: &str, bytes: &[u8]) -> Report {
             }
             for (part, imports, err) in parts {
                 for Import { module, name } in imports {
-                    let v = policy::verdict(&Import { module: module.clone(), name: name.clone() });
+                    let v = policy::verdict(&Import {
+                        module: module.clone(),
+                        name: name.clone(),
+                    });
                     report.verdict = report.verdict.max(v.into());
-                    report.imports.push(ImportVerdict { module, name, verdict: v, part: part.clone() });
+                    report.imports.push(ImportVerdict {
+                        module,
+                        name,
+                        verdict: v,
+                        part: part.clone(),
+                    });
                 }
                 if let Some(err) = err {
                     report.verdict = report.verdict.max(FileVerdict::Invalid);
@@ -161,7 +188,9 @@ pub fn scan_bytes(file_name: &str, bytes: &[u8]) -> Report {
         Kind::Other => {
             if expected.is_some() {
                 report.verdict = report.verdict.max(FileVerdict::Invalid);
-                report.notes.push("content is neither safetensors, a zip nor a pickle".into());
+                report
+                    .notes
+                    .push("content is neither safetensors, a zip nor a pickle".into());
             }
         }
     }

@@ -28,8 +28,8 @@ const MAX_VISITS: usize = 1 << 24;
 /// Why a PyTorch checkpoint could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TorchError {
-    #[error("{part}: {source}")]
-    Pickle { part: String, source: PickleError },
+    #[error("{part}: {error}")]
+    Pickle { part: String, error: PickleError },
     #[error("zip archive: {0}")]
     Zip(String),
     #[error("zip archive has no `*/data.pkl`")]
@@ -42,7 +42,9 @@ pub enum TorchError {
     LegacyHeader(String),
     #[error("not a PyTorch checkpoint: starts with neither a zip header nor a pickle")]
     NotTorch,
-    #[error("the checkpoint is a pickled `{0}` object, not a state dict (save `model.state_dict()` instead)")]
+    #[error(
+        "the checkpoint is a pickled `{0}` object, not a state dict (save `model.state_dict()` instead)"
+    )]
     NotAStateDict(String),
     #[error("`{path}`: calls `{global}`, which is not an allowed tensor constructor")]
     UnexpectedGlobal { path: String, global: String },
@@ -59,7 +61,11 @@ pub enum TorchError {
     #[error("storage `{key}` holds {have} bytes but {need} are needed")]
     StorageTooSmall { key: String, need: u64, have: u64 },
     #[error("tensor `{name}` reaches element {extent} of a storage with {numel} elements")]
-    OutOfBounds { name: String, extent: u64, numel: u64 },
+    OutOfBounds {
+        name: String,
+        extent: u64,
+        numel: u64,
+    },
     #[error("nesting deeper than {MAX_DEPTH} levels or more than {MAX_VISITS} values")]
     TooComplex,
 }
@@ -136,7 +142,7 @@ impl<'a> TorchCheckpoint<'a> {
     pub fn parse(file: &'a [u8]) -> Result<Self, TorchError> {
         if file.starts_with(b"PK\x03\x04") {
             parse_zip(file)
-        } else if pickle::looks_like(file) {
+        } else if pickle::looks_like(file) || !file.is_empty() && pickle::read(file).is_ok() {
             parse_legacy(file)
         } else {
             Err(TorchError::NotTorch)
@@ -157,17 +163,31 @@ impl<'a> TorchCheckpoint<'a> {
             extent = (d as u64 - 1)
                 .checked_mul(s)
                 .and_then(|x| x.checked_add(extent))
-                .ok_or_else(|| TorchError::OutOfBounds { name: t.name.clone(), extent: u64::MAX, numel })?;
+                .ok_or_else(|| TorchError::OutOfBounds {
+                    name: t.name.clone(),
+                    extent: u64::MAX,
+                    numel,
+                })?;
         }
         if extent >= numel {
-            return Err(TorchError::OutOfBounds { name: t.name.clone(), extent, numel });
+            return Err(TorchError::OutOfBounds {
+                name: t.name.clone(),
+                extent,
+                numel,
+            });
         }
         let e = e as usize;
         if t.is_contiguous() {
             let start = t.offset as usize * e;
             return Ok(Cow::Borrowed(&bytes[start..start + n * e]));
         }
-        Ok(Cow::Owned(gather(bytes, e, t.offset as usize, &t.shape, &t.stride)))
+        Ok(Cow::Owned(gather(
+            bytes,
+            e,
+            t.offset as usize,
+            &t.shape,
+            &t.stride,
+        )))
     }
 }
 
@@ -180,7 +200,12 @@ fn gather(bytes: &[u8], e: usize, offset: usize, shape: &[usize], stride: &[u64]
     let outer = &shape[..rank - 1];
     let mut idx = vec![0usize; outer.len()];
     loop {
-        let base = offset + idx.iter().zip(stride).map(|(&i, &s)| i * s as usize).sum::<usize>();
+        let base = offset
+            + idx
+                .iter()
+                .zip(stride)
+                .map(|(&i, &s)| i * s as usize)
+                .sum::<usize>();
         if inner_stride == 1 {
             out.extend_from_slice(&bytes[base * e..(base + inner) * e]);
         } else {
@@ -210,7 +235,10 @@ fn zip_err(e: impl std::fmt::Display) -> TorchError {
 }
 
 fn read_pickle(part: &str, bytes: &[u8]) -> Result<Pickle, TorchError> {
-    pickle::read(bytes).map_err(|(source, _)| TorchError::Pickle { part: part.to_string(), source })
+    pickle::read(bytes).map_err(|(error, _)| TorchError::Pickle {
+        part: part.to_string(),
+        error,
+    })
 }
 
 fn parse_zip(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
@@ -229,14 +257,16 @@ fn parse_zip(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
             return Err(TorchError::BigEndian);
         }
     }
-    let data_pkl = entry(&mut archive, file, &format!("{prefix}data.pkl"))?.ok_or(TorchError::NoDataPkl)?;
+    let data_pkl =
+        entry(&mut archive, file, &format!("{prefix}data.pkl"))?.ok_or(TorchError::NoDataPkl)?;
     let part = format!("{prefix}data.pkl");
     let pickle = read_pickle(&part, &data_pkl)?;
     let state = interpret(&pickle, &Persistent::Zip)?;
     let mut storage_bytes = Vec::with_capacity(state.storages.len());
     for s in &state.storages {
         let name = format!("{prefix}data/{}", s.key);
-        let bytes = entry(&mut archive, file, &name)?.ok_or_else(|| TorchError::MissingStorage(s.key.clone()))?;
+        let bytes = entry(&mut archive, file, &name)?
+            .ok_or_else(|| TorchError::MissingStorage(s.key.clone()))?;
         check_storage_len(s, bytes.len())?;
         storage_bytes.push(bytes);
     }
@@ -250,14 +280,26 @@ fn parse_zip(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
     })
 }
 
-fn member_names(archive: &zip::ZipArchive<std::io::Cursor<&[u8]>>) -> Result<Vec<String>, TorchError> {
-    archive.file_names().map(|n| n.map(|n| n.into_owned()).map_err(zip_err)).collect()
+fn member_names(
+    archive: &zip::ZipArchive<std::io::Cursor<&[u8]>>,
+) -> Result<Vec<String>, TorchError> {
+    archive
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()).map_err(zip_err))
+        .collect()
 }
 
 fn check_storage_len(s: &Storage, have: usize) -> Result<(), TorchError> {
-    let need = s.numel.checked_mul(s.dtype.size() as u64).unwrap_or(u64::MAX);
+    let need = s
+        .numel
+        .checked_mul(s.dtype.size() as u64)
+        .unwrap_or(u64::MAX);
     if (have as u64) < need {
-        return Err(TorchError::StorageTooSmall { key: s.key.clone(), need, have: have as u64 });
+        return Err(TorchError::StorageTooSmall {
+            key: s.key.clone(),
+            need,
+            have: have as u64,
+        });
     }
     Ok(())
 }
@@ -275,16 +317,23 @@ fn entry<'a>(
     };
     let size = member.size();
     if member.compression() == zip::CompressionMethod::Stored && member.compressed_size() == size {
-        let start = member.data_start().ok_or_else(|| zip_err(format!("{name}: no data offset")))?;
+        let start = member
+            .data_start()
+            .ok_or_else(|| zip_err(format!("{name}: no data offset")))?;
         let end = start.checked_add(size).filter(|&e| e <= file.len() as u64);
-        let end = end.ok_or_else(|| zip_err(format!("{name}: member runs past the end of the file")))?;
+        let end =
+            end.ok_or_else(|| zip_err(format!("{name}: member runs past the end of the file")))?;
         return Ok(Some(Cow::Borrowed(&file[start as usize..end as usize])));
     }
     if size > file.len() as u64 * 1032 {
         return Err(zip_err(format!("{name}: implausible compression ratio")));
     }
     let mut out = Vec::new();
-    member.by_ref().take(size).read_to_end(&mut out).map_err(|e| zip_err(format!("{name}: {e}")))?;
+    member
+        .by_ref()
+        .take(size)
+        .read_to_end(&mut out)
+        .map_err(|e| zip_err(format!("{name}: {e}")))?;
     Ok(Some(Cow::Owned(out)))
 }
 
@@ -301,7 +350,9 @@ fn parse_legacy(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
     }
     let version = next("legacy protocol version")?;
     if version.int(version.root) != Some(1001) {
-        return Err(TorchError::LegacyHeader("protocol version is not 1001".into()));
+        return Err(TorchError::LegacyHeader(
+            "protocol version is not 1001".into(),
+        ));
     }
     let info = next("legacy system info")?;
     if let Node::Dict(items) = info.node(info.root) {
@@ -321,14 +372,25 @@ fn parse_legacy(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
         .map(|&k| keys_pickle.str(k).map(str::to_string))
         .collect::<Option<_>>()
         .ok_or_else(|| TorchError::LegacyHeader("a storage key is not a string".into()))?;
-    let index: HashMap<&str, usize> = state.storages.iter().enumerate().map(|(i, s)| (s.key.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = state
+        .storages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key.as_str(), i))
+        .collect();
     let mut storage_bytes: Vec<Option<Cow<'_, [u8]>>> = vec![None; state.storages.len()];
     for key in &keys {
-        let i = *index.get(key.as_str()).ok_or_else(|| TorchError::LegacyHeader(format!("storage `{key}` is never used")))?;
+        let i = *index
+            .get(key.as_str())
+            .ok_or_else(|| TorchError::LegacyHeader(format!("storage `{key}` is never used")))?;
         let s = &state.storages[i];
-        let header = file.get(pos..pos + 8).ok_or_else(|| TorchError::MissingStorage(key.clone()))?;
+        let header = file
+            .get(pos..pos + 8)
+            .ok_or_else(|| TorchError::MissingStorage(key.clone()))?;
         let count = u64::from_le_bytes(header.try_into().unwrap());
-        let len = count.checked_mul(s.dtype.size() as u64).filter(|&l| l <= (file.len() - pos - 8) as u64);
+        let len = count
+            .checked_mul(s.dtype.size() as u64)
+            .filter(|&l| l <= (file.len() - pos - 8) as u64);
         let len = len.ok_or_else(|| TorchError::StorageTooSmall {
             key: key.clone(),
             need: count.saturating_mul(s.dtype.size() as u64),
@@ -345,7 +407,12 @@ fn parse_legacy(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
         .map(|(b, s)| b.ok_or_else(|| TorchError::MissingStorage(s.key.clone())))
         .collect::<Result<_, _>>()?;
     let mut imports = magic.imports;
-    for p in [version.imports, info.imports, object.imports, keys_pickle.imports] {
+    for p in [
+        version.imports,
+        info.imports,
+        object.imports,
+        keys_pickle.imports,
+    ] {
         for i in p {
             if !imports.contains(&i) {
                 imports.push(i);
@@ -401,14 +468,15 @@ fn interpret(p: &Pickle, kind: &Persistent) -> Result<State, TorchError> {
         return Err(TorchError::NotAStateDict(it.describe(p.root)));
     };
     // `{"state_dict": {...}, "epoch": 3}`: the tensors live one level down.
-    let holds_tensor = |it: &mut Interp<'_>, items: &[(NodeId, NodeId)]| -> Result<bool, TorchError> {
-        for &(_, v) in items {
-            if it.as_tensor_call(v)?.is_some() {
-                return Ok(true);
+    let holds_tensor =
+        |it: &mut Interp<'_>, items: &[(NodeId, NodeId)]| -> Result<bool, TorchError> {
+            for &(_, v) in items {
+                if it.as_tensor_call(v)?.is_some() {
+                    return Ok(true);
+                }
             }
-        }
-        Ok(false)
-    };
+            Ok(false)
+        };
     if !holds_tensor(&mut it, &root)? {
         for &(k, v) in &root.clone() {
             if p.str(k).is_some_and(|k| WRAPPERS.contains(&k)) {
@@ -422,7 +490,11 @@ fn interpret(p: &Pickle, kind: &Persistent) -> Result<State, TorchError> {
         }
     }
     it.walk_items(&root, "", 1)?;
-    Ok(State { tensors: it.tensors, storages: it.storages, skipped: it.skipped })
+    Ok(State {
+        tensors: it.tensors,
+        storages: it.storages,
+        skipped: it.skipped,
+    })
 }
 
 impl Interp<'_> {
@@ -448,11 +520,20 @@ impl Interp<'_> {
     }
 
     /// A dict, or a call to `collections.OrderedDict`, as key/value pairs.
-    fn as_mapping(&mut self, id: NodeId, depth: usize) -> Result<Option<Vec<(NodeId, NodeId)>>, TorchError> {
+    fn as_mapping(
+        &mut self,
+        id: NodeId,
+        depth: usize,
+    ) -> Result<Option<Vec<(NodeId, NodeId)>>, TorchError> {
         self.tick(depth)?;
         match self.p.node(id) {
             Node::Dict(items) => Ok(Some(items.clone())),
-            Node::Call { callable, args, dict_items, .. } if self.p.global(*callable) == Some(("collections", "OrderedDict")) => {
+            Node::Call {
+                callable,
+                args,
+                dict_items,
+                ..
+            } if self.p.global(*callable) == Some(("collections", "OrderedDict")) => {
                 let mut items = Vec::new();
                 // OrderedDict([(k, v), ...]) as well as OrderedDict() + SETITEMS.
                 if let Some(&[first]) = self.p.seq(*args) {
@@ -477,9 +558,18 @@ impl Interp<'_> {
         }
     }
 
-    fn walk_items(&mut self, items: &[(NodeId, NodeId)], prefix: &str, depth: usize) -> Result<(), TorchError> {
+    fn walk_items(
+        &mut self,
+        items: &[(NodeId, NodeId)],
+        prefix: &str,
+        depth: usize,
+    ) -> Result<(), TorchError> {
         for &(k, v) in items {
-            let path = if prefix.is_empty() { self.key(k) } else { format!("{prefix}.{}", self.key(k)) };
+            let path = if prefix.is_empty() {
+                self.key(k)
+            } else {
+                format!("{prefix}.{}", self.key(k))
+            };
             self.walk(v, path, depth + 1)?;
         }
         Ok(())
@@ -494,7 +584,11 @@ impl Interp<'_> {
             return self.walk_items(&items, &path, depth);
         }
         match self.p.node(id) {
-            Node::List(items) | Node::Tuple(items) if items.iter().any(|&i| matches!(self.p.node(i), Node::Call { .. })) => {
+            Node::List(items) | Node::Tuple(items)
+                if items
+                    .iter()
+                    .any(|&i| matches!(self.p.node(i), Node::Call { .. })) =>
+            {
                 for (i, &item) in items.clone().iter().enumerate() {
                     self.walk(item, format!("{path}.{i}"), depth + 1)?;
                 }
@@ -523,21 +617,44 @@ impl Interp<'_> {
         Ok(Some((name, *args)))
     }
 
-    fn tensor(&mut self, func: &'static str, args: NodeId, path: String, depth: usize) -> Result<(), TorchError> {
+    fn tensor(
+        &mut self,
+        func: &'static str,
+        args: NodeId,
+        path: String,
+        depth: usize,
+    ) -> Result<(), TorchError> {
         self.tick(depth)?;
         let p = path.clone();
-        let bad = move |reason: &str| TorchError::BadTensor { path: p.clone(), reason: format!("{func}: {reason}") };
-        let a = self.p.seq(args).ok_or_else(|| bad("arguments are not a tuple"))?.to_vec();
+        let bad = move |reason: &str| TorchError::BadTensor {
+            path: p.clone(),
+            reason: format!("{func}: {reason}"),
+        };
+        let a = self
+            .p
+            .seq(args)
+            .ok_or_else(|| bad("arguments are not a tuple"))?
+            .to_vec();
         match func {
             "_rebuild_parameter" | "_rebuild_from_type_v2" => {
                 // (data, requires_grad, hooks[, state]) or (func, type, args, state).
                 let inner = if func == "_rebuild_parameter" {
                     *a.first().ok_or_else(|| bad("no data"))?
                 } else {
-                    let (&f, &inner_args) = (a.first().ok_or_else(|| bad("no function"))?, a.get(2).ok_or_else(|| bad("no arguments"))?);
+                    let (&f, &inner_args) = (
+                        a.first().ok_or_else(|| bad("no function"))?,
+                        a.get(2).ok_or_else(|| bad("no arguments"))?,
+                    );
                     match self.p.global(f) {
-                        Some(("torch._utils", "_rebuild_tensor_v2")) => return self.tensor("_rebuild_tensor_v2", inner_args, path, depth + 1),
-                        Some((m, n)) => return Err(TorchError::UnexpectedGlobal { path, global: format!("{m}.{n}") }),
+                        Some(("torch._utils", "_rebuild_tensor_v2")) => {
+                            return self.tensor("_rebuild_tensor_v2", inner_args, path, depth + 1);
+                        }
+                        Some((m, n)) => {
+                            return Err(TorchError::UnexpectedGlobal {
+                                path,
+                                global: format!("{m}.{n}"),
+                            });
+                        }
                         None => return Err(bad("function is not a global")),
                     }
                 };
@@ -545,7 +662,10 @@ impl Interp<'_> {
                     Some((f, inner_args)) => self.tensor(f, inner_args, path, depth + 1),
                     None => Err(match self.p.node(inner) {
                         Node::Call { callable, .. } => match self.p.global(*callable) {
-                            Some((m, n)) => TorchError::UnexpectedGlobal { path, global: format!("{m}.{n}") },
+                            Some((m, n)) => TorchError::UnexpectedGlobal {
+                                path,
+                                global: format!("{m}.{n}"),
+                            },
                             None => bad("data is not a tensor"),
                         },
                         _ => bad("data is not a tensor"),
@@ -561,14 +681,26 @@ impl Interp<'_> {
                     TorchError::BadPersistentId(r) => bad(&r),
                     other => other,
                 })?;
-                let offset = self.p.int(a[1]).and_then(|o| u64::try_from(o).ok()).ok_or_else(|| bad("offset is not a non-negative integer"))?;
+                let offset = self
+                    .p
+                    .int(a[1])
+                    .and_then(|o| u64::try_from(o).ok())
+                    .ok_or_else(|| bad("offset is not a non-negative integer"))?;
                 let dims = |id: NodeId, what: &str| -> Result<Vec<u64>, TorchError> {
-                    let items = self.p.seq(id).or_else(|| self.size_call(id)).ok_or_else(|| bad(&format!("{what} is not a tuple")))?;
+                    let items = self
+                        .p
+                        .seq(id)
+                        .or_else(|| self.size_call(id))
+                        .ok_or_else(|| bad(&format!("{what} is not a tuple")))?;
                     items
                         .iter()
                         .map(|&d| self.p.int(d).and_then(|v| u64::try_from(v).ok()))
                         .collect::<Option<Vec<u64>>>()
-                        .ok_or_else(|| bad(&format!("{what} holds a value that is not a non-negative integer")))
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "{what} holds a value that is not a non-negative integer"
+                            ))
+                        })
                 };
                 let shape = dims(a[2], "size")?;
                 let stride = dims(a[3], "stride")?;
@@ -585,7 +717,9 @@ impl Interp<'_> {
                     name: path,
                     storage,
                     dtype,
-                    offset: offset.checked_add(base).ok_or_else(|| bad("offset overflows"))?,
+                    offset: offset
+                        .checked_add(base)
+                        .ok_or_else(|| bad("offset overflows"))?,
                     shape,
                     stride,
                 });
@@ -597,8 +731,13 @@ impl Interp<'_> {
     /// `torch.Size((...))` as its tuple.
     fn size_call(&self, id: NodeId) -> Option<&[NodeId]> {
         match self.p.node(id) {
-            Node::Call { callable, args, .. } if self.p.global(*callable) == Some(("torch", "Size")) => {
-                self.p.seq(*args).and_then(|a| a.first()).and_then(|&t| self.p.seq(t))
+            Node::Call { callable, args, .. }
+                if self.p.global(*callable) == Some(("torch", "Size")) =>
+            {
+                self.p
+                    .seq(*args)
+                    .and_then(|a| a.first())
+                    .and_then(|&t| self.p.seq(t))
             }
             _ => None,
         }
@@ -616,33 +755,55 @@ impl Interp<'_> {
         }
         let dtype = match self.p.global(t[1]) {
             Some(("torch", "UntypedStorage")) => Dtype::U8,
-            Some(("torch", name)) => Dtype::from_torch_storage(name).ok_or_else(|| TorchError::UnsupportedStorage(name.to_string()))?,
-            Some((m, n)) => return Err(TorchError::UnexpectedGlobal { path: "persistent id".into(), global: format!("{m}.{n}") }),
+            Some(("torch", name)) => Dtype::from_torch_storage(name)
+                .ok_or_else(|| TorchError::UnsupportedStorage(name.to_string()))?,
+            Some((m, n)) => {
+                return Err(TorchError::UnexpectedGlobal {
+                    path: "persistent id".into(),
+                    global: format!("{m}.{n}"),
+                });
+            }
             None => return Err(bad("storage type is not a global")),
         };
         let key = self.key(t[2]);
         if key.is_empty() || key.contains(['/', '\\', '\0']) || key.contains("..") {
             return Err(bad(&format!("storage key `{key}` is not a plain name")));
         }
-        let numel = self.p.int(t[4]).and_then(|n| u64::try_from(n).ok()).ok_or_else(|| bad("numel is not a non-negative integer"))?;
+        let numel = self
+            .p
+            .int(t[4])
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| bad("numel is not a non-negative integer"))?;
         // Legacy storage views: (view_key, offset, size) into the root storage.
         let mut base = 0;
         if let (Persistent::Legacy, Some(&view)) = (self.kind, t.get(5)) {
             if let Some(&[_, off, _]) = self.p.seq(view) {
-                base = self.p.int(off).and_then(|o| u64::try_from(o).ok()).ok_or_else(|| bad("view offset"))?;
+                base = self
+                    .p
+                    .int(off)
+                    .and_then(|o| u64::try_from(o).ok())
+                    .ok_or_else(|| bad("view offset"))?;
             }
         }
         let index = match self.by_key.get(&key) {
             Some(&i) => {
                 let s = &mut self.storages[i];
                 if s.dtype != dtype {
-                    return Err(TorchError::StorageDtypeConflict { key, a: s.dtype, b: dtype });
+                    return Err(TorchError::StorageDtypeConflict {
+                        key,
+                        a: s.dtype,
+                        b: dtype,
+                    });
                 }
                 s.numel = s.numel.max(numel);
                 i
             }
             None => {
-                self.storages.push(Storage { key: key.clone(), dtype, numel });
+                self.storages.push(Storage {
+                    key: key.clone(),
+                    dtype,
+                    numel,
+                });
                 self.by_key.insert(key, self.storages.len() - 1);
                 self.storages.len() - 1
             }
