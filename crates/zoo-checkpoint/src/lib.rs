@@ -142,7 +142,7 @@ impl Loaded<'_> {
 pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
     let path = mapped.path();
     let bytes = mapped.bytes();
-    match scan::sniff(bytes) {
+    match scan::content_kind(&path.to_string_lossy(), bytes) {
         Kind::Safetensors => {
             let header = st::validate(bytes).map_err(|error| Error::Safetensors {
                 path: path.to_path_buf(),

@@ -119,16 +119,23 @@ impl From<Verdict> for FileVerdict {
     }
 }
 
+/// The kind of a file's content, given its name: [`sniff`], plus protocol 0 and 1 pickles,
+/// which have no header: a pickle is what reads as one, and a file named like a pickle is
+/// read as one whatever its first bytes.
+pub fn content_kind(file_name: &str, bytes: &[u8]) -> Kind {
+    let kind = sniff(bytes);
+    if kind == Kind::Other
+        && (expected_kind(file_name) == Some(Kind::Pickle) || crate::pickle::read(bytes).is_ok())
+    {
+        return Kind::Pickle;
+    }
+    kind
+}
+
 /// Scans one file's bytes. `file_name` is used only for what its extension promises.
 pub fn scan_bytes(file_name: &str, bytes: &[u8]) -> Report {
     let expected = expected_kind(file_name);
-    let mut kind = sniff(bytes);
-    // Protocol 0 and 1 pickles have no header: a pickle is what reads as one, and a file
-    // named like a pickle is read as one whatever its first bytes.
-    if kind == Kind::Other && (expected == Some(Kind::Pickle) || crate::pickle::read(bytes).is_ok())
-    {
-        kind = Kind::Pickle;
-    }
+    let kind = content_kind(file_name, bytes);
     let mut report = Report {
         kind,
         expected,
