@@ -126,7 +126,19 @@ pub struct Loaded<'a> {
 }
 
 impl Loaded<'_> {
+    /// Learnable parameters: every element except BatchNorm's running statistics, which a
+    /// state dict stores beside the weights (PyTorch's `sum(p.numel() for p in
+    /// model.parameters())`).
     pub fn parameters(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|t| !is_buffer(&t.name))
+            .map(|t| t.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
+    /// Every element of every tensor, buffers included.
+    pub fn elements(&self) -> u64 {
         self.tensors
             .iter()
             .map(|t| t.shape.iter().product::<usize>() as u64)
@@ -213,6 +225,12 @@ pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
             kind: "neither",
         }),
     }
+}
+
+/// Whether a state-dict name is a BatchNorm buffer rather than a parameter.
+pub fn is_buffer(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    matches!(last, "running_mean" | "running_var" | "num_batches_tracked")
 }
 
 /// Re-ties a slice borrowed from a `TorchCheckpoint` to the mapping it points into, or

@@ -25,24 +25,29 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
             "format": loaded.format,
             "tensors": tensors,
             "parameters": loaded.parameters(),
+            "elements": loaded.elements(),
             "bytes": loaded.bytes(),
             "metadata": loaded.metadata,
             "skipped": loaded.skipped,
             "imports": imports,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("file:       {}", path.display());
-    println!("format:     {}", loaded.format.as_str());
-    println!("tensors:    {}", loaded.tensors.len());
-    println!("parameters: {}", thousands(loaded.parameters()));
-    println!("bytes:      {}", human_bytes(loaded.bytes()));
+    outln!("file:       {}", path.display());
+    outln!("format:     {}", loaded.format.as_str());
+    outln!("tensors:    {}", loaded.tensors.len());
+    outln!(
+        "parameters: {} ({} elements with buffers)",
+        thousands(loaded.parameters()),
+        thousands(loaded.elements())
+    );
+    outln!("bytes:      {}", human_bytes(loaded.bytes()));
     for (k, v) in &loaded.metadata {
-        println!("metadata:   {k} = {v}");
+        outln!("metadata:   {k} = {v}");
     }
     if !loaded.skipped.is_empty() {
-        println!("not tensors: {}", loaded.skipped.join(", "));
+        outln!("not tensors: {}", loaded.skipped.join(", "));
     }
     let width = loaded
         .tensors
@@ -51,10 +56,10 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!();
-    println!("{:<width$}  {:<7}  SHAPE", "NAME", "DTYPE");
+    outln!();
+    outln!("{:<width$}  {:<7}  SHAPE", "NAME", "DTYPE");
     for t in &loaded.tensors {
-        println!("{:<width$}  {:<7}  {:?}", t.name, t.dtype.as_str(), t.shape);
+        outln!("{:<width$}  {:<7}  {:?}", t.name, t.dtype.as_str(), t.shape);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
 mod inspect;
 mod scan;
 
@@ -55,11 +63,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -76,9 +91,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 format!("converting {} to {}", input.display(), output.display())
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                outln!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
-                println!(
+                outln!(
                     "wrote {}: {} tensors, {} parameters, {} ({} cast), from {}",
                     output.display(),
                     summary.tensors,
@@ -88,7 +103,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     summary.input_format.as_str()
                 );
                 if !summary.skipped.is_empty() {
-                    println!("not tensors, left out: {}", summary.skipped.join(", "));
+                    outln!("not tensors, left out: {}", summary.skipped.join(", "));
                 }
             }
             Ok(ExitCode::SUCCESS)

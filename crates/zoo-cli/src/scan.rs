@@ -15,26 +15,26 @@ pub fn run(paths: &[PathBuf], json: bool) -> Result<ExitCode> {
         .unwrap_or(FileVerdict::Safe);
     if json {
         let doc = serde_json::json!({ "verdict": worst, "files": reports });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         for r in &reports {
-            println!(
+            outln!(
                 "{}: {} ({})",
                 r.path.display(),
                 r.report.verdict.as_str(),
                 r.report.kind.as_str()
             );
             for i in &r.report.imports {
-                println!("  {:<10} {}.{}", i.verdict.to_string(), i.module, i.name);
+                outln!("  {:<10} {}.{}", i.verdict.to_string(), i.module, i.name);
             }
             if let Some(n) = r.report.tensors {
-                println!("  {n} tensors, header valid");
+                outln!("  {n} tensors, header valid");
             }
             for n in &r.report.notes {
-                println!("  note: {n}");
+                outln!("  note: {n}");
             }
         }
-        println!(
+        outln!(
             "{} files scanned, verdict: {}",
             reports.len(),
             worst.as_str()
