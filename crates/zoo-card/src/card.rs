@@ -248,8 +248,14 @@ impl ModelCard {
 
     /// Replaces `model-index` with these results for one model, grouped by task and data set.
     pub fn set_results(&mut self, model_name: &str, results: &[EvalResult]) {
-        let mut groups: Vec<(&str, &str, Option<&str>, Option<&str>, Vec<&EvalResult>)> =
-            Vec::new();
+        type Group<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Vec<&'a EvalResult>,
+        );
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for r in results {
             let k = (
                 r.task.as_str(),

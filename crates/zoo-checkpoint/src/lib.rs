@@ -279,12 +279,12 @@ pub fn convert(input: &Path, output: &Path, dtype: Option<Dtype>) -> Result<Conv
     let mut cast = 0;
     if let Some(to) = dtype {
         for t in &mut loaded.tensors {
-            if t.dtype != to {
-                if let Some(bytes) = zoo_formats::dtype::convert_float(&t.data, t.dtype, to) {
-                    t.data = Cow::Owned(bytes);
-                    t.dtype = to;
-                    cast += 1;
-                }
+            if t.dtype != to
+                && let Some(bytes) = zoo_formats::dtype::convert_float(&t.data, t.dtype, to)
+            {
+                t.data = Cow::Owned(bytes);
+                t.dtype = to;
+                cast += 1;
             }
         }
     }

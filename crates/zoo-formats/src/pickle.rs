@@ -487,7 +487,7 @@ impl<'a> Machine<'a> {
                 b'}' => self.new_push(Node::Dict(Vec::new()), name, at)?,
                 b'd' => {
                     let items = self.pop_mark(name, at)?;
-                    let pairs = pairs(items)
+                    let pairs = pairs(&items)
                         .ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
                     self.new_push(Node::Dict(pairs), name, at)?;
                 }
@@ -514,7 +514,7 @@ impl<'a> Machine<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark(name, at)?;
-                    let pairs = pairs(items)
+                    let pairs = pairs(&items)
                         .ok_or_else(|| self.malformed(name, at, "odd number of items"))?;
                     let target = self.top(name, at)?;
                     self.extend_dict(target, pairs, name, at)?;
@@ -891,8 +891,8 @@ impl<'a> Machine<'a> {
     }
 }
 
-fn pairs(items: Vec<NodeId>) -> Option<Vec<(NodeId, NodeId)>> {
-    if items.len() % 2 != 0 {
+fn pairs(items: &[NodeId]) -> Option<Vec<(NodeId, NodeId)>> {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     Some(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())

@@ -434,5 +434,5 @@ pub fn looks_like(prefix: &[u8]) -> bool {
         return false;
     }
     let n = u64::from_le_bytes(prefix[..8].try_into().unwrap());
-    n >= 2 && n <= MAX_HEADER_LEN && prefix[8] == b'{'
+    (2..=MAX_HEADER_LEN).contains(&n) && prefix[8] == b'{'
 }

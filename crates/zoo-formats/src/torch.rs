@@ -252,10 +252,10 @@ fn parse_zip(file: &[u8]) -> Result<TorchCheckpoint<'_>, TorchError> {
         [one] => one.trim_end_matches("data.pkl").to_string(),
         _ => return Err(TorchError::SeveralDataPkl(pkl)),
     };
-    if let Some(order) = entry(&mut archive, file, &format!("{prefix}byteorder"))? {
-        if order.as_ref() != b"little" {
-            return Err(TorchError::BigEndian);
-        }
+    if let Some(order) = entry(&mut archive, file, &format!("{prefix}byteorder"))?
+        && order.as_ref() != b"little"
+    {
+        return Err(TorchError::BigEndian);
     }
     let data_pkl =
         entry(&mut archive, file, &format!("{prefix}data.pkl"))?.ok_or(TorchError::NoDataPkl)?;
@@ -290,10 +290,7 @@ fn member_names(
 }
 
 fn check_storage_len(s: &Storage, have: usize) -> Result<(), TorchError> {
-    let need = s
-        .numel
-        .checked_mul(s.dtype.size() as u64)
-        .unwrap_or(u64::MAX);
+    let need = s.numel.saturating_mul(s.dtype.size() as u64);
     if (have as u64) < need {
         return Err(TorchError::StorageTooSmall {
             key: s.key.clone(),
@@ -479,13 +476,12 @@ fn interpret(p: &Pickle, kind: &Persistent) -> Result<State, TorchError> {
         };
     if !holds_tensor(&mut it, &root)? {
         for &(k, v) in &root.clone() {
-            if p.str(k).is_some_and(|k| WRAPPERS.contains(&k)) {
-                if let Some(inner) = it.as_mapping(v, 1)? {
-                    if holds_tensor(&mut it, &inner)? {
-                        root = inner;
-                        break;
-                    }
-                }
+            if p.str(k).is_some_and(|k| WRAPPERS.contains(&k))
+                && let Some(inner) = it.as_mapping(v, 1)?
+                && holds_tensor(&mut it, &inner)?
+            {
+                root = inner;
+                break;
             }
         }
     }
@@ -776,14 +772,14 @@ impl Interp<'_> {
             .ok_or_else(|| bad("numel is not a non-negative integer"))?;
         // Legacy storage views: (view_key, offset, size) into the root storage.
         let mut base = 0;
-        if let (Persistent::Legacy, Some(&view)) = (self.kind, t.get(5)) {
-            if let Some(&[_, off, _]) = self.p.seq(view) {
-                base = self
-                    .p
-                    .int(off)
-                    .and_then(|o| u64::try_from(o).ok())
-                    .ok_or_else(|| bad("view offset"))?;
-            }
+        if let (Persistent::Legacy, Some(&view)) = (self.kind, t.get(5))
+            && let Some(&[_, off, _]) = self.p.seq(view)
+        {
+            base = self
+                .p
+                .int(off)
+                .and_then(|o| u64::try_from(o).ok())
+                .ok_or_else(|| bad("view offset"))?;
         }
         let index = match self.by_key.get(&key) {
             Some(&i) => {

@@ -2,7 +2,6 @@
 //! reference implementation (the `safetensors` crate) as an oracle.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use zoo_formats::Dtype;
@@ -255,7 +254,7 @@ proptest! {
         let bytes = st::to_vec(&data, meta.as_ref()).unwrap();
         let header = st::validate(&bytes).unwrap();
         prop_assert_eq!(header.tensors.len(), data.len());
-        prop_assert_eq!(header.metadata.clone(), meta.clone().map(|m: BTreeMap<String, String>| m));
+        prop_assert_eq!(&header.metadata, &meta);
         for t in &data {
             let info = header.tensors.iter().find(|i| i.name == t.name).unwrap();
             prop_assert_eq!(info.dtype, t.dtype);
