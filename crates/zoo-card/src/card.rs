@@ -72,6 +72,19 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// Drops YAML tags (`!tag value` → `value`): cards on the Hub do not use them, JSON
+/// (`cardData`) cannot hold them, and the emitter cannot always write them back.
+fn untag(value: Value) -> Value {
+    match value {
+        Value::Tagged(t) => untag(t.value),
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(untag).collect()),
+        Value::Mapping(m) => {
+            Value::Mapping(m.into_iter().map(|(k, v)| (untag(k), untag(v))).collect())
+        }
+        other => other,
+    }
+}
+
 impl ModelCard {
     /// Parses a README.md. A file without front matter is a card with empty metadata.
     pub fn parse(text: &str) -> Result<Self, CardError> {
@@ -109,9 +122,9 @@ impl ModelCard {
         let metadata = if yaml.trim().is_empty() {
             Mapping::new()
         } else {
-            match serde_yaml_ng::from_str::<Value>(yaml)
-                .map_err(|e| CardError::Yaml(e.to_string()))?
-            {
+            let value: Value =
+                serde_yaml_ng::from_str(yaml).map_err(|e| CardError::Yaml(e.to_string()))?;
+            match untag(value) {
                 Value::Mapping(m) => m,
                 Value::Null => Mapping::new(),
                 _ => return Err(CardError::NotAMapping),
@@ -126,7 +139,15 @@ impl ModelCard {
     /// Renders the card: front matter (when there is any) then the body.
     pub fn render(&self) -> String {
         if self.metadata.is_empty() {
-            return self.body.clone();
+            // A body that itself starts with `---` needs an empty front matter before it,
+            // or it would read back as front matter.
+            let starts_like_front_matter =
+                self.body.starts_with("---\n") || self.body.starts_with("---\r\n");
+            return if starts_like_front_matter {
+                format!("---\n---\n{}", self.body)
+            } else {
+                self.body.clone()
+            };
         }
         let yaml =
             serde_yaml_ng::to_string(&self.metadata).expect("a YAML mapping always serialises");

@@ -203,3 +203,28 @@ fn the_real_minilm_card_and_config() {
     assert_eq!(config.raw["hidden_size"], 384);
     assert_eq!(Config::parse(&config.to_json_string()).unwrap(), config);
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/card.rs): a YAML tag could not be written back.
+#[test]
+fn fuzz_yaml_tags_are_dropped_so_cards_always_render() {
+    let c = ModelCard::parse("---\nmodel-index: !l [1]\nlicense: !!str mit\n---\n").unwrap();
+    let again = ModelCard::parse(&c.render()).unwrap();
+    assert_eq!(again.license().as_deref(), Some("mit"));
+    assert_eq!(
+        again
+            .get("model-index")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Found by fuzzing: an empty front matter followed by a body that starts with `---`.
+#[test]
+fn fuzz_a_body_that_looks_like_front_matter_round_trips() {
+    let c = ModelCard::parse("---\n\n---\n---\nbody\n").unwrap();
+    assert!(c.metadata.is_empty());
+    assert_eq!(ModelCard::parse(&c.render()).unwrap(), c);
+}

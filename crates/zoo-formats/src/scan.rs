@@ -201,5 +201,30 @@ pub fn scan_bytes(file_name: &str, bytes: &[u8]) -> Report {
             }
         }
     }
+    // Polyglots: bytes that are a zip or safetensors file *and* a pickle would run code in
+    // `pickle.load`. Read every file as a raw pickle stream too and report what it imports.
+    if kind != Kind::Pickle {
+        let (imports, _) = torch::all_pickles(bytes);
+        for Import { module, name } in imports {
+            if report
+                .imports
+                .iter()
+                .any(|i| i.module == module && i.name == name)
+            {
+                continue;
+            }
+            let v = policy::verdict(&Import {
+                module: module.clone(),
+                name: name.clone(),
+            });
+            report.verdict = report.verdict.max(v.into());
+            report.imports.push(ImportVerdict {
+                module,
+                name,
+                verdict: v,
+                part: "raw bytes read as a pickle".into(),
+            });
+        }
+    }
     report
 }

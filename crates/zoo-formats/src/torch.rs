@@ -846,7 +846,7 @@ pub fn pickle_parts(file: &[u8]) -> Vec<(String, Vec<Import>, Option<String>)> {
 
 /// Reads pickles one after another (legacy checkpoints hold five) until the bytes no longer
 /// start with a pickle; collects their imports and the first error.
-fn all_pickles(bytes: &[u8]) -> (Vec<Import>, Option<String>) {
+pub fn all_pickles(bytes: &[u8]) -> (Vec<Import>, Option<String>) {
     let mut imports: Vec<Import> = Vec::new();
     let mut pos = 0;
     let mut count = 0;

@@ -64,3 +64,21 @@ fn anything_else_is_suspicious() {
     // A module that only starts like a dangerous one is not that module.
     assert_eq!(v("osmosis", "Thing"), Verdict::Suspicious);
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/pickle.rs): bytes that start like a zip but read as a
+/// pickle. `pickle.load` would run them, so the scanner reports their imports too.
+#[test]
+fn fuzz_zip_pickle_polyglots_report_the_pickle_imports() {
+    let mut bytes = b"PK\x03\x04os\n".to_vec();
+    bytes.extend_from_slice(b"0cposix\nsystem\n(S'touch /tmp/x'\ntR.");
+    let report = zoo_formats::scan::scan_bytes("model.bin", &bytes);
+    assert_eq!(report.kind, zoo_formats::scan::Kind::Zip);
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i.module == "posix" && i.verdict == Verdict::Dangerous),
+        "{report:?}"
+    );
+    assert_eq!(report.verdict, zoo_formats::scan::FileVerdict::Dangerous);
+}

@@ -1,0 +1,18 @@
+//! The inert pickle reader never panics, and the scanner reports every import it read.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let imports = match zoo_formats::pickle::read(data) {
+        Ok(p) => {
+            assert!(p.len <= data.len());
+            assert!(p.nodes.len() <= data.len());
+            p.imports
+        }
+        Err((_, seen)) => seen,
+    };
+    let report = zoo_formats::scan::scan_bytes("x.pkl", data);
+    for i in imports {
+        assert!(report.imports.iter().any(|r| r.module == i.module && r.name == i.name));
+    }
+});
