@@ -80,8 +80,8 @@ impl Default for Limits {
 /// Why a pickle could not be read. `offset` is the byte offset of the opcode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PickleError {
-    #[error("unexpected end of pickle at byte {offset}")]
-    Truncated { offset: usize },
+    #[error("opcode {opcode} at byte {offset}: unexpected end of pickle")]
+    Truncated { opcode: &'static str, offset: usize },
     #[error("unknown opcode 0x{opcode:02x} at byte {offset}")]
     UnknownOpcode { opcode: u8, offset: usize },
     #[error("opcode {opcode} at byte {offset} is not supported: {reason}")]
@@ -298,10 +298,10 @@ impl<'a> Machine<'a> {
     fn run(&mut self) -> Result<NodeId, PickleError> {
         loop {
             let at = self.pos;
-            let op = *self
-                .data
-                .get(at)
-                .ok_or(PickleError::Truncated { offset: at })?;
+            let op = *self.data.get(at).ok_or(PickleError::Truncated {
+                opcode: "(none: no STOP)",
+                offset: at,
+            })?;
             self.pos += 1;
             let name = opname(op);
             match op {
@@ -681,18 +681,13 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn take(
-        &mut self,
-        n: usize,
-        _opcode: &'static str,
-        at: usize,
-    ) -> Result<&'a [u8], PickleError> {
+    fn take(&mut self, n: usize, opcode: &'static str, at: usize) -> Result<&'a [u8], PickleError> {
         let data: &'a [u8] = self.data;
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= data.len())
-            .ok_or(PickleError::Truncated { offset: at })?;
+            .ok_or(PickleError::Truncated { opcode, offset: at })?;
         let s = &data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -724,7 +719,7 @@ impl<'a> Machine<'a> {
         let n = rest.iter().take(MAX_LINE + 1).position(|&c| c == b'\n');
         let Some(n) = n else {
             return if rest.len() <= MAX_LINE {
-                Err(PickleError::Truncated { offset: at })
+                Err(PickleError::Truncated { opcode, offset: at })
             } else {
                 Err(self.limit(opcode, at, "text argument length", MAX_LINE))
             };
