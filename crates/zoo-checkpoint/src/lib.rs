@@ -152,9 +152,15 @@ impl Loaded<'_> {
 /// Loads every tensor of a safetensors or PyTorch file. A pickle that imports anything
 /// dangerous is refused before it is interpreted.
 pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
+    load_named(mapped, &mapped.path().to_string_lossy())
+}
+
+/// [`load`], for bytes whose name (what their extension promises) is not the mapped path's,
+/// such as a content-addressed blob.
+pub fn load_named<'a>(mapped: &'a Mapped, name: &str) -> Result<Loaded<'a>> {
     let path = mapped.path();
     let bytes = mapped.bytes();
-    match scan::content_kind(&path.to_string_lossy(), bytes) {
+    match scan::content_kind(name, bytes) {
         Kind::Safetensors => {
             let header = st::validate(bytes).map_err(|error| Error::Safetensors {
                 path: path.to_path_buf(),
@@ -179,7 +185,7 @@ pub fn load(mapped: &Mapped) -> Result<Loaded<'_>> {
             })
         }
         Kind::Zip | Kind::Pickle => {
-            refuse_dangerous(path, bytes)?;
+            refuse_dangerous(path, name, bytes)?;
             let torch = |error| Error::Torch {
                 path: path.to_path_buf(),
                 error,
@@ -240,8 +246,8 @@ fn reborrow<'a>(file: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
     file.get(start..start.checked_add(part.len())?)
 }
 
-fn refuse_dangerous(path: &Path, bytes: &[u8]) -> Result<()> {
-    let report = scan::scan_bytes(&path.to_string_lossy(), bytes);
+fn refuse_dangerous(path: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let report = scan::scan_bytes(name, bytes);
     let dangerous: Vec<String> = report
         .imports
         .iter()

@@ -15,6 +15,7 @@ macro_rules! outln {
     }};
 }
 
+mod hub;
 mod inspect;
 mod scan;
 
@@ -56,6 +57,13 @@ enum Command {
         path: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
+    Serve(hub::ServeArgs),
+    /// Manage the hub's users and tokens (works while `zoo serve` runs).
+    Admin {
+        #[command(subcommand)]
+        command: hub::AdminCommand,
     },
 }
 
@@ -109,5 +117,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::Serve(args) => hub::serve(args),
+        Command::Admin { command } => hub::admin(command),
     }
 }

@@ -1,0 +1,239 @@
+//! Content-addressed blob storage.
+//!
+//! Blobs are named by their sha256. A write goes to a temporary file, is hashed while it
+//! streams, fsynced, and renamed into place only when its hash and size match what was
+//! announced: a blob is visible only after its hash is verified. A process killed mid-write
+//! leaves a temporary file that the next start removes, never a partial blob.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Why a blob could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob store I/O on {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("content hashes to {actual}, not the announced {expected}")]
+    HashMismatch { expected: String, actual: String },
+    #[error("content is {actual} bytes, not the announced {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("content exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("`{0}` is not a sha256 hex digest")]
+    BadOid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |error| BlobError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// What a stored blob is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Where blobs live. The embedded default is [`FsBlobStore`]; an S3-compatible store can
+/// implement the same trait.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts a write. Nothing is visible until [`BlobWriter::commit`] verifies it.
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
+    /// Size of a stored blob, or `None`.
+    fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError>;
+    /// Reads `start..end` of a blob.
+    fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError>;
+    /// A local path to the blob for memory-mapped scanning, if the store has one.
+    fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+}
+
+/// A blob being written: hashed as it streams.
+pub trait BlobWriter: Send {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BlobError>;
+    /// Verifies the hash (and size, when given) and makes the blob visible.
+    fn commit(
+        self: Box<Self>,
+        expected_sha256: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo, BlobError>;
+}
+
+/// Blobs as files under `ROOT/blobs/ab/cd/<sha256>`, temporary files under `ROOT/tmp/`.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    max_blob: u64,
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+impl FsBlobStore {
+    /// Opens (creating) a store and removes temporary files a killed process left behind.
+    pub fn open(root: &Path, max_blob: u64) -> Result<Self, BlobError> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        fs::create_dir_all(root.join("blobs")).map_err(io_err(root))?;
+        Ok(FsBlobStore {
+            root: root.to_path_buf(),
+            max_blob,
+        })
+    }
+
+    fn path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        if !is_sha256(sha256) {
+            return Err(BlobError::BadOid(sha256.to_string()));
+        }
+        Ok(self
+            .root
+            .join("blobs")
+            .join(&sha256[..2])
+            .join(&sha256[2..4])
+            .join(sha256))
+    }
+}
+
+impl BlobStore for FsBlobStore {
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let tmp = self.root.join("tmp");
+        let file = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&tmp)
+            .map_err(io_err(&tmp))?;
+        Ok(Box::new(FsWriter {
+            store: self.clone(),
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            sha256: Sha256::new(),
+            size: 0,
+        }))
+    }
+
+    fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        let path = self.path(sha256)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::Io { path, error: e }),
+        }
+    }
+
+    fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        let path = self.path(sha256)?;
+        let mut f = File::open(&path).map_err(io_err(&path))?;
+        f.seek(SeekFrom::Start(start)).map_err(io_err(&path))?;
+        Ok(Box::new(f.take(end.saturating_sub(start))))
+    }
+
+    fn local_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.path(sha256).ok()
+    }
+}
+
+struct FsWriter {
+    store: FsBlobStore,
+    file: io::BufWriter<tempfile::NamedTempFile>,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl BlobWriter for FsWriter {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.store.max_blob {
+            return Err(BlobError::TooLarge {
+                limit: self.store.max_blob,
+            });
+        }
+        self.sha256.update(chunk);
+        let path = self.file.get_ref().path().to_path_buf();
+        self.file.write_all(chunk).map_err(io_err(&path))
+    }
+
+    fn commit(
+        self: Box<Self>,
+        expected_sha256: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo, BlobError> {
+        let FsWriter {
+            store,
+            file,
+            sha256,
+            size,
+        } = *self;
+        let actual = hex::encode(sha256.finalize());
+        if let Some(expected) = expected_size {
+            if expected != size {
+                return Err(BlobError::SizeMismatch {
+                    expected,
+                    actual: size,
+                });
+            }
+        }
+        if let Some(expected) = expected_sha256 {
+            if expected != actual {
+                return Err(BlobError::HashMismatch {
+                    expected: expected.to_string(),
+                    actual,
+                });
+            }
+        }
+        let tmp_path = file.get_ref().path().to_path_buf();
+        let tmp = file.into_inner().map_err(|e| BlobError::Io {
+            path: tmp_path,
+            error: e.into_error(),
+        })?;
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        let dest = store.path(&actual)?;
+        let dir = dest.parent().unwrap().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Same content, same name: if another upload won the race the rename replaces
+        // identical bytes, which is harmless.
+        tmp.persist(&dest).map_err(|e| BlobError::Io {
+            path: dest.clone(),
+            error: e.error,
+        })?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(BlobInfo {
+            sha256: actual,
+            size,
+        })
+    }
+}
+
+/// git's blob id of bytes.
+pub fn git_blob_sha1(bytes: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    hex::encode(h.finalize())
+}
+
+/// The git-lfs pointer file for a blob, as the Hub stores it in git.
+pub fn lfs_pointer(sha256: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
+}

@@ -1,0 +1,116 @@
+//! `zoo serve` configuration: flags override environment variables, which override the
+//! optional TOML file (`--config FILE`, or `DATA/zoo.toml` when present).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub data: PathBuf,
+    pub addr: SocketAddr,
+    /// The URL clients reach the server at, for absolute URLs (LFS upload links, `Link`
+    /// pagination). Default: taken from each request's `Host` header.
+    pub public_url: Option<String>,
+    /// Accept pickles whose scan verdict is `dangerous` (refused by default).
+    pub allow_dangerous_pickles: bool,
+    /// Largest ndjson commit body (regular files travel inside it, base64).
+    pub max_commit_bytes: u64,
+    /// Largest single file.
+    pub max_file_bytes: u64,
+    /// Items per page of `tree` and `GET /api/models`.
+    pub page_size: usize,
+}
+
+impl HubConfig {
+    pub fn new(data: PathBuf) -> Self {
+        HubConfig {
+            data,
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            public_url: None,
+            allow_dangerous_pickles: false,
+            max_commit_bytes: 1 << 30,
+            max_file_bytes: 100 << 30,
+            page_size: 1000,
+        }
+    }
+}
+
+/// The TOML file: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub allow_dangerous_pickles: Option<bool>,
+    pub max_commit_bytes: Option<u64>,
+    pub max_file_bytes: Option<u64>,
+    pub page_size: Option<usize>,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Toml {
+        path: PathBuf,
+        error: toml::de::Error,
+    },
+    #[error("environment variable {name}: {reason}")]
+    Env { name: &'static str, reason: String },
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.into(),
+            error,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Toml {
+            path: path.into(),
+            error,
+        })
+    }
+
+    /// Applies the file, then `ZOO_ADDR`, `ZOO_PUBLIC_URL`, `ZOO_ALLOW_DANGEROUS_PICKLES`,
+    /// `ZOO_MAX_COMMIT_BYTES`, `ZOO_MAX_FILE_BYTES`, `ZOO_PAGE_SIZE`.
+    pub fn apply(self, c: &mut HubConfig) -> Result<(), ConfigError> {
+        fn env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().map(Some).map_err(|_| ConfigError::Env {
+                    name,
+                    reason: format!("cannot parse `{v}`"),
+                }),
+                Err(_) => Ok(None),
+            }
+        }
+        if let Some(v) = env::<SocketAddr>("ZOO_ADDR")?.or(self.addr) {
+            c.addr = v;
+        }
+        if let Some(v) = env::<String>("ZOO_PUBLIC_URL")?.or(self.public_url) {
+            c.public_url = Some(v.trim_end_matches('/').to_string());
+        }
+        if let Some(v) =
+            env::<bool>("ZOO_ALLOW_DANGEROUS_PICKLES")?.or(self.allow_dangerous_pickles)
+        {
+            c.allow_dangerous_pickles = v;
+        }
+        if let Some(v) = env::<u64>("ZOO_MAX_COMMIT_BYTES")?.or(self.max_commit_bytes) {
+            c.max_commit_bytes = v;
+        }
+        if let Some(v) = env::<u64>("ZOO_MAX_FILE_BYTES")?.or(self.max_file_bytes) {
+            c.max_file_bytes = v;
+        }
+        if let Some(v) = env::<usize>("ZOO_PAGE_SIZE")?.or(self.page_size) {
+            c.page_size = v.max(1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,762 @@
+//! Repository metadata: users, tokens, repositories, commits, refs and the search index.
+//!
+//! [`MetaStore`] is what the routes use; [`SqliteMeta`] is the embedded default. A commit is
+//! one SQLite transaction (WAL, `synchronous = FULL`): all of it becomes visible, or none.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha1::{Digest, Sha1};
+
+/// Why metadata could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the branch moved: expected parent {expected}, found {found}")]
+    Conflict { expected: String, found: String },
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+/// Models or data sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoKind::Model => "model",
+            RepoKind::Dataset => "dataset",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "model" | "models" => Some(RepoKind::Model),
+            "dataset" | "datasets" => Some(RepoKind::Dataset),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repo {
+    pub id: i64,
+    pub kind: RepoKind,
+    pub namespace: String,
+    pub name: String,
+    pub private: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_modified: i64,
+    pub downloads: i64,
+    pub likes: i64,
+}
+
+impl Repo {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A file in a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    /// git's blob id: of the content for regular files, of the LFS pointer for LFS files.
+    pub git_oid: String,
+    pub lfs: bool,
+    /// `safe`, `suspicious`, `dangerous`, `invalid`, or `None` for files that are not checkpoints.
+    pub verdict: Option<String>,
+    /// The scan report as JSON (imports, notes).
+    pub scan: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub id: String,
+    pub parent: Option<String>,
+    pub summary: String,
+    pub description: String,
+    pub author: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ref {
+    pub kind: String,
+    pub name: String,
+    pub commit: String,
+}
+
+/// What the search index holds for a repository (from its default branch).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexRow {
+    pub pipeline_tag: Option<String>,
+    pub library: Option<String>,
+    pub license: Option<String>,
+    pub architecture: Option<String>,
+    /// Parameters counted from the stored weights.
+    pub params: Option<i64>,
+    /// Parameters per dtype, for the `safetensors` field of repo info.
+    pub params_by_dtype: Vec<(String, i64)>,
+    /// The card's front matter as JSON.
+    pub card_json: Option<String>,
+    /// Tags: the card's, plus `dataset:X`, `license:X`, `base_model:X`, the task and library.
+    pub tags: Vec<String>,
+    pub base_models: Vec<String>,
+    /// Benchmark results: (metric key, value).
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// A commit to apply atomically.
+#[derive(Debug, Clone)]
+pub struct NewCommit {
+    pub repo_id: i64,
+    pub branch: String,
+    /// When set, the branch must still point here.
+    pub expected_parent: Option<String>,
+    pub summary: String,
+    pub description: String,
+    pub author: String,
+    pub added: Vec<FileEntry>,
+    pub deleted_files: Vec<String>,
+    pub deleted_folders: Vec<String>,
+}
+
+/// Search parameters already parsed by the route.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates<'a> {
+    pub kind: Option<RepoKind>,
+    pub author: Option<&'a str>,
+    pub search: Option<&'a str>,
+    /// The requester, who also sees their own private repositories.
+    pub viewer: Option<&'a str>,
+}
+
+/// Metadata storage. The routes use only this trait.
+pub trait MetaStore: Send + Sync + 'static {
+    fn add_user(&self, name: &str) -> Result<()>;
+    fn user_exists(&self, name: &str) -> Result<bool>;
+    fn add_token(
+        &self,
+        user: &str,
+        scope: &str,
+        token_hash: &str,
+        display_name: &str,
+    ) -> Result<()>;
+    /// `(user, scope, display name)` for a token hash.
+    fn token(&self, token_hash: &str) -> Result<Option<(String, String, String)>>;
+
+    /// Creates a repository with an initial commit on `main`.
+    fn create_repo(
+        &self,
+        kind: RepoKind,
+        namespace: &str,
+        name: &str,
+        private: bool,
+        author: &str,
+    ) -> Result<Repo>;
+    fn delete_repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<bool>;
+    fn repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<Option<Repo>>;
+    fn set_private(&self, repo_id: i64, private: bool) -> Result<()>;
+
+    /// A branch, a tag, or a full commit id of this repository → commit id.
+    fn resolve(&self, repo_id: i64, revision: &str) -> Result<Option<String>>;
+    fn commit_info(&self, commit: &str) -> Result<Option<Commit>>;
+    fn files(&self, commit: &str) -> Result<Vec<FileEntry>>;
+    fn file(&self, commit: &str, path: &str) -> Result<Option<FileEntry>>;
+    /// Applies a commit atomically and returns its id.
+    fn commit(&self, c: &NewCommit) -> Result<String>;
+    fn history(&self, repo_id: i64, head: &str, limit: usize) -> Result<Vec<Commit>>;
+
+    fn refs(&self, repo_id: i64) -> Result<Vec<Ref>>;
+    fn create_ref(&self, repo_id: i64, kind: &str, name: &str, commit: &str) -> Result<()>;
+    fn delete_ref(&self, repo_id: i64, kind: &str, name: &str) -> Result<bool>;
+
+    fn set_index(&self, repo_id: i64, row: &IndexRow) -> Result<()>;
+    fn index(&self, repo_id: i64) -> Result<Option<IndexRow>>;
+    /// Repositories visible to the viewer matching kind, author and search text, with their index.
+    fn candidates(&self, q: &Candidates<'_>) -> Result<Vec<(Repo, IndexRow)>>;
+    /// Repositories whose card names `base` as `base_model`.
+    fn children(&self, base: &str) -> Result<Vec<String>>;
+    fn count_download(&self, repo_id: i64) -> Result<()>;
+}
+
+/// SQLite metadata in one file.
+#[derive(Debug)]
+pub struct SqliteMeta {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+    display_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repos (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    private INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_modified INTEGER NOT NULL,
+    downloads INTEGER NOT NULL DEFAULT 0,
+    likes INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS commits (
+    id TEXT PRIMARY KEY,
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    parent TEXT,
+    summary TEXT NOT NULL,
+    description TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commit_files (
+    commit_id TEXT NOT NULL REFERENCES commits(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    git_oid TEXT NOT NULL,
+    lfs INTEGER NOT NULL,
+    verdict TEXT,
+    scan TEXT,
+    PRIMARY KEY (commit_id, path)
+);
+CREATE TABLE IF NOT EXISTS refs (
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
+    name TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    PRIMARY KEY (repo_id, kind, name)
+);
+CREATE TABLE IF NOT EXISTS repo_index (
+    repo_id INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    pipeline_tag TEXT,
+    library TEXT,
+    license TEXT,
+    architecture TEXT,
+    params INTEGER,
+    params_by_dtype TEXT NOT NULL,
+    card_json TEXT,
+    tags TEXT NOT NULL,
+    base_models TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lineage (
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    base TEXT NOT NULL,
+    PRIMARY KEY (repo_id, base)
+);
+CREATE INDEX IF NOT EXISTS lineage_base ON lineage(base);
+"#;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_commit_id(repo_id: i64, parent: Option<&str>, summary: &str) -> String {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).expect("the OS random source");
+    let mut h = Sha1::new();
+    h.update(
+        format!(
+            "{repo_id}\0{}\0{summary}\0{}\0",
+            parent.unwrap_or(""),
+            now_ms()
+        )
+        .as_bytes(),
+    );
+    h.update(nonce);
+    hex::encode(h.finalize())
+}
+
+fn row_repo(r: &rusqlite::Row<'_>) -> rusqlite::Result<Repo> {
+    let kind: String = r.get(1)?;
+    Ok(Repo {
+        id: r.get(0)?,
+        kind: RepoKind::parse(&kind).unwrap_or(RepoKind::Model),
+        namespace: r.get(2)?,
+        name: r.get(3)?,
+        private: r.get::<_, i64>(4)? != 0,
+        created_at: r.get(5)?,
+        last_modified: r.get(6)?,
+        downloads: r.get(7)?,
+        likes: r.get(8)?,
+    })
+}
+
+const REPO_COLS: &str =
+    "id, kind, namespace, name, private, created_at, last_modified, downloads, likes";
+
+fn row_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileEntry> {
+    Ok(FileEntry {
+        path: r.get(0)?,
+        sha256: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        git_oid: r.get(3)?,
+        lfs: r.get::<_, i64>(4)? != 0,
+        verdict: r.get(5)?,
+        scan: r.get(6)?,
+    })
+}
+
+fn row_index(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<IndexRow> {
+    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    let pairs_i = |s: String| serde_json::from_str::<Vec<(String, i64)>>(&s).unwrap_or_default();
+    let pairs_f = |s: String| serde_json::from_str::<Vec<(String, f64)>>(&s).unwrap_or_default();
+    Ok(IndexRow {
+        pipeline_tag: r.get(at)?,
+        library: r.get(at + 1)?,
+        license: r.get(at + 2)?,
+        architecture: r.get(at + 3)?,
+        params: r.get(at + 4)?,
+        params_by_dtype: pairs_i(r.get::<_, Option<String>>(at + 5)?.unwrap_or_default()),
+        card_json: r.get(at + 6)?,
+        tags: json_list(r.get::<_, Option<String>>(at + 7)?.unwrap_or_default()),
+        base_models: json_list(r.get::<_, Option<String>>(at + 8)?.unwrap_or_default()),
+        metrics: pairs_f(r.get::<_, Option<String>>(at + 9)?.unwrap_or_default()),
+    })
+}
+
+const INDEX_COLS: &str = "i.pipeline_tag, i.library, i.license, i.architecture, i.params, i.params_by_dtype, i.card_json, i.tags, i.base_models, i.metrics";
+
+impl SqliteMeta {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteMeta {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+impl MetaStore for SqliteMeta {
+    fn add_user(&self, name: &str) -> Result<()> {
+        self.with(|c| {
+            match c.execute(
+                "INSERT INTO users (name, created_at) VALUES (?1, ?2)",
+                params![name, now_ms()],
+            ) {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(MetaError::Exists(format!("user `{name}`")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn user_exists(&self, name: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(
+                c.query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
+    }
+
+    fn add_token(
+        &self,
+        user: &str,
+        scope: &str,
+        token_hash: &str,
+        display_name: &str,
+    ) -> Result<()> {
+        if !self.user_exists(user)? {
+            return Err(MetaError::NotFound(format!("user `{user}`")));
+        }
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tokens (hash, user, scope, display_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token_hash, user, scope, display_name, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn token(&self, token_hash: &str) -> Result<Option<(String, String, String)>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT user, scope, display_name FROM tokens WHERE hash = ?1",
+                [token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+        })
+    }
+
+    fn create_repo(
+        &self,
+        kind: RepoKind,
+        namespace: &str,
+        name: &str,
+        private: bool,
+        author: &str,
+    ) -> Result<Repo> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            let inserted = tx.execute(
+                "INSERT INTO repos (kind, namespace, name, private, created_at, last_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![kind.as_str(), namespace, name, private as i64, now],
+            );
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    return Err(MetaError::Exists(format!("{} {namespace}/{name}", kind.as_str())));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let id = tx.last_insert_rowid();
+            let commit = new_commit_id(id, None, "initial commit");
+            tx.execute(
+                "INSERT INTO commits (id, repo_id, parent, summary, description, author, created_at) VALUES (?1, ?2, NULL, 'initial commit', '', ?3, ?4)",
+                params![commit, id, author, now],
+            )?;
+            tx.execute("INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (?1, 'branch', 'main', ?2)", params![id, commit])?;
+            let repo = tx.query_row(&format!("SELECT {REPO_COLS} FROM repos WHERE id = ?1"), [id], row_repo)?;
+            tx.commit()?;
+            Ok(repo)
+        })
+    }
+
+    fn delete_repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "DELETE FROM repos WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![kind.as_str(), namespace, name],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<Option<Repo>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {REPO_COLS} FROM repos WHERE kind = ?1 AND namespace = ?2 AND name = ?3"
+                ),
+                params![kind.as_str(), namespace, name],
+                row_repo,
+            )
+            .optional()?)
+        })
+    }
+
+    fn set_private(&self, repo_id: i64, private: bool) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE repos SET private = ?1 WHERE id = ?2",
+                params![private as i64, repo_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn resolve(&self, repo_id: i64, revision: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            let by_ref: Option<String> = c
+                .query_row(
+                    "SELECT commit_id FROM refs WHERE repo_id = ?1 AND name = ?2 ORDER BY kind = 'branch' DESC LIMIT 1",
+                    params![repo_id, revision],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if by_ref.is_some() {
+                return Ok(by_ref);
+            }
+            if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(c
+                    .query_row("SELECT id FROM commits WHERE repo_id = ?1 AND id = ?2", params![repo_id, revision], |r| r.get(0))
+                    .optional()?);
+            }
+            Ok(None)
+        })
+    }
+
+    fn commit_info(&self, commit: &str) -> Result<Option<Commit>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT id, parent, summary, description, author, created_at FROM commits WHERE id = ?1",
+                [commit],
+                |r| {
+                    Ok(Commit {
+                        id: r.get(0)?,
+                        parent: r.get(1)?,
+                        summary: r.get(2)?,
+                        description: r.get(3)?,
+                        author: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    fn files(&self, commit: &str) -> Result<Vec<FileEntry>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?1 ORDER BY path",
+            )?;
+            let rows = st.query_map([commit], row_file)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn file(&self, commit: &str, path: &str) -> Result<Option<FileEntry>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?1 AND path = ?2",
+            )?;
+            Ok(st.query_row(params![commit, path], row_file).optional()?)
+        })
+    }
+
+    fn commit(&self, n: &NewCommit) -> Result<String> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let head: Option<String> = tx
+                .query_row(
+                    "SELECT commit_id FROM refs WHERE repo_id = ?1 AND kind = 'branch' AND name = ?2",
+                    params![n.repo_id, n.branch],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let head = head.ok_or_else(|| MetaError::NotFound(format!("branch `{}`", n.branch)))?;
+            if let Some(expected) = &n.expected_parent {
+                if expected != &head {
+                    return Err(MetaError::Conflict { expected: expected.clone(), found: head });
+                }
+            }
+            let id = new_commit_id(n.repo_id, Some(&head), &n.summary);
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO commits (id, repo_id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, n.repo_id, head, n.summary, n.description, n.author, now],
+            )?;
+            tx.execute(
+                "INSERT INTO commit_files (commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
+                 SELECT ?1, path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?2",
+                params![id, head],
+            )?;
+            for p in &n.deleted_files {
+                tx.execute("DELETE FROM commit_files WHERE commit_id = ?1 AND path = ?2", params![id, p])?;
+            }
+            for p in &n.deleted_folders {
+                let prefix = format!("{}/", p.trim_end_matches('/'));
+                tx.execute(
+                    "DELETE FROM commit_files WHERE commit_id = ?1 AND substr(path, 1, length(?2)) = ?2",
+                    params![id, prefix],
+                )?;
+            }
+            for f in &n.added {
+                tx.execute(
+                    "INSERT OR REPLACE INTO commit_files (commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![id, f.path, f.sha256, f.size as i64, f.git_oid, f.lfs as i64, f.verdict, f.scan],
+                )?;
+            }
+            tx.execute(
+                "UPDATE refs SET commit_id = ?1 WHERE repo_id = ?2 AND kind = 'branch' AND name = ?3",
+                params![id, n.repo_id, n.branch],
+            )?;
+            tx.execute("UPDATE repos SET last_modified = ?1 WHERE id = ?2", params![now, n.repo_id])?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn history(&self, repo_id: i64, head: &str, limit: usize) -> Result<Vec<Commit>> {
+        let mut out = Vec::new();
+        let mut next = Some(head.to_string());
+        while let Some(id) = next.take() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(c) = self.commit_info(&id)? else {
+                break;
+            };
+            let _ = repo_id;
+            next = c.parent.clone();
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    fn refs(&self, repo_id: i64) -> Result<Vec<Ref>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, name, commit_id FROM refs WHERE repo_id = ?1 ORDER BY kind, name",
+            )?;
+            let rows = st
+                .query_map([repo_id], |r| {
+                    Ok(Ref {
+                        kind: r.get(0)?,
+                        name: r.get(1)?,
+                        commit: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn create_ref(&self, repo_id: i64, kind: &str, name: &str, commit: &str) -> Result<()> {
+        self.with(|c| {
+            match c.execute(
+                "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (?1, ?2, ?3, ?4)",
+                params![repo_id, kind, name, commit],
+            ) {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(MetaError::Exists(format!("{kind} `{name}`")))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn delete_ref(&self, repo_id: i64, kind: &str, name: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM refs WHERE repo_id = ?1 AND kind = ?2 AND name = ?3",
+                params![repo_id, kind, name],
+            )? > 0)
+        })
+    }
+
+    fn set_index(&self, repo_id: i64, row: &IndexRow) -> Result<()> {
+        let j = |v: &dyn erased::Json| v.json();
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_index (repo_id, pipeline_tag, library, license, architecture, params, params_by_dtype, card_json, tags, base_models, metrics)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    repo_id,
+                    row.pipeline_tag,
+                    row.library,
+                    row.license,
+                    row.architecture,
+                    row.params,
+                    j(&row.params_by_dtype),
+                    row.card_json,
+                    j(&row.tags),
+                    j(&row.base_models),
+                    j(&row.metrics)
+                ],
+            )?;
+            tx.execute("DELETE FROM lineage WHERE repo_id = ?1", [repo_id])?;
+            for b in &row.base_models {
+                tx.execute("INSERT OR IGNORE INTO lineage (repo_id, base) VALUES (?1, ?2)", params![repo_id, b])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn index(&self, repo_id: i64) -> Result<Option<IndexRow>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {INDEX_COLS} FROM repo_index i WHERE i.repo_id = ?1"),
+                [repo_id],
+                |r| row_index(r, 0),
+            )
+            .optional()?)
+        })
+    }
+
+    fn candidates(&self, q: &Candidates<'_>) -> Result<Vec<(Repo, IndexRow)>> {
+        self.with(|c| {
+            let sql = format!(
+                "SELECT r.id, r.kind, r.namespace, r.name, r.private, r.created_at, r.last_modified, r.downloads, r.likes, {INDEX_COLS}
+                 FROM repos r LEFT JOIN repo_index i ON i.repo_id = r.id
+                 WHERE (?1 IS NULL OR r.kind = ?1)
+                   AND (?2 IS NULL OR r.namespace = ?2)
+                   AND (?3 IS NULL OR instr(lower(r.namespace || '/' || r.name), lower(?3)) > 0)
+                   AND (r.private = 0 OR r.namespace = ?4)"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st
+                .query_map(params![q.kind.map(|k| k.as_str()), q.author, q.search, q.viewer], |r| {
+                    Ok((row_repo(r)?, row_index(r, 9)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn children(&self, base: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.namespace || '/' || r.name FROM lineage l JOIN repos r ON r.id = l.repo_id
+                 WHERE l.base = ?1 AND r.private = 0 ORDER BY 1",
+            )?;
+            let rows = st
+                .query_map([base], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn count_download(&self, repo_id: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE repos SET downloads = downloads + 1 WHERE id = ?1",
+                [repo_id],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+mod erased {
+    /// Anything stored as a JSON column.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "[]".into())
+        }
+    }
+}
