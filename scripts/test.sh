@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The test command (README's second line): fetches the pinned fixtures (cached), then runs
-# every test of the workspace. Extra arguments go to `cargo test`.
+# The test command (README's second line): fetches the pinned fixtures (cached), prepares the
+# Python client the compatibility tests drive (huggingface_hub 1.33.0 in a venv, cached), then
+# runs every test of the workspace. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ZOO_FIXTURES="$(scripts/fetch-fixtures.sh | tail -n 1)"
 export ZOO_FIXTURES
+venv="${ZOO_VENV:-$HOME/.cache/checkpoint-zoo/venv-hf-1.33.0}"
+if ! "$venv/bin/python" -c 'import huggingface_hub; assert huggingface_hub.__version__ == "1.33.0"' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q huggingface_hub==1.33.0
+fi
+export ZOO_PYTHON="$venv/bin/python"
 cargo test --workspace --locked "$@"

@@ -184,21 +184,21 @@ impl BlobWriter for FsWriter {
             size,
         } = *self;
         let actual = hex::encode(sha256.finalize());
-        if let Some(expected) = expected_size {
-            if expected != size {
-                return Err(BlobError::SizeMismatch {
-                    expected,
-                    actual: size,
-                });
-            }
+        if let Some(expected) = expected_size
+            && expected != size
+        {
+            return Err(BlobError::SizeMismatch {
+                expected,
+                actual: size,
+            });
         }
-        if let Some(expected) = expected_sha256 {
-            if expected != actual {
-                return Err(BlobError::HashMismatch {
-                    expected: expected.to_string(),
-                    actual,
-                });
-            }
+        if let Some(expected) = expected_sha256
+            && expected != actual
+        {
+            return Err(BlobError::HashMismatch {
+                expected: expected.to_string(),
+                actual,
+            });
         }
         let tmp_path = file.get_ref().path().to_path_buf();
         let tmp = file.into_inner().map_err(|e| BlobError::Io {

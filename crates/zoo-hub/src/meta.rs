@@ -560,11 +560,10 @@ impl MetaStore for SqliteMeta {
                 )
                 .optional()?;
             let head = head.ok_or_else(|| MetaError::NotFound(format!("branch `{}`", n.branch)))?;
-            if let Some(expected) = &n.expected_parent {
-                if expected != &head {
+            if let Some(expected) = &n.expected_parent
+                && expected != &head {
                     return Err(MetaError::Conflict { expected: expected.clone(), found: head });
                 }
-            }
             let id = new_commit_id(n.repo_id, Some(&head), &n.summary);
             let now = now_ms();
             tx.execute(

@@ -581,14 +581,13 @@ fn repo_json(ctx: &Ctx<'_>, repo: &Repo, row: &IndexRow, sha: Option<&str>, card
         .map(|(k, x)| (k.clone(), json!(x)))
         .collect();
     v["zoo"] = json!({"architecture": row.architecture, "params": row.params, "metrics": metrics, "baseModels": row.base_models});
-    if card {
-        if let Some(c) = row
+    if card
+        && let Some(c) = row
             .card_json
             .as_deref()
             .and_then(|c| serde_json::from_str::<Value>(c).ok())
-        {
-            v["cardData"] = c;
-        }
+    {
+        v["cardData"] = c;
     }
     let _ = ctx;
     v
@@ -652,7 +651,7 @@ fn next_link(ctx: &Ctx<'_>, cursor: usize) -> HeaderValue {
     .unwrap_or(HeaderValue::from_static(""))
 }
 
-fn paginate(ctx: &Ctx<'_>, items: Vec<Value>, page: usize) -> HubResult {
+fn paginate(ctx: &Ctx<'_>, items: &[Value], page: usize) -> HubResult {
     let cursor: usize = ctx
         .param("cursor")
         .and_then(|c| c.parse().ok())
@@ -719,7 +718,7 @@ fn tree(ctx: &Ctx<'_>, kind: RepoKind, ns: &str, name: &str, rev: &str, dir: &st
         .and_then(|l| l.parse().ok())
         .unwrap_or(ctx.hub.config.page_size)
         .clamp(1, 10_000);
-    paginate(ctx, all, page)
+    paginate(ctx, &all, page)
 }
 
 fn refs(ctx: &Ctx<'_>, kind: RepoKind, ns: &str, name: &str) -> HubResult {
@@ -749,7 +748,7 @@ fn commits(ctx: &Ctx<'_>, kind: RepoKind, ns: &str, name: &str, rev: &str) -> Hu
             json!({"id": c.id, "title": c.summary, "message": c.description, "authors": [{"user": c.author}], "date": iso(c.created_at)})
         })
         .collect();
-    paginate(ctx, list, ctx.hub.config.page_size)
+    paginate(ctx, &list, ctx.hub.config.page_size)
 }
 
 async fn create_branch(
@@ -878,14 +877,14 @@ async fn preupload(
             .unwrap_or_default();
         let mode = upload_mode(path, size, &sample);
         let mut entry = json!({"path": path, "uploadMode": mode, "shouldIgnore": false});
-        if let Some(head) = &head {
-            if let Some(existing) = ctx.hub.meta.file(head, path)? {
-                entry["oid"] = json!(if mode == "lfs" {
-                    existing.sha256
-                } else {
-                    existing.git_oid
-                });
-            }
+        if let Some(head) = &head
+            && let Some(existing) = ctx.hub.meta.file(head, path)?
+        {
+            entry["oid"] = json!(if mode == "lfs" {
+                existing.sha256
+            } else {
+                existing.git_oid
+            });
         }
         out.push(entry);
     }
@@ -1464,5 +1463,5 @@ fn list(ctx: &Ctx<'_>, kind: RepoKind) -> HubResult {
         }
         out.push(v);
     }
-    paginate(ctx, out, page)
+    paginate(ctx, &out, page)
 }
