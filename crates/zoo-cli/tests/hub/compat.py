@@ -60,6 +60,11 @@ first_commit = info.oid
 assert len(first_commit) == 40
 ok("upload_folder")
 
+# uploading the same folder again changes nothing: preupload's oids let the client skip it
+again = alice.upload_folder(folder_path=folder, repo_id="alice/demo", commit_message="same again")
+assert again.oid == first_commit, (again.oid, first_commit)
+ok("unchanged files are skipped (preupload oids)")
+
 # model_info and list_repo_files
 mi = alice.model_info("alice/demo")
 names = sorted(s.rfilename for s in mi.siblings)
@@ -176,6 +181,17 @@ mi = anon.model_info("alice/all-MiniLM-L6-v2")
 assert mi.safetensors.total == 22713728, mi.safetensors  # every tensor in model.safetensors
 assert mi.pipeline_tag == "sentence-similarity"
 ok(f"MiniLM repository round trip ({count} files byte-identical)")
+
+# data sets are repositories too
+alice.create_repo("alice/sentences", repo_type="dataset")
+alice.upload_file(path_or_fileobj=b"text,label\nhello,positive\n", path_in_repo="train.csv",
+                  repo_id="alice/sentences", repo_type="dataset")
+p = hf_hub_download("alice/sentences", "train.csv", repo_type="dataset")
+assert open(p).read() == "text,label\nhello,positive\n"
+assert [d.id for d in anon.list_datasets(author="alice")] == ["alice/sentences"]
+assert anon.dataset_info("alice/sentences").siblings[0].rfilename == "train.csv"
+assert ids(anon.list_models(author="alice")) == ["alice/all-MiniLM-L6-v2", "alice/demo", "alice/other"]
+ok("dataset repositories")
 
 # delete_repo
 alice.delete_repo("alice/other")
