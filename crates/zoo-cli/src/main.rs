@@ -15,6 +15,7 @@ macro_rules! outln {
     }};
 }
 
+mod client;
 mod hub;
 mod inspect;
 mod scan;
@@ -57,6 +58,25 @@ enum Command {
         path: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Download a repository into the Hugging Face cache (resumable, verified, parallel).
+    Pull(client::PullArgs),
+    /// Search a Hub: task, data set, licence, library, author; sort by downloads, params or a metric.
+    Search(client::SearchArgs),
+    /// A repository's card summary, files, benchmark results, preprocessing and lineage.
+    Info(client::InfoArgs),
+    /// Upload a folder: only changed files, large ones through LFS, one atomic commit.
+    Push(client::PushArgs),
+    /// Save a token to $HF_HOME/token after checking it.
+    Login(client::LoginArgs),
+    /// Remove the saved token.
+    Logout(client::LoginArgs),
+    /// Who the token belongs to.
+    Whoami(client::LoginArgs),
+    /// The local cache (shared with the Python tools): ls, verify, prune, rm.
+    Cache {
+        #[command(subcommand)]
+        command: client::CacheCommand,
     },
     /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
     Serve(hub::ServeArgs),
@@ -118,6 +138,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Serve(args) => hub::serve(args),
+        Command::Pull(a) => client::run_pull(a),
+        Command::Search(a) => client::run_search(a),
+        Command::Info(a) => client::run_info(a),
+        Command::Push(a) => client::run_push(a),
+        Command::Login(a) => client::run_login(a),
+        Command::Logout(a) => client::run_logout(a),
+        Command::Whoami(a) => client::run_whoami(a),
+        Command::Cache { command } => client::run_cache(command),
         Command::Admin { command } => hub::admin(command),
     }
 }
