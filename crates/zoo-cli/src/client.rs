@@ -201,7 +201,7 @@ pub fn run_pull(a: PullArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_search(a: SearchArgs) -> Result<ExitCode> {
+pub fn run_search(a: &SearchArgs) -> Result<ExitCode> {
     let client = a.hub.client();
     let mut q: Vec<(String, String)> = Vec::new();
     if let Some(t) = &a.text {
@@ -286,7 +286,7 @@ fn human_params(n: u64) -> String {
     }
 }
 
-pub fn run_info(a: InfoArgs) -> Result<ExitCode> {
+pub fn run_info(a: &InfoArgs) -> Result<ExitCode> {
     let client = a.hub.client();
     let (repo, revision) = RepoId::parse(&a.repo, kind(a.dataset))?;
     let info = client
@@ -453,7 +453,7 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_login(a: LoginArgs) -> Result<ExitCode> {
+pub fn run_login(a: &LoginArgs) -> Result<ExitCode> {
     let token = match &a.hub.token {
         Some(t) => t.clone(),
         None => {
@@ -477,7 +477,7 @@ pub fn run_login(a: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_logout(a: LoginArgs) -> Result<ExitCode> {
+pub fn run_logout(a: &LoginArgs) -> Result<ExitCode> {
     let settings = Settings::from_env(a.hub.endpoint.as_deref(), None, false);
     if settings.remove_token()? {
         outln!("logged out ({} removed)", settings.token_path().display());
@@ -487,7 +487,7 @@ pub fn run_logout(a: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_whoami(a: LoginArgs) -> Result<ExitCode> {
+pub fn run_whoami(a: &LoginArgs) -> Result<ExitCode> {
     let who = a.hub.client().whoami()?;
     outln!("{}", who["name"].as_str().unwrap_or("?"));
     Ok(ExitCode::SUCCESS)

@@ -228,7 +228,7 @@ impl Cache {
                 id: format!("{org}/{}", rest.replace("--", "/")),
             });
         }
-        out.sort_by(|a, b| a.folder().cmp(&b.folder()));
+        out.sort_by_key(RepoId::folder);
         Ok(out)
     }
 

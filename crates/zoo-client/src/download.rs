@@ -184,7 +184,7 @@ fn pull_offline(
 ) -> Result<Pulled, ClientError> {
     let revision = opts.revision.clone().unwrap_or_else(|| "main".into());
     let commit = if revision.len() == 40 && cache.snapshot(repo, &revision).is_dir() {
-        revision.clone()
+        revision
     } else {
         cache.read_ref(repo, &revision).ok_or_else(|| {
             ClientError::Offline(format!(

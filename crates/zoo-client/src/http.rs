@@ -100,7 +100,7 @@ impl Client {
         }
     }
 
-    fn net(url: &str, e: ureq::Error) -> ClientError {
+    fn net(url: &str, e: &ureq::Error) -> ClientError {
         ClientError::Network {
             url: redact(url),
             message: e.to_string(),
@@ -114,7 +114,7 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        let response = req.call().map_err(|e| Self::net(url, e))?;
+        let response = req.call().map_err(|e| Self::net(url, &e))?;
         Ok(Reply {
             status: response.status().as_u16(),
             response,
@@ -178,7 +178,7 @@ impl Client {
             .with_config()
             .limit(256 << 20)
             .read_to_string()
-            .map_err(|e| Self::net(url, e))?;
+            .map_err(|e| Self::net(url, &e))?;
         let v = serde_json::from_str(&body).map_err(|e| ClientError::Protocol {
             url: redact(url),
             message: e.to_string(),
@@ -192,7 +192,7 @@ impl Client {
         let mut r = self
             .auth_body(self.agent.post(url))
             .send_json(body)
-            .map_err(|e| Self::net(url, e))?;
+            .map_err(|e| Self::net(url, &e))?;
         let status = r.status().as_u16();
         let text = r
             .body_mut()
@@ -215,7 +215,7 @@ impl Client {
             .auth_body(self.agent.post(url))
             .header("Content-Type", content_type)
             .send(body)
-            .map_err(|e| Self::net(url, e))?;
+            .map_err(|e| Self::net(url, &e))?;
         let status = r.status().as_u16();
         let text = r
             .body_mut()
@@ -233,7 +233,7 @@ impl Client {
             .agent
             .put(url)
             .send(ureq::SendBody::from_owned_reader(file))
-            .map_err(|e| Self::net(url, e))?;
+            .map_err(|e| Self::net(url, &e))?;
         Ok(r.status().as_u16())
     }
 
