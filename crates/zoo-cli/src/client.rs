@@ -60,6 +60,12 @@ pub struct PullArgs {
     /// Files downloaded at once.
     #[arg(long, default_value_t = 8)]
     jobs: usize,
+    /// Attempts per file after a network error (each resumes where the last stopped).
+    #[arg(long, default_value_t = 5)]
+    retries: usize,
+    /// Files at least this large (bytes) are fetched as parallel byte ranges.
+    #[arg(long, default_value_t = 256 << 20)]
+    range_threshold: u64,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -182,6 +188,8 @@ pub fn run_pull(a: PullArgs) -> Result<ExitCode> {
         exclude: a.exclude,
         local_dir: a.local_dir,
         jobs: a.jobs,
+        retries: a.retries,
+        range_threshold: a.range_threshold,
         progress: a.hub.progress(),
         ..PullOptions::default()
     };

@@ -1,0 +1,619 @@
+//! `zoo pull`, `push`, `search`, `info`, `cache` against a real `zoo serve`, with a
+//! fault-injecting proxy between them, and the Python client sharing the same cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::proxy::{Faults, Proxy};
+use common::*;
+
+/// A hub with alice, and a repository `alice/data` holding an LFS file and a regular file.
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    server: Server,
+    token: String,
+    big: Vec<u8>,
+    small: Vec<u8>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let data = root.join("data");
+    let token = user(&data, "alice", "write");
+    let server = Server::start(&data, &[], &[]);
+    let http = Http::new(&server.url);
+    http.create(&token, "alice/data", false);
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let small = b"a small regular file\n".repeat(500);
+    let oid = http.lfs_upload(&token, "alice/data", &big);
+    let lfs = json!({"key": "lfsFile", "value": {"path": "weights.raw", "algo": "sha256", "oid": oid, "size": big.len()}});
+    assert_eq!(
+        http.commit(&token, "alice/data", &[("notes/small.txt", &small)], &[lfs])
+            .status,
+        200
+    );
+    Setup {
+        _dir: dir,
+        root,
+        server,
+        token,
+        big,
+        small,
+    }
+}
+
+impl Setup {
+    fn zoo(&self, endpoint: &str, cache: &Path, args: &[&str]) -> Output {
+        Command::new(ZOO)
+            .args(args)
+            .env("HF_ENDPOINT", endpoint)
+            .env("HF_HUB_CACHE", cache)
+            .env("HF_HOME", self.root.join("hf-home"))
+            .env("HF_TOKEN", &self.token)
+            .env_remove("HF_HUB_OFFLINE")
+            .output()
+            .unwrap()
+    }
+    fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    fn blob(&self) -> PathBuf {
+        let oid = hex(&Sha256::digest(&self.big));
+        self.cache().join("models--alice--data/blobs").join(oid)
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn snapshot_of(out: &Output) -> PathBuf {
+    PathBuf::from(ok(out).trim())
+}
+
+#[test]
+fn pull_writes_the_hf_cache_layout() {
+    let s = setup();
+    let snap = snapshot_of(&s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data"]));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    assert_eq!(
+        std::fs::read(snap.join("notes/small.txt")).unwrap(),
+        s.small
+    );
+    let repo = s.cache().join("models--alice--data");
+    let commit = std::fs::read_to_string(repo.join("refs/main")).unwrap();
+    assert_eq!(snap, repo.join("snapshots").join(&commit));
+    // Relative symlinks into blobs/, named by ETag (sha256 for LFS, git blob id otherwise).
+    assert_eq!(
+        std::fs::read_link(snap.join("weights.raw")).unwrap(),
+        Path::new("../../blobs").join(hex(&Sha256::digest(&s.big)))
+    );
+    let small_link = std::fs::read_link(snap.join("notes/small.txt")).unwrap();
+    assert!(
+        small_link.starts_with("../../../blobs"),
+        "{}",
+        small_link.display()
+    );
+    assert_eq!(small_link.file_name().unwrap().len(), 40);
+    // --include / --exclude / --local-dir / --json.
+    let local = s.root.join("local");
+    let out = s.zoo(
+        &s.server.url,
+        &s.root.join("cache2"),
+        &[
+            "pull",
+            "alice/data",
+            "--include",
+            "notes/*",
+            "--local-dir",
+            local.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(doc["files"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(local.join("notes/small.txt")).unwrap(),
+        s.small
+    );
+    assert!(!local.join("weights.raw").exists());
+    let out = s.zoo(
+        &s.server.url,
+        &s.root.join("cache3"),
+        &["pull", "alice/data", "--exclude", "*.raw", "--json"],
+    );
+    let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(doc["files"][0]["path"], "notes/small.txt");
+    // Errors name the repository; exit 2.
+    let out = s.zoo(&s.server.url, &s.cache(), &["pull", "alice/nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alice/nothing"));
+    let out = s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data@nobranch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revision not found: nobranch"));
+}
+
+#[test]
+fn a_cut_connection_resumes_at_the_byte_it_stopped() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    // In one process: the pull retries and resumes.
+    proxy.set(Faults {
+        cut_at: Some(1_000_000),
+        ..Faults::default()
+    });
+    let snap = snapshot_of(&s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["pull", "alice/data", "--jobs", "1"],
+    ));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.contains("weights.raw") && r.ends_with("range=bytes=1000000-")),
+        "{:#?}",
+        proxy.requests()
+    );
+    // In a later process: the first gives up, the second resumes from the partial file.
+    let cache = s.root.join("cache-b");
+    proxy.set(Faults {
+        cut_at: Some(1_234_567),
+        ..Faults::default()
+    });
+    let out = s.zoo(
+        &proxy.url,
+        &cache,
+        &["pull", "alice/data", "--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let partial = cache
+        .join("models--alice--data/blobs")
+        .join(format!("{}.incomplete", hex(&Sha256::digest(&s.big))));
+    assert_eq!(std::fs::metadata(&partial).unwrap().len(), 1_234_567);
+    let snap = snapshot_of(&s.zoo(&proxy.url, &cache, &["pull", "alice/data"]));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.ends_with("range=bytes=1234567-"))
+    );
+    assert!(!partial.exists());
+}
+
+#[test]
+fn a_flipped_bit_is_refused_and_never_cached() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    proxy.set(Faults {
+        flip_at: Some(2_000_001),
+        ..Faults::default()
+    });
+    let out = s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["pull", "alice/data", "--include", "*.raw"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("weights.raw") && err.contains("not cached"),
+        "{err}"
+    );
+    let blobs = s.cache().join("models--alice--data/blobs");
+    assert_eq!(
+        std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0),
+        0,
+        "nothing in blobs/"
+    );
+    assert!(
+        !s.cache().join("models--alice--data/snapshots").exists()
+            || std::fs::read_dir(s.cache().join("models--alice--data/snapshots"))
+                .unwrap()
+                .flatten()
+                .all(|d| !d.path().join("weights.raw").exists())
+    );
+    proxy.set(Faults::default());
+    let snap = snapshot_of(&s.zoo(&proxy.url, &s.cache(), &["pull", "alice/data"]));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+}
+
+#[test]
+fn a_200_to_a_ranged_request_restarts_the_file() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    proxy.set(Faults {
+        cut_at: Some(500_000),
+        ..Faults::default()
+    });
+    assert_eq!(
+        s.zoo(
+            &proxy.url,
+            &s.cache(),
+            &["pull", "alice/data", "--retries", "0"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    proxy.set(Faults {
+        ignore_range: true,
+        ..Faults::default()
+    });
+    let snap = snapshot_of(&s.zoo(&proxy.url, &s.cache(), &["pull", "alice/data"]));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.contains("weights.raw") && r.ends_with("range=bytes=500000-"))
+    );
+}
+
+#[test]
+fn a_slow_server_is_no_false_alarm_and_two_processes_share_the_work() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    proxy.set(Faults {
+        slow: Some((64 << 10, Duration::from_millis(40))),
+        ..Faults::default()
+    });
+    let spawn = || {
+        Command::new(ZOO)
+            .args(["pull", "alice/data", "--json"])
+            .env("HF_ENDPOINT", &proxy.url)
+            .env("HF_HUB_CACHE", s.cache())
+            .env("HF_TOKEN", &s.token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (da, db): (Value, Value) = (
+        serde_json::from_str(&ok(&a)).unwrap(),
+        serde_json::from_str(&ok(&b)).unwrap(),
+    );
+    assert_eq!(da["snapshot"], db["snapshot"]);
+    let total = |d: &Value| {
+        d["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["downloaded"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        total(&da) + total(&db),
+        (s.big.len() + s.small.len()) as u64,
+        "each blob fetched once"
+    );
+    assert_eq!(
+        std::fs::read(PathBuf::from(da["snapshot"].as_str().unwrap()).join("weights.raw")).unwrap(),
+        s.big
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_a_retry_succeeds() {
+    let s = setup();
+    let mnt = s.root.join("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=5m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "mounting a 5 MiB tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
+    let cache = mnt.join("cache");
+    let out = s.zoo(&s.server.url, &cache, &["pull", "alice/data"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    let blobs = cache.join("models--alice--data/blobs");
+    let leftovers: Vec<_> = std::fs::read_dir(&blobs)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".incomplete")),
+        "{leftovers:?}"
+    );
+    assert!(!s.blob().exists());
+    std::fs::remove_file(&filler).unwrap();
+    let snap = snapshot_of(&s.zoo(&s.server.url, &cache, &["pull", "alice/data"]));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+}
+
+#[test]
+fn offline_mode_and_the_python_client_share_one_cache() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let mut s = setup();
+    let snap = snapshot_of(&s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data"]));
+    // Python reads, offline, what zoo wrote.
+    let script = "import os,sys\nfrom huggingface_hub import hf_hub_download, snapshot_download\np = hf_hub_download('alice/data', 'weights.raw')\nprint(p)\nprint(snapshot_download('alice/data'))\n";
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .env("HF_HUB_CACHE", s.cache())
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(std::fs::read(lines[0]).unwrap(), s.big);
+    assert_eq!(PathBuf::from(lines[1]), snap);
+    // zoo pull --offline reads what Python downloaded (a second repo, fetched by Python).
+    let http = Http::new(&s.server.url);
+    http.create(&s.token, "alice/py", false);
+    assert_eq!(
+        http.commit(&s.token, "alice/py", &[("config.json", b"{\"a\": 1}")], &[])
+            .status,
+        200
+    );
+    let pycache = s.root.join("pycache");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "from huggingface_hub import snapshot_download; print(snapshot_download('alice/py'))",
+        ])
+        .env("HF_HUB_CACHE", &pycache)
+        .env("HF_ENDPOINT", &s.server.url)
+        .env("HF_TOKEN", &s.token)
+        .output()
+        .unwrap();
+    let py_snap = PathBuf::from(ok(&out).trim());
+    s.server.kill9();
+    let out = s.zoo(
+        "http://127.0.0.1:9",
+        &pycache,
+        &["pull", "--offline", "alice/py", "--json"],
+    );
+    let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(PathBuf::from(doc["snapshot"].as_str().unwrap()), py_snap);
+    assert_eq!(doc["files"][0]["path"], "config.json");
+    // HF_HUB_OFFLINE=1 too, and a repository not in the cache is a clear error.
+    let out = Command::new(ZOO)
+        .args(["pull", "alice/data"])
+        .env("HF_HUB_CACHE", s.cache())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(PathBuf::from(ok(&out).trim()), snap);
+    let out = Command::new(ZOO)
+        .args(["pull", "alice/absent"])
+        .env("HF_HUB_CACHE", s.cache())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the cache"));
+}
+
+#[test]
+fn push_uploads_only_what_changed_in_one_commit() {
+    let s = setup();
+    let dir = s.root.join("model");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(
+        dir.join("README.md"),
+        "---\nlicense: mit\nbase_model: alice/data\n---\n# m\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("sub/a.txt"), "a").unwrap();
+    std::fs::copy(
+        fixtures().join("views.expected.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let push = |args: &[&str]| -> Value {
+        let mut full = vec!["push", dir.to_str().unwrap(), "alice/pushed", "--json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&ok(&s.zoo(&s.server.url, &s.cache(), &full))).unwrap()
+    };
+    let first = push(&["-m", "first"]);
+    assert_eq!(first["uploaded"].as_array().unwrap().len(), 3);
+    assert!(
+        first["lfs_bytes"].as_u64().unwrap() > 0,
+        "the safetensors file went through LFS"
+    );
+    let again = push(&[]);
+    assert_eq!(again["uploaded"].as_array().unwrap().len(), 0);
+    assert_eq!(again["commit"], first["commit"]);
+    std::fs::write(dir.join("sub/a.txt"), "changed").unwrap();
+    let third = push(&[]);
+    assert_eq!(third["uploaded"], json!(["sub/a.txt"]));
+    let http = Http::new(&s.server.url);
+    assert_eq!(
+        http.get("/alice/pushed/resolve/main/sub/a.txt", None, None)
+            .body,
+        b"changed"
+    );
+    // --branch and --private.
+    let b = push(&["--branch", "exp"]);
+    assert_eq!(
+        b["uploaded"].as_array().unwrap().len(),
+        0,
+        "the new branch starts from main"
+    );
+    let out = s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["push", dir.to_str().unwrap(), "alice/hidden", "--private"],
+    );
+    ok(&out);
+    assert_eq!(http.get("/api/models/alice/hidden", None, None).status, 401);
+    // Lineage and search through the CLI.
+    let info: Value = serde_json::from_str(&ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["info", "alice/data", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(info["children"], json!(["alice/pushed"]));
+    let info: Value = serde_json::from_str(&ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["info", "alice/pushed", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(info["base_models"], json!(["alice/data"]));
+    assert_eq!(info["license"], "mit");
+    let found: Value = serde_json::from_str(&ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["search", "push", "--license", "mit", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["alice/pushed"]
+    );
+}
+
+#[test]
+fn cache_ls_verify_repair_prune_rm() {
+    let s = setup();
+    ok(&s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data"]));
+    let ls: Value = serde_json::from_str(&ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "ls", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(ls[0]["repo"], "alice/data");
+    assert_eq!(ls[0]["bytes"], (s.big.len() + s.small.len()) as u64);
+    assert_eq!(ls[0]["revisions"][0]["refs"], json!(["main"]));
+    // Corrupt a blob: verify fails; --repair fetches it again.
+    let mut bytes = std::fs::read(s.blob()).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(s.blob(), &bytes).unwrap();
+    let out = s.zoo(&s.server.url, &s.cache(), &["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("corrupt: alice/data"));
+    ok(&s.zoo(&s.server.url, &s.cache(), &["cache", "verify", "--repair"]));
+    assert_eq!(std::fs::read(s.blob()).unwrap(), s.big);
+    ok(&s.zoo(&s.server.url, &s.cache(), &["cache", "verify"]));
+    // A new commit, pulled: prune --keep-latest drops the old snapshot and its blobs.
+    let http = Http::new(&s.server.url);
+    let r = http.commit(
+        &s.token,
+        "alice/data",
+        &[("notes/small.txt", b"new")],
+        &[json!({"key": "deletedFile", "value": {"path": "weights.raw"}})],
+    );
+    assert_eq!(r.status, 200);
+    ok(&s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data"]));
+    let out = ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "prune", "--keep-latest"],
+    ));
+    assert!(out.contains("removed 1 snapshots and 2 blobs"), "{out}");
+    assert!(!s.blob().exists());
+    ok(&s.zoo(&s.server.url, &s.cache(), &["cache", "rm", "alice/data"]));
+    assert!(!s.cache().join("models--alice--data").exists());
+}
+
+#[test]
+fn login_logout_whoami_keep_the_token_out_of_output() {
+    let s = setup();
+    let home = s.root.join("hf-home");
+    let run = |args: &[&str]| {
+        Command::new(ZOO)
+            .args(args)
+            .env("HF_ENDPOINT", &s.server.url)
+            .env("HF_HOME", &home)
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["login", "--token", &s.token]);
+    let text = ok(&out);
+    assert!(text.contains("logged in as alice") && !text.contains(&s.token));
+    assert_eq!(
+        std::fs::read_to_string(home.join("token")).unwrap(),
+        s.token
+    );
+    assert_eq!(ok(&run(&["whoami"])).trim(), "alice");
+    let bad = run(&["login", "--token", "zoo_wrong"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("zoo_wrong"));
+    ok(&run(&["logout"]));
+    assert!(!home.join("token").exists());
+    assert_eq!(run(&["whoami"]).status.code(), Some(2));
+}
+
+#[test]
+fn large_files_come_in_parallel_byte_ranges_and_survive_a_cut() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    proxy.set(Faults {
+        cut_at: Some(100_000),
+        ..Faults::default()
+    });
+    let snap = snapshot_of(&s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["pull", "alice/data", "--range-threshold", "1000000"],
+    ));
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    let ranged: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("weights.raw"))
+        .collect();
+    assert!(ranged.len() >= 4, "{ranged:#?}");
+    assert!(
+        ranged
+            .iter()
+            .all(|r| r.contains("range=bytes=") && r.contains('-')),
+        "{ranged:#?}"
+    );
+    assert!(
+        !s.cache()
+            .join("models--alice--data/blobs")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("incomplete"))
+    );
+}
