@@ -142,20 +142,21 @@ fn handle(
             break;
         }
         let chunk = &mut buf[..n];
-        if let (true, Some(at)) = (resolve, f.flip_at) {
-            if at >= sent && at < sent + n as u64 {
-                chunk[(at - sent) as usize] ^= 0x01;
-            }
+        if let (true, Some(at)) = (resolve, f.flip_at)
+            && at >= sent
+            && at < sent + n as u64
+        {
+            chunk[(at - sent) as usize] ^= 0x01;
         }
-        if let Some(k) = cut {
-            if sent + n as u64 >= k {
-                // Cut once: the next response goes through whole.
-                faults.lock().unwrap().cut_at = None;
-                to_client.write_all(&chunk[..(k - sent) as usize])?;
-                to_client.flush()?;
-                let _ = to_client.shutdown(Shutdown::Both);
-                return Ok(());
-            }
+        if let Some(k) = cut
+            && sent + n as u64 >= k
+        {
+            // Cut once: the next response goes through whole.
+            faults.lock().unwrap().cut_at = None;
+            to_client.write_all(&chunk[..(k - sent) as usize])?;
+            to_client.flush()?;
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok(());
         }
         to_client.write_all(chunk)?;
         sent += n as u64;
