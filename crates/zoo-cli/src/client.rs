@@ -191,7 +191,6 @@ pub fn run_pull(a: PullArgs) -> Result<ExitCode> {
         retries: a.retries,
         range_threshold: a.range_threshold,
         progress: a.hub.progress(),
-        ..PullOptions::default()
     };
     let pulled = pull(&client, &repo, &opts).with_context(|| format!("pulling {}", a.repo))?;
     if a.json {
