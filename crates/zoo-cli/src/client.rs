@@ -436,6 +436,7 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode> {
         private: a.private,
         branch: a.branch,
         message: a.message,
+        progress: a.hub.progress(),
     };
     let pushed = push(&client, &a.dir, &repo, &opts)
         .with_context(|| format!("pushing {} to {}", a.dir.display(), a.repo))?;

@@ -233,13 +233,17 @@ impl Client {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// PUT a file's bytes to a (signed) URL, streaming.
-    pub fn put_file(&self, url: &str, file: std::fs::File) -> Result<u16, ClientError> {
+    /// PUT bytes from a reader to a (signed) URL, streaming.
+    pub fn put_reader(
+        &self,
+        url: &str,
+        reader: impl std::io::Read + Send + 'static,
+    ) -> Result<u16, ClientError> {
         self.offline_guard(url)?;
         let r = self
             .agent
             .put(url)
-            .send(ureq::SendBody::from_owned_reader(file))
+            .send(ureq::SendBody::from_owned_reader(reader))
             .map_err(|e| Self::net(url, &e))?;
         Ok(r.status().as_u16())
     }

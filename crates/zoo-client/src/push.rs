@@ -18,6 +18,22 @@ pub struct PushOptions {
     pub private: bool,
     pub branch: Option<String>,
     pub message: Option<String>,
+    /// Draw a progress bar for the LFS uploads.
+    pub progress: bool,
+}
+
+/// A reader that advances a progress bar.
+struct Counted<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
 }
 
 /// What a push did.
@@ -213,6 +229,19 @@ pub fn push(
         .map(|(f, _)| *f)
         .collect();
     let mut lfs_bytes = 0;
+    let total: u64 = lfs.iter().map(|f| f.size).sum();
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "uploading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
     if !lfs.is_empty() {
         let url = format!(
             "{ep}/{}{}.git/info/lfs/objects/batch",
@@ -244,7 +273,13 @@ pub fn push(
             };
             if let Some(href) = o.pointer("/actions/upload/href").and_then(Value::as_str) {
                 let file = File::open(&f.full).map_err(ClientError::io(&f.full))?;
-                let status = client.put_file(href, file)?;
+                let status = client.put_reader(
+                    href,
+                    Counted {
+                        inner: file,
+                        bar: bar.clone(),
+                    },
+                )?;
                 check(status, &Value::Null, href)?;
                 lfs_bytes += f.size;
                 if let Some(verify) = o.pointer("/actions/verify/href").and_then(Value::as_str) {
@@ -255,6 +290,7 @@ pub fn push(
             }
         }
     }
+    bar.finish_and_clear();
     // 4. One commit.
     let summary = opts
         .message

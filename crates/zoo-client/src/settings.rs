@@ -141,3 +141,25 @@ pub fn redact(url: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_and_signatures_are_redacted() {
+        assert_eq!(
+            redact("https://user:secret@hub.example/x?a=1"),
+            "https://***@hub.example/x?a=1"
+        );
+        assert_eq!(
+            redact("http://127.0.0.1:8080/api/lfs/upload/abc?size=3&expires=9&sig=deadbeef"),
+            "http://127.0.0.1:8080/api/lfs/upload/abc?size=3&expires=9&sig=***"
+        );
+        assert_eq!(
+            redact("https://h/p?token=zoo_x&b=2"),
+            "https://h/p?token=***&b=2"
+        );
+        assert_eq!(redact("https://h/p"), "https://h/p");
+    }
+}
