@@ -1,0 +1,118 @@
+//! The image transform against torchvision's, on the real fixture photos
+//! (reference tensors made by tests/fixtures/generate.py).
+
+use std::path::{Path, PathBuf};
+
+use zoo_card::PretrainedCfg;
+use zoo_preprocess::{ImageTransform, PreprocessError};
+
+fn reference(name: &str) -> Vec<f32> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/torchvision-reference.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let t = loaded.tensors.iter().find(|t| t.name == name).unwrap();
+    t.data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn real_fixtures() -> PathBuf {
+    let dir = std::env::var_os("ZOO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/checkpoint-zoo/fixtures")
+        });
+    assert!(
+        dir.join("images").is_dir(),
+        "{}: run scripts/fetch-fixtures.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// (mean, max) absolute difference.
+fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    assert_eq!(a.len(), b.len());
+    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
+    (
+        d.iter().sum::<f32>() / d.len() as f32,
+        d.iter().cloned().fold(0.0, f32::max),
+    )
+}
+
+#[test]
+fn imagenet_eval_transform_matches_torchvision() {
+    let t = ImageTransform::from_cfg(&PretrainedCfg::default()).unwrap();
+    for name in ["chelsea", "coffee"] {
+        let ours = t
+            .load(&real_fixtures().join(format!("images/{name}.png")))
+            .unwrap();
+        let (mean, max) = diff(&ours, &reference(name));
+        eprintln!("{name}: mean |diff| {mean:.5}, max {max:.4}");
+        // One grey level is 1/255/0.225 ≈ 0.0174 after normalisation.
+        assert!(
+            mean < 0.005 && max < 0.018,
+            "{name}: at most one grey level apart; mean {mean}, max {max}"
+        );
+    }
+}
+
+#[test]
+fn greyscale_inputs_become_three_channels() {
+    let cfg = PretrainedCfg {
+        input_size: [3, 96, 96],
+        crop_pct: 1.0,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        ..PretrainedCfg::default()
+    };
+    let t = ImageTransform::from_cfg(&cfg).unwrap();
+    let ours = t
+        .load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grey.png"))
+        .unwrap();
+    assert_eq!(ours.len(), 3 * 96 * 96);
+    let (mean, max) = diff(&ours, &reference("grey96"));
+    eprintln!("grey96: mean |diff| {mean:.5}, max {max:.4}");
+    assert!(mean < 0.005 && max < 0.018, "mean {mean}, max {max}");
+    assert_eq!(
+        &ours[..96 * 96],
+        &ours[96 * 96..2 * 96 * 96],
+        "the channels are equal"
+    );
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("zoo-preprocess-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    let t = ImageTransform::from_cfg(&PretrainedCfg::default()).unwrap();
+    match t.load(&bad) {
+        Err(PreprocessError::Decode { path, .. }) => assert!(path.ends_with("broken.jpg")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        t.load(&dir.join("missing.png")),
+        Err(PreprocessError::Io { .. })
+    ));
+    let cfg = PretrainedCfg {
+        interpolation: "lanczos9".into(),
+        ..PretrainedCfg::default()
+    };
+    assert!(matches!(
+        ImageTransform::from_cfg(&cfg),
+        Err(PreprocessError::Interpolation(_))
+    ));
+    let cfg = PretrainedCfg {
+        crop_pct: 0.0,
+        ..PretrainedCfg::default()
+    };
+    assert!(matches!(
+        ImageTransform::from_cfg(&cfg),
+        Err(PreprocessError::CropPct(_))
+    ));
+}
