@@ -18,6 +18,7 @@ macro_rules! outln {
 mod client;
 mod hub;
 mod inspect;
+mod models;
 mod scan;
 
 #[derive(Debug, Parser)]
@@ -78,6 +79,10 @@ enum Command {
         #[command(subcommand)]
         command: client::CacheCommand,
     },
+    /// Turn a raw checkpoint into a zoo model folder (model.safetensors, config.json, README.md).
+    Import(models::ImportArgs),
+    /// Top-K labels with probabilities for images.
+    Predict(models::PredictArgs),
     /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
     Serve(hub::ServeArgs),
     /// Manage the hub's users and tokens (works while `zoo serve` runs).
@@ -138,6 +143,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Serve(args) => hub::serve(args),
+        Command::Import(a) => models::import(&a),
+        Command::Predict(a) => models::predict(&a),
         Command::Pull(a) => client::run_pull(a),
         Command::Search(a) => client::run_search(&a),
         Command::Info(a) => client::run_info(&a),

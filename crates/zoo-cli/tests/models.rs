@@ -1,0 +1,160 @@
+//! `zoo import` and `zoo predict` on the real MobileNetV2 checkpoint (issue 5, first part).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const ZOO: &str = env!("CARGO_BIN_EXE_zoo");
+
+fn real_fixtures() -> PathBuf {
+    let dir = std::env::var_os("ZOO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/checkpoint-zoo/fixtures")
+        });
+    assert!(
+        dir.join("checkpoints").is_dir(),
+        "{}: run scripts/fetch-fixtures.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn zoo(args: &[&str]) -> Output {
+    Command::new(ZOO).args(args).output().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn import_then_predict_classifies_the_photos_like_torchvision() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mnv2");
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+        "--arch",
+        "mobilenet_v2",
+        "--labels",
+        s(&fx.join("imagenet_classes.txt")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architecture"], "mobilenet_v2");
+    assert_eq!(config["num_classes"], 1000);
+    assert_eq!(config["label_names"][967], "espresso");
+    assert_eq!(
+        config["pretrained_cfg"]["input_size"],
+        serde_json::json!([3, 224, 224])
+    );
+    assert!(
+        std::fs::read_to_string(out.join("README.md"))
+            .unwrap()
+            .contains("pipeline_tag: image-classification")
+    );
+    let r = zoo(&[
+        "predict",
+        s(&out),
+        s(&fx.join("images/chelsea.png")),
+        s(&fx.join("images/coffee.png")),
+        "--top",
+        "3",
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let doc: Value = serde_json::from_slice(&r.stdout).unwrap();
+    // torchvision on these weights: "Egyptian cat" 0.71, "tiger cat" 0.15, "tabby cat" 0.13; "espresso" 0.99.
+    assert_eq!(doc[0][0]["label"], "Egyptian cat");
+    assert!((doc[0][0]["score"].as_f64().unwrap() - 0.71).abs() < 0.05);
+    assert_eq!(doc[0][1]["label"], "tiger cat");
+    assert_eq!(doc[0][2]["label"], "tabby, tabby cat");
+    assert_eq!(doc[1][0]["label"], "espresso");
+    assert_eq!(doc[1][0]["index"], 967);
+    assert!(doc[1][0]["score"].as_f64().unwrap() > 0.95);
+    let scores: Vec<f64> = doc[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "sorted by score");
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    // An architecture not (yet) in the library.
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+        "--arch",
+        "resnet9000",
+        "--out",
+        s(&dir.path().join("x")),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("architecture `resnet9000` is not implemented")
+    );
+    // A checkpoint of another architecture: the missing tensor is named.
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints/efficientnet-lite0-57934424.pth")),
+        "--arch",
+        "mobilenet_v2",
+        "--out",
+        s(&dir.path().join("y")),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("missing tensor `features.0.0.weight`"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // Labels that do not match the head.
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, "a\nb\n").unwrap();
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+        "--arch",
+        "mobilenet_v2",
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&dir.path().join("z")),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&r.stderr)
+            .contains("2 class names but the checkpoint's head has 1000 outputs")
+    );
+    // A corrupt image.
+    let model = dir.path().join("m");
+    assert!(
+        zoo(&[
+            "import",
+            s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+            "--arch",
+            "mobilenet_v2",
+            "--out",
+            s(&model)
+        ])
+        .status
+        .success()
+    );
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0garbage").unwrap();
+    let r = zoo(&["predict", s(&model), s(&bad)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("broken.jpg: not a readable image"));
+}

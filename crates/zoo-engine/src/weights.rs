@@ -1,0 +1,204 @@
+//! Named weights taken strictly: each tensor is taken once, with the shape the architecture
+//! expects; whatever is left at the end is an unexpected tensor.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::{Param, RunningState};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::{Device, Tensor};
+use burn::tensor::TensorData;
+use zoo_formats::Dtype;
+
+/// Why weights do not fit an architecture.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("missing tensor `{0}`")]
+    Missing(String),
+    #[error("unexpected tensors: {}", .0.join(", "))]
+    Unexpected(Vec<String>),
+    #[error("tensor `{name}` has shape {actual:?}, the architecture needs {expected:?}")]
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    #[error("tensor `{name}` is {dtype}, not a floating-point tensor")]
+    Dtype { name: String, dtype: Dtype },
+    #[error(transparent)]
+    Checkpoint(#[from] zoo_checkpoint::Error),
+}
+
+/// Tensors by name, as f32.
+#[derive(Debug)]
+pub struct Weights {
+    tensors: BTreeMap<String, (Vec<usize>, Vec<u8>, Dtype)>,
+    taken: RefCell<BTreeSet<String>>,
+    /// Names that may be left over (a head being replaced).
+    allow: Vec<String>,
+    pub device: Device,
+}
+
+impl Weights {
+    /// From a loaded checkpoint (any format zoo-checkpoint reads).
+    pub fn from_loaded(loaded: &zoo_checkpoint::Loaded<'_>, device: &Device) -> Self {
+        let tensors = loaded
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), (t.shape.clone(), t.data.to_vec(), t.dtype)))
+            .collect();
+        Weights {
+            tensors,
+            taken: RefCell::new(BTreeSet::new()),
+            allow: Vec::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// Allows tensors under these prefixes to go unused (`--allow-partial` when replacing a head).
+    pub fn allow_unused(mut self, prefixes: &[&str]) -> Self {
+        self.allow = prefixes.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    fn f32s(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), WeightError> {
+        let (shape, bytes, dtype) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| WeightError::Missing(name.to_string()))?;
+        let v: Vec<f32> = match dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            other => {
+                return Err(WeightError::Dtype {
+                    name: name.to_string(),
+                    dtype: *other,
+                });
+            }
+        };
+        self.taken.borrow_mut().insert(name.to_string());
+        Ok((shape.clone(), v))
+    }
+
+    /// Takes a tensor with exactly this shape.
+    pub fn take<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, WeightError> {
+        let (actual, v) = self.f32s(name)?;
+        if actual != shape {
+            return Err(WeightError::Shape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                actual,
+            });
+        }
+        Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
+    }
+
+    /// Marks a tensor as known but unused (`num_batches_tracked`).
+    pub fn skip(&self, name: &str) {
+        if self.tensors.contains_key(name) {
+            self.taken.borrow_mut().insert(name.to_string());
+        }
+    }
+
+    /// Errors if any tensor was not taken (outside the allowed prefixes).
+    pub fn finish(&self) -> Result<(), WeightError> {
+        let taken = self.taken.borrow();
+        let left: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| {
+                !taken.contains(*k) && !self.allow.iter().any(|p| k.starts_with(p.as_str()))
+            })
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(WeightError::Unexpected(left))
+        }
+    }
+
+    /// A bias-free (or biased) 2-D convolution named `prefix` (`prefix.weight`, `prefix.bias`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        prefix: &str,
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        padding: [usize; 4],
+        groups: usize,
+        bias: bool,
+    ) -> Result<Conv2d, WeightError> {
+        let [p_top, p_left, p_bottom, p_right] = padding;
+        let mut conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(p_top, p_left, p_bottom, p_right))
+            .with_groups(groups)
+            .with_bias(bias)
+            .init(&self.device);
+        conv.weight = Param::from_tensor(self.take(
+            &format!("{prefix}.weight"),
+            [channels[1], channels[0] / groups, kernel, kernel],
+        )?);
+        if bias {
+            conv.bias = Some(Param::from_tensor(
+                self.take(&format!("{prefix}.bias"), [channels[1]])?,
+            ));
+        }
+        Ok(conv)
+    }
+
+    /// BatchNorm named `prefix` with its running statistics.
+    pub fn batch_norm(&self, prefix: &str, n: usize, eps: f64) -> Result<BatchNorm, WeightError> {
+        let mut bn = BatchNormConfig::new(n).with_epsilon(eps).init(&self.device);
+        bn.gamma = Param::from_tensor(self.take(&format!("{prefix}.weight"), [n])?);
+        bn.beta = Param::from_tensor(self.take(&format!("{prefix}.bias"), [n])?);
+        bn.running_mean = RunningState::new(self.take(&format!("{prefix}.running_mean"), [n])?);
+        bn.running_var = RunningState::new(self.take(&format!("{prefix}.running_var"), [n])?);
+        self.skip(&format!("{prefix}.num_batches_tracked"));
+        Ok(bn)
+    }
+
+    /// A linear layer named `prefix`, PyTorch's `[out, in]` weight transposed to burn's `[in, out]`.
+    pub fn linear(&self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, WeightError> {
+        let mut l = LinearConfig::new(d_in, d_out).init(&self.device);
+        l.weight = Param::from_tensor(
+            self.take(&format!("{prefix}.weight"), [d_out, d_in])?
+                .transpose(),
+        );
+        l.bias = Some(Param::from_tensor(
+            self.take(&format!("{prefix}.bias"), [d_out])?,
+        ));
+        Ok(l)
+    }
+
+    /// Whether a tensor is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|(s, _, _)| s.as_slice())
+    }
+}
