@@ -116,7 +116,7 @@ fn bad_inputs_get_clear_errors() {
     ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&r.stderr).contains("missing tensor `features.0.0.weight`"),
+        String::from_utf8_lossy(&r.stderr).contains("missing tensor `features.0.0.weight"),
         "{}",
         String::from_utf8_lossy(&r.stderr)
     );

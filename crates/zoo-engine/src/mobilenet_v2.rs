@@ -31,6 +31,33 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
     }
 }
 
+/// The width multiplier whose channel counts match the weights' shapes (stem and every
+/// block's projection), or `None`.
+pub fn infer_width(w: &Weights) -> Option<f64> {
+    let candidates = [1.0, 0.5, 0.75, 0.35, 1.4, 1.3, 0.25, 0.1, 2.0];
+    candidates.into_iter().find(|&m| {
+        if w.shape("features.0.0.weight").map(|s| s[0]) != Some(make_divisible(32.0 * m, 8)) {
+            return false;
+        }
+        let mut idx = 1;
+        for (t, c, n, _) in SETTINGS {
+            let out = make_divisible(c as f64 * m, 8);
+            for _ in 0..n {
+                let proj = if t == 1 {
+                    format!("features.{idx}.conv.1.weight")
+                } else {
+                    format!("features.{idx}.conv.2.weight")
+                };
+                if w.shape(&proj).map(|s| s[0]) != Some(out) {
+                    return false;
+                }
+                idx += 1;
+            }
+        }
+        true
+    })
+}
+
 /// Conv → BatchNorm → ReLU6 (or no activation).
 #[derive(Module, Debug)]
 pub struct ConvBn {

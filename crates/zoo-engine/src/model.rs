@@ -2,7 +2,7 @@
 
 use burn::prelude::Tensor;
 
-use crate::mobilenet_v2::{MobileNetV2, make_divisible};
+use crate::mobilenet_v2::MobileNetV2;
 use crate::weights::{WeightError, Weights};
 
 /// Architectures the library builds today.
@@ -33,14 +33,9 @@ impl Model {
     ) -> Result<(Model, Option<usize>), ModelError> {
         match arch {
             "mobilenet_v2" => {
-                let stem = w
-                    .shape("features.0.0.weight")
-                    .ok_or_else(|| WeightError::Missing("features.0.0.weight".into()))?[0];
-                // The stem has make_divisible(32 × width, 8) channels: find the width that gives it.
-                let width = [0.35, 0.5, 0.75, 1.0, 1.3, 1.4, 0.25]
-                    .into_iter()
-                    .find(|m| make_divisible(32.0 * m, 8) == stem)
-                    .unwrap_or(stem as f64 / 32.0);
+                let width = crate::mobilenet_v2::infer_width(w).ok_or_else(|| {
+                    WeightError::Missing("features.0.0.weight (with the channel counts of a MobileNetV2 at a standard width)".into())
+                })?;
                 let classes = if with_head {
                     w.shape("classifier.1.weight").map(|s| s[0])
                 } else {

@@ -56,6 +56,29 @@ impl Weights {
         }
     }
 
+    /// The tensors whose names start with `prefix`, with the prefix removed.
+    pub fn from_loaded_prefix(
+        loaded: &zoo_checkpoint::Loaded<'_>,
+        prefix: &str,
+        device: &Device,
+    ) -> Self {
+        let tensors = loaded
+            .tensors
+            .iter()
+            .filter_map(|t| {
+                t.name
+                    .strip_prefix(prefix)
+                    .map(|n| (n.to_string(), (t.shape.clone(), t.data.to_vec(), t.dtype)))
+            })
+            .collect();
+        Weights {
+            tensors,
+            taken: RefCell::new(BTreeSet::new()),
+            allow: Vec::new(),
+            device: device.clone(),
+        }
+    }
+
     /// Allows tensors under these prefixes to go unused (`--allow-partial` when replacing a head).
     pub fn allow_unused(mut self, prefixes: &[&str]) -> Self {
         self.allow = prefixes.iter().map(|p| p.to_string()).collect();

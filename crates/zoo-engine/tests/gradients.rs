@@ -31,7 +31,8 @@ impl ModuleVisitor for Coverage<'_> {
 
 #[test]
 fn every_mobilenet_v2_parameter_gets_a_gradient() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zoo-checkpoint/tests/fixtures/mobilenet_v2_tiny.expected.safetensors");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../zoo-checkpoint/tests/fixtures/mobilenet_v2_tiny.expected.safetensors");
     let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
     let loaded = zoo_checkpoint::load(&mapped).unwrap();
     let device = Device::autodiff(zoo_engine::cpu());
@@ -44,11 +45,24 @@ fn every_mobilenet_v2_parameter_gets_a_gradient() {
     let target: Tensor<2> = Tensor::random([2, 10], Distribution::Normal(0.0, 1.0), &device);
     let loss = (model.forward(x) * target).sum();
     let grads = loss.backward();
-    let mut cov = Coverage { grads: &grads, total: 0, nonzero: 0, zero: Vec::new() };
+    let mut cov = Coverage {
+        grads: &grads,
+        total: 0,
+        nonzero: 0,
+        zero: Vec::new(),
+    };
     net.visit(&mut cov);
     // Parameters: every tensor but BatchNorm's running statistics.
-    let expected = loaded.tensors.iter().filter(|t| !zoo_checkpoint::is_buffer(&t.name)).count();
+    let expected = loaded
+        .tensors
+        .iter()
+        .filter(|t| !zoo_checkpoint::is_buffer(&t.name))
+        .count();
     assert_eq!(cov.total, expected, "visited parameters");
-    assert!(cov.zero.is_empty(), "parameters without a gradient: {:?}", cov.zero);
+    assert!(
+        cov.zero.is_empty(),
+        "parameters without a gradient: {:?}",
+        cov.zero
+    );
     assert_eq!(cov.nonzero, expected);
 }
