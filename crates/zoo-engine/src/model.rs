@@ -2,11 +2,12 @@
 
 use burn::prelude::Tensor;
 
+use crate::efficientnet_lite::EfficientNetLite;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::weights::{WeightError, Weights};
 
 /// Architectures the library builds today.
-pub const ARCHITECTURES: &[&str] = &["mobilenet_v2"];
+pub const ARCHITECTURES: &[&str] = &["mobilenet_v2", "efficientnet_lite0"];
 
 /// Why a model could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,7 @@ pub enum ModelError {
 #[derive(Debug)]
 pub enum Model {
     MobileNetV2(MobileNetV2),
+    EfficientNetLite(EfficientNetLite),
 }
 
 impl Model {
@@ -44,6 +46,17 @@ impl Model {
                 let m = MobileNetV2::load(w, width, classes)?;
                 Ok((Model::MobileNetV2(m), classes))
             }
+            "efficientnet_lite0" => {
+                let classes = if with_head {
+                    w.shape("_fc.weight").map(|s| s[0])
+                } else {
+                    None
+                };
+                Ok((
+                    Model::EfficientNetLite(EfficientNetLite::load(w, classes)?),
+                    classes,
+                ))
+            }
             other => Err(ModelError::UnknownArchitecture(other.to_string())),
         }
     }
@@ -52,6 +65,16 @@ impl Model {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Model::MobileNetV2(m) => m.forward(x),
+            Model::EfficientNetLite(m) => m.forward(x),
+        }
+    }
+
+    /// Visits every parameter and state tensor (for gradient checks, freezing, optimisers).
+    pub fn visit<V: burn::module::ModuleVisitor>(&self, visitor: &mut V) {
+        use burn::module::Module;
+        match self {
+            Model::MobileNetV2(m) => m.visit(visitor),
+            Model::EfficientNetLite(m) => m.visit(visitor),
         }
     }
 
@@ -59,6 +82,7 @@ impl Model {
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Model::MobileNetV2(m) => m.features(x),
+            Model::EfficientNetLite(m) => m.features(x),
         }
     }
 }

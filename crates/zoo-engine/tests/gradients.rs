@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::{Device, Tensor};
 use burn::tensor::Distribution;
 use zoo_engine::{Model, Weights};
@@ -29,20 +29,11 @@ impl ModuleVisitor for Coverage<'_> {
     }
 }
 
-#[test]
-fn every_mobilenet_v2_parameter_gets_a_gradient() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../zoo-checkpoint/tests/fixtures/mobilenet_v2_tiny.expected.safetensors");
-    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let device = Device::autodiff(zoo_engine::cpu());
-    let w = Weights::from_loaded(&loaded, &device);
-    let (model, classes) = Model::build("mobilenet_v2", &w, true).unwrap();
-    w.finish().unwrap();
-    assert_eq!(classes, Some(10));
-    let Model::MobileNetV2(net) = &model;
-    let x: Tensor<4> = Tensor::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
-    let target: Tensor<2> = Tensor::random([2, 10], Distribution::Normal(0.0, 1.0), &device);
+/// One backward pass on random inputs in train mode; returns (parameters visited, those with a
+/// non-zero gradient, shapes of those without).
+fn coverage(model: &Model, device: &Device, classes: usize) -> (usize, usize, Vec<String>) {
+    let x: Tensor<4> = Tensor::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), device);
+    let target: Tensor<2> = Tensor::random([2, classes], Distribution::Normal(0.0, 1.0), device);
     let loss = (model.forward(x) * target).sum();
     let grads = loss.backward();
     let mut cov = Coverage {
@@ -51,18 +42,57 @@ fn every_mobilenet_v2_parameter_gets_a_gradient() {
         nonzero: 0,
         zero: Vec::new(),
     };
-    net.visit(&mut cov);
+    model.visit(&mut cov);
+    (cov.total, cov.nonzero, cov.zero)
+}
+
+fn check(path: &Path, arch: &str) {
+    let mapped = zoo_checkpoint::Mapped::open(path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded(&loaded, &device);
+    let (model, classes) = Model::build(arch, &w, true).unwrap();
+    w.finish().unwrap();
+    let (total, nonzero, zero) = coverage(&model, &device, classes.unwrap());
     // Parameters: every tensor but BatchNorm's running statistics.
     let expected = loaded
         .tensors
         .iter()
         .filter(|t| !zoo_checkpoint::is_buffer(&t.name))
         .count();
-    assert_eq!(cov.total, expected, "visited parameters");
+    assert_eq!(total, expected, "{arch}: visited parameters");
     assert!(
-        cov.zero.is_empty(),
-        "parameters without a gradient: {:?}",
-        cov.zero
+        zero.is_empty(),
+        "{arch}: parameters without a gradient: {zero:?}"
     );
-    assert_eq!(cov.nonzero, expected);
+    assert_eq!(nonzero, expected);
+    eprintln!("{arch}: {nonzero}/{expected} parameters have a gradient");
+}
+
+#[test]
+fn every_mobilenet_v2_parameter_gets_a_gradient() {
+    check(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../zoo-checkpoint/tests/fixtures/mobilenet_v2_tiny.expected.safetensors"),
+        "mobilenet_v2",
+    );
+}
+
+#[test]
+fn every_efficientnet_lite0_parameter_gets_a_gradient() {
+    let dir = std::env::var_os("ZOO_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/checkpoint-zoo/fixtures")
+        });
+    assert!(
+        dir.join("checkpoints").is_dir(),
+        "{}: run scripts/fetch-fixtures.sh",
+        dir.display()
+    );
+    check(
+        &dir.join("checkpoints/efficientnet-lite0-57934424.pth"),
+        "efficientnet_lite0",
+    );
 }

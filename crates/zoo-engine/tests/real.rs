@@ -86,3 +86,56 @@ fn missing_and_unexpected_tensors_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn efficientnet_lite0_recognises_the_espresso() {
+    let fx = real_fixtures();
+    let device = cpu();
+    let mapped =
+        zoo_checkpoint::Mapped::open(fx.join("checkpoints/efficientnet-lite0-57934424.pth"))
+            .unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let w = Weights::from_loaded(&loaded, &device);
+    let (model, classes) = zoo_engine::Model::build("efficientnet_lite0", &w, true).unwrap();
+    w.finish().unwrap();
+    assert_eq!(classes, Some(1000));
+    let labels: Vec<String> = std::fs::read_to_string(fx.join("imagenet_classes.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let cfg = zoo_card::PretrainedCfg {
+        mean: [0.498; 3],
+        std: [0.502; 3],
+        ..zoo_card::PretrainedCfg::default()
+    };
+    let t = zoo_preprocess::ImageTransform::from_cfg(&cfg).unwrap();
+    // The packaged check: espresso 0.96 on the coffee photo. Torchvision's MobileNetV2 calls
+    // the cat an Egyptian cat (0.71) with tiger cat and tabby close behind: any of the three.
+    for (photo, label) in [("coffee", "espresso"), ("chelsea", "cat")] {
+        let x = t.load(&fx.join(format!("images/{photo}.png"))).unwrap();
+        let x: Tensor<4> = Tensor::from_data(TensorData::new(x, [1, 3, 224, 224]), &device);
+        let v: Vec<f32> = burn::tensor::activation::softmax(model.forward(x), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let (best, score) = v
+            .iter()
+            .enumerate()
+            .fold((0, 0f32), |a, (i, &s)| if s > a.1 { (i, s) } else { a });
+        eprintln!("efficientnet_lite0 {photo}: {} {score:.3}", labels[best]);
+        if photo == "coffee" {
+            assert!(
+                labels[best].starts_with(label) && (f64::from(score) - 0.96).abs() < 0.03,
+                "{photo}: {} {score}",
+                labels[best]
+            );
+        } else {
+            assert!(
+                [281, 282, 285].contains(&best),
+                "{photo}: {} is not one of tabby, tiger cat, Egyptian cat",
+                labels[best]
+            );
+        }
+    }
+}
