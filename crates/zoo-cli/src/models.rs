@@ -80,11 +80,7 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
             }
         })
     })?;
-    let cfg = PretrainedCfg {
-        classifier: Some("classifier.1".into()),
-        first_conv: Some("features.0.0".into()),
-        ..PretrainedCfg::default()
-    };
+    let cfg = default_cfg(&a.arch);
     let config = Config::timm(&a.arch, &labels, &cfg);
     std::fs::write(a.out.join("config.json"), config.to_json_string())?;
     let mut card = match &a.card_from {
@@ -118,6 +114,25 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
         classes
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Preprocessing and layer names each architecture's published weights expect.
+fn default_cfg(arch: &str) -> PretrainedCfg {
+    match arch {
+        // Inputs in [-1, 1], as the packaged EfficientNet-Lite0 weights were trained.
+        "efficientnet_lite0" => PretrainedCfg {
+            mean: [0.498; 3],
+            std: [0.502; 3],
+            classifier: Some("_fc".into()),
+            first_conv: Some("_conv_stem".into()),
+            ..PretrainedCfg::default()
+        },
+        _ => PretrainedCfg {
+            classifier: Some("classifier.1".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
+    }
 }
 
 fn read_model(dir: &Path) -> Result<(Model, Vec<String>, zoo_preprocess::ImageTransform)> {

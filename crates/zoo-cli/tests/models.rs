@@ -158,3 +158,36 @@ fn bad_inputs_get_clear_errors() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("broken.jpg: not a readable image"));
 }
+
+#[test]
+fn efficientnet_lite0_imports_with_its_own_preprocessing() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lite0");
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints/efficientnet-lite0-57934424.pth")),
+        "--arch",
+        "efficientnet_lite0",
+        "--labels",
+        s(&fx.join("imagenet_classes.txt")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["pretrained_cfg"]["mean"],
+        serde_json::json!([0.498, 0.498, 0.498])
+    );
+    let r = zoo(&[
+        "predict",
+        s(&out),
+        s(&fx.join("images/coffee.png")),
+        "--json",
+    ]);
+    let doc: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(doc[0][0]["label"], "espresso");
+    assert!((doc[0][0]["score"].as_f64().unwrap() - 0.96).abs() < 0.03);
+}
