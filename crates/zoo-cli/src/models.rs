@@ -127,6 +127,11 @@ fn default_cfg(arch: &str) -> PretrainedCfg {
             first_conv: Some("_conv_stem".into()),
             ..PretrainedCfg::default()
         },
+        a if a.starts_with("resnet") => PretrainedCfg {
+            classifier: Some("fc".into()),
+            first_conv: Some("conv1".into()),
+            ..PretrainedCfg::default()
+        },
         _ => PretrainedCfg {
             classifier: Some("classifier.1".into()),
             first_conv: Some("features.0.0".into()),

@@ -4,10 +4,18 @@ use burn::prelude::Tensor;
 
 use crate::efficientnet_lite::EfficientNetLite;
 use crate::mobilenet_v2::MobileNetV2;
+use crate::resnet::ResNet;
 use crate::weights::{WeightError, Weights};
 
 /// Architectures the library builds today.
-pub const ARCHITECTURES: &[&str] = &["mobilenet_v2", "efficientnet_lite0"];
+pub const ARCHITECTURES: &[&str] = &[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "efficientnet_lite0",
+];
 
 /// Why a model could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +31,7 @@ pub enum ModelError {
 pub enum Model {
     MobileNetV2(MobileNetV2),
     EfficientNetLite(EfficientNetLite),
+    ResNet(ResNet),
 }
 
 impl Model {
@@ -57,6 +66,18 @@ impl Model {
                     classes,
                 ))
             }
+            name if crate::resnet::layout(name).is_some() => {
+                let (blocks, bottleneck) = crate::resnet::layout(name).unwrap();
+                let classes = if with_head {
+                    w.shape("fc.weight").map(|s| s[0])
+                } else {
+                    None
+                };
+                Ok((
+                    Model::ResNet(ResNet::load(w, blocks, bottleneck, classes)?),
+                    classes,
+                ))
+            }
             other => Err(ModelError::UnknownArchitecture(other.to_string())),
         }
     }
@@ -66,6 +87,7 @@ impl Model {
         match self {
             Model::MobileNetV2(m) => m.forward(x),
             Model::EfficientNetLite(m) => m.forward(x),
+            Model::ResNet(m) => m.forward(x),
         }
     }
 
@@ -75,6 +97,7 @@ impl Model {
         match self {
             Model::MobileNetV2(m) => m.visit(visitor),
             Model::EfficientNetLite(m) => m.visit(visitor),
+            Model::ResNet(m) => m.visit(visitor),
         }
     }
 
@@ -83,6 +106,7 @@ impl Model {
         match self {
             Model::MobileNetV2(m) => m.features(x),
             Model::EfficientNetLite(m) => m.features(x),
+            Model::ResNet(m) => m.features(x),
         }
     }
 }

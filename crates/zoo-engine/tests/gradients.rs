@@ -96,3 +96,29 @@ fn every_efficientnet_lite0_parameter_gets_a_gradient() {
         "efficientnet_lite0",
     );
 }
+
+#[test]
+fn every_resnet_parameter_gets_a_gradient() {
+    for arch in ["resnet18", "resnet50"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/{arch}.parity.safetensors"));
+        let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+        let loaded = zoo_checkpoint::load(&mapped).unwrap();
+        let device = Device::autodiff(zoo_engine::cpu());
+        let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+        let (model, classes) = Model::build(arch, &w, true).unwrap();
+        w.finish().unwrap();
+        let (total, nonzero, zero) = coverage(&model, &device, classes.unwrap());
+        let expected = loaded
+            .tensors
+            .iter()
+            .filter(|t| t.name.starts_with("weights.") && !zoo_checkpoint::is_buffer(&t.name))
+            .count();
+        assert_eq!(
+            (total, nonzero),
+            (expected, expected),
+            "{arch}: without a gradient: {zero:?}"
+        );
+        eprintln!("{arch}: {nonzero}/{expected} parameters have a gradient");
+    }
+}

@@ -61,3 +61,47 @@ fn mobilenet_v2_matches_pytorch() {
     let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
     close("logits", &logits, &f32s(&loaded, "out.logits").1);
 }
+
+fn resnet_matches_pytorch(arch: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/{arch}.parity.safetensors"));
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let (model, classes) = Model::build(arch, &w, true).unwrap();
+    w.finish().unwrap();
+    assert_eq!(classes, Some(5));
+    let (shape, x) = f32s(&loaded, "input");
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
+        &device,
+    );
+    let Model::ResNet(net) = &model else {
+        panic!("not a ResNet")
+    };
+    for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
+        let ours: Vec<f32> = stage.into_data().try_to_vec::<f32>().unwrap();
+        close(
+            &format!("{arch} layer{}", i + 1),
+            &ours,
+            &f32s(&loaded, &format!("out.layer{}", i + 1)).1,
+        );
+    }
+    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    close(
+        &format!("{arch} logits"),
+        &logits,
+        &f32s(&loaded, "out.logits").1,
+    );
+}
+
+#[test]
+fn resnet18_matches_pytorch_at_every_stage() {
+    resnet_matches_pytorch("resnet18");
+}
+
+#[test]
+fn resnet50_matches_pytorch_at_every_stage() {
+    resnet_matches_pytorch("resnet50");
+}
