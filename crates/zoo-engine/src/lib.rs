@@ -6,6 +6,7 @@
 //! decision"). Every layer here is burn's own module or a composition of tensor ops that
 //! burn's autodiff differentiates, so every op on the training path has a backward pass.
 
+pub mod bert;
 pub mod efficientnet_lite;
 pub mod mobilenet_v2;
 pub mod model;

@@ -105,3 +105,59 @@ fn resnet18_matches_pytorch_at_every_stage() {
 fn resnet50_matches_pytorch_at_every_stage() {
     resnet_matches_pytorch("resnet50");
 }
+
+fn i64s(loaded: &zoo_checkpoint::Loaded<'_>, name: &str) -> (Vec<usize>, Vec<i64>) {
+    let t = loaded
+        .tensors
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("{name}"));
+    (
+        t.shape.clone(),
+        t.data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    )
+}
+
+#[test]
+fn bert_matches_transformers_with_padding() {
+    use burn::prelude::Int;
+    use zoo_engine::bert::{Bert, BertConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mapped = zoo_checkpoint::Mapped::open(dir.join("bert.parity.safetensors")).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bert.config.json")).unwrap())
+            .unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let bert = Bert::load(&w, &BertConfig::from_json(&config).unwrap()).unwrap();
+    w.finish().unwrap();
+    let (shape, ids) = i64s(&loaded, "input_ids");
+    let (_, types) = i64s(&loaded, "token_type_ids");
+    let (_, mask) = i64s(&loaded, "attention_mask");
+    let [b, t] = [shape[0], shape[1]];
+    let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [b, t]), &device);
+    let types: Tensor<2, Int> = Tensor::from_data(TensorData::new(types, [b, t]), &device);
+    let mask: Tensor<2> = Tensor::from_data(
+        TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [b, t]),
+        &device,
+    );
+    let hidden = bert.forward(ids, types, mask.clone());
+    let ours: Vec<f32> = hidden.clone().into_data().try_to_vec::<f32>().unwrap();
+    close("bert hidden", &ours, &f32s(&loaded, "out.hidden").1);
+    let mean: Vec<f32> = Bert::mean_pool(hidden.clone(), mask)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close("bert mean pooling", &mean, &f32s(&loaded, "out.mean").1);
+    let pooled: Vec<f32> = bert
+        .pool_cls(hidden)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close("bert pooler", &pooled, &f32s(&loaded, "out.pooler").1);
+}

@@ -1,0 +1,221 @@
+//! BERT-family encoders in Hugging Face layout (`embeddings.*`, `encoder.layer.N.*`,
+//! `pooler.dense`; optionally under a `bert.` prefix): BERT and MiniLM.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::{Int, Tensor};
+use burn::tensor::activation::{gelu, softmax};
+use serde_json::Value;
+
+use crate::weights::{WeightError, Weights};
+
+/// The fields of a Hugging Face `config.json` the encoder needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    /// Reads a Hugging Face BERT config; a missing field is an error naming it.
+    pub fn from_json(v: &Value) -> Result<Self, WeightError> {
+        let n = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| WeightError::Missing(format!("config.json: {k}")))
+        };
+        Ok(BertConfig {
+            vocab_size: n("vocab_size")?,
+            hidden_size: n("hidden_size")?,
+            num_hidden_layers: n("num_hidden_layers")?,
+            num_attention_heads: n("num_attention_heads")?,
+            intermediate_size: n("intermediate_size")?,
+            max_position_embeddings: n("max_position_embeddings")?,
+            type_vocab_size: v
+                .get("type_vocab_size")
+                .and_then(Value::as_u64)
+                .unwrap_or(2) as usize,
+            layer_norm_eps: v
+                .get("layer_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-12),
+        })
+    }
+}
+
+fn layer_norm(w: &Weights, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, WeightError> {
+    let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&w.device);
+    ln.gamma = Param::from_tensor(w.take(&format!("{prefix}.weight"), [d])?);
+    ln.beta = Some(Param::from_tensor(w.take(&format!("{prefix}.bias"), [d])?));
+    Ok(ln)
+}
+
+fn embedding(w: &Weights, name: &str, n: usize, d: usize) -> Result<Embedding, WeightError> {
+    let mut e = EmbeddingConfig::new(n, d).init(&w.device);
+    e.weight = Param::from_tensor(w.take(name, [n, d])?);
+    Ok(e)
+}
+
+/// One transformer layer.
+#[derive(Module, Debug)]
+pub struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+}
+
+impl Layer {
+    fn forward(&self, x: Tensor<3>, mask: Tensor<4>) -> Tensor<3> {
+        let [b, t, h] = x.dims();
+        let hd = h / self.heads;
+        let split = |y: Tensor<3>| y.reshape([b, t, self.heads, hd]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()) + mask;
+        let ctx = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, t, h]);
+        let x = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
+        let y = self
+            .output
+            .forward(gelu(self.intermediate.forward(x.clone())));
+        self.out_norm.forward(y + x)
+    }
+}
+
+/// A BERT encoder.
+#[derive(Module, Debug)]
+pub struct Bert {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+    pub hidden_size: usize,
+}
+
+impl Bert {
+    /// Loads from Hugging Face names, with or without the `bert.` prefix of task models.
+    pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, WeightError> {
+        let p = if w.has("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let h = c.hidden_size;
+        w.skip(&format!("{p}embeddings.position_ids"));
+        let mut layers = Vec::new();
+        for i in 0..c.num_hidden_layers {
+            let l = format!("{p}encoder.layer.{i}");
+            layers.push(Layer {
+                query: w.linear(&format!("{l}.attention.self.query"), h, h)?,
+                key: w.linear(&format!("{l}.attention.self.key"), h, h)?,
+                value: w.linear(&format!("{l}.attention.self.value"), h, h)?,
+                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
+                attn_norm: layer_norm(
+                    w,
+                    &format!("{l}.attention.output.LayerNorm"),
+                    h,
+                    c.layer_norm_eps,
+                )?,
+                intermediate: w.linear(
+                    &format!("{l}.intermediate.dense"),
+                    h,
+                    c.intermediate_size,
+                )?,
+                output: w.linear(&format!("{l}.output.dense"), c.intermediate_size, h)?,
+                out_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), h, c.layer_norm_eps)?,
+                heads: c.num_attention_heads,
+            });
+        }
+        let pooler = if w.has(&format!("{p}pooler.dense.weight")) {
+            Some(w.linear(&format!("{p}pooler.dense"), h, h)?)
+        } else {
+            None
+        };
+        Ok(Bert {
+            word: embedding(
+                w,
+                &format!("{p}embeddings.word_embeddings.weight"),
+                c.vocab_size,
+                h,
+            )?,
+            position: embedding(
+                w,
+                &format!("{p}embeddings.position_embeddings.weight"),
+                c.max_position_embeddings,
+                h,
+            )?,
+            token_type: embedding(
+                w,
+                &format!("{p}embeddings.token_type_embeddings.weight"),
+                c.type_vocab_size,
+                h,
+            )?,
+            emb_norm: layer_norm(w, &format!("{p}embeddings.LayerNorm"), h, c.layer_norm_eps)?,
+            layers,
+            pooler,
+            hidden_size: h,
+        })
+    }
+
+    /// The last hidden state `[batch, tokens, hidden]`. `mask` is 1 for real tokens, 0 for padding.
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..t as i64, &device)
+            .reshape([1, t])
+            .repeat_dim(0, b);
+        let x = self.word.forward(ids)
+            + self.position.forward(positions)
+            + self.token_type.forward(token_types);
+        let mut x = self.emb_norm.forward(x);
+        // Padding gets a large negative score before the softmax.
+        let additive = (mask.ones_like() - mask)
+            .mul_scalar(-1e9)
+            .reshape([b, 1, 1, t]);
+        for l in &self.layers {
+            x = l.forward(x, additive.clone());
+        }
+        x
+    }
+
+    /// Mean of the token states over real tokens (sentence-transformers' mean pooling).
+    pub fn mean_pool(hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        let [b, t, h] = hidden.dims();
+        let m = mask.reshape([b, t, 1]);
+        let summed = (hidden * m.clone()).sum_dim(1).reshape([b, h]);
+        let count = m.sum_dim(1).reshape([b, 1]).clamp_min(1e-9);
+        summed / count
+    }
+
+    /// BERT's pooler: tanh(dense(first token)), when the checkpoint has one.
+    pub fn pool_cls(&self, hidden: Tensor<3>) -> Option<Tensor<2>> {
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.narrow(1, 0, 1).reshape([b, h]);
+        self.pooler
+            .as_ref()
+            .map(|p| burn::tensor::activation::tanh(p.forward(cls)))
+    }
+}
