@@ -122,3 +122,56 @@ fn every_resnet_parameter_gets_a_gradient() {
         eprintln!("{arch}: {nonzero}/{expected} parameters have a gradient");
     }
 }
+
+#[test]
+fn every_bert_parameter_gets_a_gradient() {
+    use burn::module::Module;
+    use burn::prelude::Int;
+    use burn::tensor::TensorData;
+    use zoo_engine::bert::{Bert, BertConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mapped = zoo_checkpoint::Mapped::open(dir.join("bert.parity.safetensors")).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bert.config.json")).unwrap())
+            .unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let bert = Bert::load(&w, &BertConfig::from_json(&config).unwrap()).unwrap();
+    w.finish().unwrap();
+    let ids: Tensor<2, Int> = Tensor::from_data(
+        TensorData::new(vec![2i64, 45, 17, 88, 3, 2, 51, 7, 4, 0], [2, 5]),
+        &device,
+    );
+    let types: Tensor<2, Int> = Tensor::from_data(
+        TensorData::new(vec![0i64, 0, 0, 1, 1, 0, 0, 0, 0, 0], [2, 5]),
+        &device,
+    );
+    let mask: Tensor<2> = Tensor::from_data(
+        TensorData::new(vec![1f32, 1., 1., 1., 1., 1., 1., 1., 1., 0.], [2, 5]),
+        &device,
+    );
+    let hidden = bert.forward(ids, types, mask.clone());
+    let target: Tensor<2> = Tensor::random([2, 32], Distribution::Normal(0.0, 1.0), &device);
+    let loss = (Bert::mean_pool(hidden.clone(), mask) * target.clone()).sum()
+        + (bert.pool_cls(hidden).unwrap() * target).sum();
+    let grads = loss.backward();
+    let mut cov = Coverage {
+        grads: &grads,
+        total: 0,
+        nonzero: 0,
+        zero: Vec::new(),
+    };
+    bert.visit(&mut cov);
+    let expected = loaded
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("weights.") && !t.name.ends_with("position_ids"))
+        .count();
+    assert!(cov.zero.is_empty(), "without a gradient: {:?}", cov.zero);
+    assert_eq!((cov.total, cov.nonzero), (expected, expected));
+    eprintln!(
+        "bert: {}/{expected} parameters have a gradient",
+        cov.nonzero
+    );
+}

@@ -139,3 +139,80 @@ fn efficientnet_lite0_recognises_the_espresso() {
         }
     }
 }
+
+fn minilm_embed(texts: &[&str]) -> Vec<Vec<f32>> {
+    use burn::prelude::Int;
+    use zoo_engine::bert::{Bert, BertConfig};
+    let dir = real_fixtures().join("checkpoints/all-MiniLM-L6-v2");
+    let device = cpu();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config = BertConfig::from_json(&config).unwrap();
+    let mapped = zoo_checkpoint::Mapped::open(dir.join("model.safetensors")).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let w = Weights::from_loaded(&loaded, &device);
+    let bert = Bert::load(&w, &config).unwrap();
+    w.finish().unwrap();
+    let tok = zoo_preprocess::text::TextTokenizer::from_dir(&dir, config.max_position_embeddings)
+        .unwrap();
+    assert_eq!(
+        tok.max_length, 256,
+        "sentence_bert_config.json's max_seq_length"
+    );
+    let b = tok.encode(texts, false).unwrap();
+    assert!(
+        b.tokens < 32,
+        "padded to the longest in the batch, not to 128: {}",
+        b.tokens
+    );
+    let ids: Tensor<2, Int> =
+        Tensor::from_data(TensorData::new(b.ids, [b.batch, b.tokens]), &device);
+    let types: Tensor<2, Int> =
+        Tensor::from_data(TensorData::new(b.type_ids, [b.batch, b.tokens]), &device);
+    let mask: Tensor<2> = Tensor::from_data(TensorData::new(b.mask, [b.batch, b.tokens]), &device);
+    let e = Bert::mean_pool(bert.forward(ids, types, mask.clone()), mask);
+    let v: Vec<f32> = e.into_data().try_to_vec::<f32>().unwrap();
+    v.chunks(384).map(<[f32]>::to_vec).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+        * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}
+
+#[test]
+fn minilm_ranks_paraphrases_above_unrelated_sentences() {
+    let texts = [
+        "A man is playing a guitar.",
+        "Someone plays an acoustic guitar.",
+        "The stock market fell sharply today.",
+        "Share prices dropped steeply this afternoon.",
+        "A cat is sleeping on the sofa.",
+    ];
+    let e = minilm_embed(&texts);
+    let (guitar, market) = (cosine(&e[0], &e[1]), cosine(&e[2], &e[3]));
+    eprintln!("paraphrases: guitar {guitar:.3}, market {market:.3}");
+    for (i, j) in [(0, 2), (0, 3), (1, 2), (1, 4), (2, 4), (3, 4)] {
+        let unrelated = cosine(&e[i], &e[j]);
+        assert!(
+            guitar > unrelated + 0.2 && market > unrelated + 0.2,
+            "{i}/{j}: {unrelated:.3} vs {guitar:.3}, {market:.3}"
+        );
+    }
+}
+
+#[test]
+fn text_over_the_limit_is_cut_with_notice_or_refused() {
+    let dir = real_fixtures().join("checkpoints/all-MiniLM-L6-v2");
+    let tok = zoo_preprocess::text::TextTokenizer::from_dir(&dir, 512).unwrap();
+    let long = "word ".repeat(400);
+    let b = tok.encode(&["short", &long], false).unwrap();
+    assert_eq!(b.tokens, 256);
+    assert_eq!(b.truncated, vec![1]);
+    let err = tok.encode(&["short", &long], true).unwrap_err().to_string();
+    assert!(
+        err.contains("input 1 is 402 tokens, over the model's limit of 256"),
+        "{err}"
+    );
+}

@@ -6,6 +6,8 @@
 //! the configured interpolation (antialiased when shrinking, as PIL does), centre-crop to
 //! `input_size`, scale to [0, 1], normalise by `mean`/`std`. The output is CHW `f32`.
 
+pub mod text;
+
 use std::path::Path;
 
 use image::imageops::FilterType;
@@ -25,6 +27,14 @@ pub enum PreprocessError {
     InputSize([u32; 3]),
     #[error("crop_pct {0} must be in (0, 1]")]
     CropPct(f64),
+    #[error("{path}: tokenizer: {reason}")]
+    Tokenizer { path: String, reason: String },
+    #[error("input {index} is {tokens} tokens, over the model's limit of {limit} (--no-truncate)")]
+    TooLong {
+        index: usize,
+        tokens: usize,
+        limit: usize,
+    },
 }
 
 /// Image preprocessing, resolved from a `pretrained_cfg`.
