@@ -83,6 +83,8 @@ enum Command {
     Import(models::ImportArgs),
     /// Top-K labels with probabilities for images.
     Predict(models::PredictArgs),
+    /// Pooled features for a folder of images or a text file / CSV, to a safetensors file.
+    Embed(models::EmbedArgs),
     /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
     Serve(hub::ServeArgs),
     /// Manage the hub's users and tokens (works while `zoo serve` runs).
@@ -145,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => hub::serve(args),
         Command::Import(a) => models::import(&a),
         Command::Predict(a) => models::predict(&a),
+        Command::Embed(a) => models::embed(&a),
         Command::Pull(a) => client::run_pull(a),
         Command::Search(a) => client::run_search(&a),
         Command::Info(a) => client::run_info(&a),

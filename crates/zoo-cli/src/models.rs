@@ -40,6 +40,27 @@ pub struct PredictArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A zoo image model folder, or a Hugging Face text encoder folder (config.json with
+    /// `model_type: bert`, model.safetensors, tokenizer.json).
+    model: PathBuf,
+    /// A folder of images (searched recursively), a text file (one input per line) or a CSV
+    /// with a `text` column.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where to write the embeddings (`embeddings`: [N, D] f32, inputs in the metadata).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// A text longer than the model's limit is an error instead of being cut.
+    #[arg(long)]
+    no_truncate: bool,
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 pub fn import(a: &ImportArgs) -> Result<ExitCode> {
     let mapped = zoo_checkpoint::Mapped::open(&a.checkpoint)?;
     let loaded = zoo_checkpoint::load(&mapped)
@@ -209,4 +230,220 @@ pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
 
 fn burn_data(v: Vec<f32>, shape: [usize; 4]) -> burn::tensor::TensorData {
     burn::tensor::TensorData::new(v, shape)
+}
+
+/// What to embed: image paths or texts, with a name for each.
+enum Inputs {
+    Images(Vec<PathBuf>),
+    Texts(Vec<String>),
+}
+
+fn read_inputs(data: &Path) -> Result<Inputs> {
+    if data.is_dir() {
+        let mut images = Vec::new();
+        let mut stack = vec![data.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)
+                .with_context(|| format!("reading {}", d.display()))?
+                .flatten()
+            {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    matches!(
+                        x.to_ascii_lowercase().as_str(),
+                        "jpg" | "jpeg" | "png" | "webp"
+                    )
+                }) {
+                    images.push(p);
+                }
+            }
+        }
+        images.sort();
+        anyhow::ensure!(
+            !images.is_empty(),
+            "{}: no images (jpg, png, webp)",
+            data.display()
+        );
+        return Ok(Inputs::Images(images));
+    }
+    let ext = data
+        .extension()
+        .and_then(|x| x.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext == "csv" {
+        let mut rd =
+            csv::Reader::from_path(data).with_context(|| format!("reading {}", data.display()))?;
+        let headers = rd
+            .headers()
+            .with_context(|| format!("{}: header", data.display()))?
+            .clone();
+        let col = headers
+            .iter()
+            .position(|h| h == "text")
+            .with_context(|| format!("{}: no `text` column", data.display()))?;
+        let mut texts = Vec::new();
+        for (i, r) in rd.records().enumerate() {
+            let r = r.with_context(|| format!("{}: line {}", data.display(), i + 2))?;
+            texts.push(r.get(col).unwrap_or("").to_string());
+        }
+        return Ok(Inputs::Texts(texts));
+    }
+    let text =
+        std::fs::read_to_string(data).with_context(|| format!("reading {}", data.display()))?;
+    Ok(Inputs::Texts(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+    ))
+}
+
+pub fn embed(a: &EmbedArgs) -> Result<ExitCode> {
+    let inputs = read_inputs(&a.data)?;
+    let device = zoo_engine::cpu();
+    let n = match &inputs {
+        Inputs::Images(v) => v.len(),
+        Inputs::Texts(v) => v.len(),
+    };
+    let bar = if a.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(n as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("embedding [{bar:30}] {pos}/{len} {per_sec} {eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    let batch = a.batch_size.max(1);
+    let mut rows: Vec<f32> = Vec::new();
+    let mut dim = 0;
+    let names: Vec<String>;
+    match &inputs {
+        Inputs::Images(paths) => {
+            let (model, _, t) = read_model(&a.model)?;
+            for chunk in paths.chunks(batch) {
+                let mut x = Vec::new();
+                for p in chunk {
+                    x.extend(t.load(p)?);
+                }
+                let x: Tensor<4> = Tensor::from_data(
+                    burn::tensor::TensorData::new(
+                        x,
+                        [chunk.len(), 3, t.height as usize, t.width as usize],
+                    ),
+                    &device,
+                );
+                let f = model.features(x);
+                dim = f.dims()[1];
+                rows.extend(
+                    f.into_data()
+                        .try_to_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                );
+                bar.inc(chunk.len() as u64);
+            }
+            names = paths
+                .iter()
+                .map(|p| p.strip_prefix(&a.data).unwrap_or(p).display().to_string())
+                .collect();
+        }
+        Inputs::Texts(texts) => {
+            let (bert, tok) = read_text_model(&a.model)?;
+            let mut cut = 0;
+            for chunk in texts.chunks(batch) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let b = tok
+                    .encode(&refs, a.no_truncate)
+                    .with_context(|| format!("{}", a.data.display()))?;
+                cut += b.truncated.len();
+                let ids = Tensor::<2, burn::prelude::Int>::from_data(
+                    burn::tensor::TensorData::new(b.ids, [b.batch, b.tokens]),
+                    &device,
+                );
+                let types = Tensor::<2, burn::prelude::Int>::from_data(
+                    burn::tensor::TensorData::new(b.type_ids, [b.batch, b.tokens]),
+                    &device,
+                );
+                let mask = Tensor::<2>::from_data(
+                    burn::tensor::TensorData::new(b.mask, [b.batch, b.tokens]),
+                    &device,
+                );
+                let f =
+                    zoo_engine::bert::Bert::mean_pool(bert.forward(ids, types, mask.clone()), mask);
+                dim = f.dims()[1];
+                rows.extend(
+                    f.into_data()
+                        .try_to_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                );
+                bar.inc(chunk.len() as u64);
+            }
+            if cut > 0 {
+                eprintln!(
+                    "warning: {cut} inputs were longer than {} tokens and were cut (--no-truncate makes this an error)",
+                    tok.max_length
+                );
+            }
+            names = (0..texts.len()).map(|i| i.to_string()).collect();
+        }
+    }
+    bar.finish_and_clear();
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensor = zoo_formats::safetensors::TensorData {
+        name: "embeddings".into(),
+        dtype: zoo_formats::Dtype::F32,
+        shape: vec![n, dim],
+        data: std::borrow::Cow::Owned(bytes),
+    };
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("model".to_string(), a.model.display().to_string());
+    meta.insert("inputs".to_string(), serde_json::to_string(&names)?);
+    zoo_checkpoint::write_atomic(&a.out, |w| {
+        zoo_formats::safetensors::write(std::slice::from_ref(&tensor), Some(&meta), w).map_err(
+            |error| zoo_checkpoint::Error::Write {
+                path: a.out.clone(),
+                error,
+            },
+        )
+    })?;
+    outln!("wrote {}: {n} × {dim} embeddings", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_text_model(
+    dir: &Path,
+) -> Result<(zoo_engine::bert::Bert, zoo_preprocess::text::TextTokenizer)> {
+    let config_path = dir.join("config.json");
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .with_context(|| config_path.display().to_string())?;
+    let kind = config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if kind != "bert" {
+        bail!(
+            "{}: model_type `{kind}` is not implemented yet for text (available: bert)",
+            config_path.display()
+        );
+    }
+    let c = zoo_engine::bert::BertConfig::from_json(&config)
+        .with_context(|| config_path.display().to_string())?;
+    let weights_path = dir.join("model.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&weights_path)?;
+    let loaded = zoo_checkpoint::load(&mapped)?;
+    let weights = Weights::from_loaded(&loaded, &zoo_engine::cpu());
+    let bert = zoo_engine::bert::Bert::load(&weights, &c)
+        .with_context(|| weights_path.display().to_string())?;
+    weights
+        .finish()
+        .with_context(|| weights_path.display().to_string())?;
+    let tok = zoo_preprocess::text::TextTokenizer::from_dir(dir, c.max_position_embeddings)?;
+    Ok((bert, tok))
 }

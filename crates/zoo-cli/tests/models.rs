@@ -191,3 +191,108 @@ fn efficientnet_lite0_imports_with_its_own_preprocessing() {
     assert_eq!(doc[0][0]["label"], "espresso");
     assert!((doc[0][0]["score"].as_f64().unwrap() - 0.96).abs() < 0.03);
 }
+
+fn embeddings(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let out = zoo(&["inspect", "--json", s(path)]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shape: Vec<usize> = doc["tensors"][0]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (
+        shape,
+        bytes[8 + n..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    )
+}
+
+#[test]
+fn embed_writes_features_for_texts_and_images() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    // Text: a CSV with a `text` column, batched with padding; the same sentence twice gives
+    // the same vector whatever else is in its batch.
+    let csv = dir.path().join("t.csv");
+    std::fs::write(&csv, "text,label\n\"A man is playing a guitar.\",x\nShort.,y\n\"A man is playing a guitar.\",x\n").unwrap();
+    let out = dir.path().join("t.safetensors");
+    let r = zoo(&[
+        "embed",
+        s(&fx.join("checkpoints/all-MiniLM-L6-v2")),
+        "--data",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--batch-size",
+        "2",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (shape, v) = embeddings(&out);
+    assert_eq!(shape, vec![3, 384]);
+    let max_diff = v[..384]
+        .iter()
+        .zip(&v[768..])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max_diff < 1e-4,
+        "padding changed the embedding by {max_diff}"
+    );
+    // Images: a folder, pooled MobileNetV2 features.
+    let model = dir.path().join("m");
+    assert!(
+        zoo(&[
+            "import",
+            s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+            "--arch",
+            "mobilenet_v2",
+            "--out",
+            s(&model)
+        ])
+        .status
+        .success()
+    );
+    let out = dir.path().join("i.safetensors");
+    let r = zoo(&[
+        "embed",
+        s(&model),
+        "--data",
+        s(&fx.join("images")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(embeddings(&out).0, vec![2, 1280]);
+    // --no-truncate: an over-long text is an error naming it.
+    let long = dir.path().join("long.txt");
+    std::fs::write(&long, format!("short\n{}\n", "word ".repeat(400))).unwrap();
+    let r = zoo(&[
+        "embed",
+        s(&fx.join("checkpoints/all-MiniLM-L6-v2")),
+        "--data",
+        s(&long),
+        "--out",
+        s(&dir.path().join("x.safetensors")),
+        "--no-truncate",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("over the model's limit of 256"));
+    let r = zoo(&[
+        "embed",
+        s(&fx.join("checkpoints/all-MiniLM-L6-v2")),
+        "--data",
+        s(&long),
+        "--out",
+        s(&dir.path().join("x.safetensors")),
+    ]);
+    assert!(r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr)
+            .contains("1 inputs were longer than 256 tokens and were cut")
+    );
+}
