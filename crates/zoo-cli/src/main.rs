@@ -15,6 +15,7 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
 mod client;
 mod hub;
 mod inspect;
@@ -85,6 +86,8 @@ enum Command {
     Predict(models::PredictArgs),
     /// Pooled features for a folder of images or a text file / CSV, to a safetensors file.
     Embed(models::EmbedArgs),
+    /// Inference and AdamW-step throughput of ResNet-18 and MiniLM (see benches/engine/bench.py).
+    Bench(bench::BenchArgs),
     /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
     Serve(hub::ServeArgs),
     /// Manage the hub's users and tokens (works while `zoo serve` runs).
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => models::import(&a),
         Command::Predict(a) => models::predict(&a),
         Command::Embed(a) => models::embed(&a),
+        Command::Bench(a) => bench::run(&a),
         Command::Pull(a) => client::run_pull(a),
         Command::Search(a) => client::run_search(&a),
         Command::Info(a) => client::run_info(&a),
