@@ -1,6 +1,5 @@
-use std::path::PathBuf;
-
 use zoo_card::{Config, ConfigKind, EvalResult, ModelCard, PretrainedCfg};
+use zoo_testkit::real_fixtures;
 
 const CARD: &str = "---
 language: en
@@ -172,21 +171,6 @@ fn hugging_face_configs() {
             .is_err()
     );
     assert!(Config::parse("[1]").is_err());
-}
-
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! exactly the bytes `safetensors.torch.save_file({k: v.contiguous()})` writes.
 
 use std::path::{Path, PathBuf};
+use zoo_testkit::real_fixtures;
 
 use sha2::{Digest, Sha256};
 use zoo_checkpoint::{Error, Format, Mapped, convert, load};
@@ -188,22 +189,6 @@ fn corrupted_storages_never_read_out_of_bounds() {
             }
         }
     }
-}
-
-/// The fixtures directory made by `scripts/fetch-fixtures.sh`.
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{} has no fixtures: run scripts/fetch-fixtures.sh (or set ZOO_FIXTURES)",
-        dir.display()
-    );
-    dir
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use zoo_testkit::real_fixtures;
 
 fn zoo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zoo"))
@@ -12,21 +13,6 @@ fn zoo(args: &[&str]) -> Output {
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../zoo-checkpoint/tests/fixtures")
-}
-
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -1,26 +1,12 @@
 //! `zoo import` and `zoo predict` on the real MobileNetV2 checkpoint (issue 5, first part).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+use zoo_testkit::real_fixtures;
 
 use serde_json::Value;
 
 const ZOO: &str = env!("CARGO_BIN_EXE_zoo");
-
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
-}
 
 fn zoo(args: &[&str]) -> Output {
     Command::new(ZOO).args(args).output().unwrap()

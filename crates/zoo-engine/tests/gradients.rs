@@ -80,17 +80,7 @@ fn every_mobilenet_v2_parameter_gets_a_gradient() {
 
 #[test]
 fn every_efficientnet_lite0_parameter_gets_a_gradient() {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
+    let dir = zoo_testkit::real_fixtures();
     check(
         &dir.join("checkpoints/efficientnet-lite0-57934424.pth"),
         "efficientnet_lite0",

@@ -2,27 +2,12 @@
 //! (checked with torchvision on these weights: chelsea → "Egyptian cat" 0.71, coffee →
 //! "espresso" 0.99).
 
-use std::path::PathBuf;
+use zoo_testkit::real_fixtures;
 
 use burn::prelude::Tensor;
 use burn::tensor::TensorData;
 use zoo_engine::mobilenet_v2::MobileNetV2;
 use zoo_engine::{Weights, cpu};
-
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
-}
 
 #[test]
 fn mobilenet_v2_recognises_the_cat_and_the_espresso() {

@@ -1,7 +1,8 @@
 //! The image transform against torchvision's, on the real fixture photos
 //! (reference tensors made by tests/fixtures/generate.py).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use zoo_testkit::real_fixtures;
 
 use zoo_card::PretrainedCfg;
 use zoo_preprocess::{ImageTransform, PreprocessError};
@@ -16,21 +17,6 @@ fn reference(name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
-}
-
-fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("images").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
 }
 
 /// (mean, max) absolute difference.

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+#[allow(unused_imports)]
+pub use zoo_testkit::real_fixtures;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -243,21 +245,6 @@ impl Http {
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub fn real_fixtures() -> PathBuf {
-    let dir = std::env::var_os("ZOO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/checkpoint-zoo/fixtures")
-        });
-    assert!(
-        dir.join("checkpoints").is_dir(),
-        "{}: run scripts/fetch-fixtures.sh",
-        dir.display()
-    );
-    dir
 }
 
 pub fn fixtures() -> PathBuf {
