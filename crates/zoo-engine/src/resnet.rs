@@ -188,6 +188,22 @@ impl ResNet {
         })
     }
 
+    /// Freezes everything but the classifier: no gradients, and BatchNorm keeps its running
+    /// statistics (burn's `freeze` turns the layers' training behaviour off too).
+    pub fn freeze_backbone(self) -> Self {
+        ResNet {
+            stem: self.stem.freeze(),
+            pool: self.pool,
+            stages: self
+                .stages
+                .into_iter()
+                .map(|s| s.into_iter().map(Module::freeze).collect())
+                .collect(),
+            fc: self.fc,
+            num_features: self.num_features,
+        }
+    }
+
     /// Feature maps after each stage (`layer1` … `layer4`).
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut y = self

@@ -165,3 +165,54 @@ fn every_bert_parameter_gets_a_gradient() {
         cov.nonzero
     );
 }
+
+/// Every float tensor of a module (parameters and BatchNorm statistics), in visiting order.
+struct Snapshot(Vec<Vec<f32>>);
+
+impl ModuleVisitor for Snapshot {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0
+            .push(param.val().into_data().try_to_vec::<f32>().unwrap());
+    }
+}
+
+#[test]
+fn a_frozen_backbone_stays_bit_identical_while_the_head_trains() {
+    use burn::module::Module;
+    use burn::optim::{AdamWConfig, GradientsParams};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet18.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let mut model = zoo_engine::resnet::ResNet::load(&w, [2, 2, 2, 2], false, Some(5))
+        .unwrap()
+        .freeze_backbone();
+    w.finish().unwrap();
+    let mut before = Snapshot(Vec::new());
+    model.visit(&mut before);
+    let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
+    for _ in 0..3 {
+        let x: Tensor<4> = Tensor::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        let target: Tensor<2> = Tensor::random([4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let loss = (model.forward(x) - target).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model.clone(), grads);
+    }
+    let mut after = Snapshot(Vec::new());
+    model.visit(&mut after);
+    let n = before.0.len();
+    // The classifier (fc.weight, fc.bias) is visited last.
+    for i in 0..n - 2 {
+        assert!(
+            before.0[i]
+                .iter()
+                .zip(&after.0[i])
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "frozen tensor {i} of {n} changed"
+        );
+    }
+    assert_ne!(before.0[n - 2], after.0[n - 2], "the head's weight trained");
+    assert_ne!(before.0[n - 1], after.0[n - 1], "the head's bias trained");
+}
