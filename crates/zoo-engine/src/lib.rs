@@ -11,6 +11,7 @@ pub mod efficientnet_lite;
 pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;
+pub mod vit;
 pub mod weights;
 
 pub use burn::prelude::{Device, Tensor};

@@ -5,6 +5,7 @@ use burn::prelude::Tensor;
 use crate::efficientnet_lite::EfficientNetLite;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
+use crate::vit::Vit;
 use crate::weights::{WeightError, Weights};
 
 /// Architectures the library builds today.
@@ -32,6 +33,7 @@ pub enum Model {
     MobileNetV2(MobileNetV2),
     EfficientNetLite(EfficientNetLite),
     ResNet(ResNet),
+    Vit(Vit),
 }
 
 impl Model {
@@ -78,6 +80,17 @@ impl Model {
                     classes,
                 ))
             }
+            name if crate::vit::heads(name).is_some() => {
+                let classes = if with_head {
+                    w.shape("head.weight").map(|s| s[0])
+                } else {
+                    None
+                };
+                Ok((
+                    Model::Vit(Vit::load(w, crate::vit::heads(name).unwrap(), classes)?),
+                    classes,
+                ))
+            }
             other => Err(ModelError::UnknownArchitecture(other.to_string())),
         }
     }
@@ -88,6 +101,7 @@ impl Model {
             Model::MobileNetV2(m) => m.forward(x),
             Model::EfficientNetLite(m) => m.forward(x),
             Model::ResNet(m) => m.forward(x),
+            Model::Vit(m) => m.forward(x),
         }
     }
 
@@ -98,6 +112,7 @@ impl Model {
             Model::MobileNetV2(m) => m.visit(visitor),
             Model::EfficientNetLite(m) => m.visit(visitor),
             Model::ResNet(m) => m.visit(visitor),
+            Model::Vit(m) => m.visit(visitor),
         }
     }
 
@@ -107,6 +122,7 @@ impl Model {
             Model::MobileNetV2(m) => m.features(x),
             Model::EfficientNetLite(m) => m.features(x),
             Model::ResNet(m) => m.features(x),
+            Model::Vit(m) => m.features(x),
         }
     }
 }

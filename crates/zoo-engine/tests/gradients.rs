@@ -216,3 +216,33 @@ fn a_frozen_backbone_stays_bit_identical_while_the_head_trains() {
     assert_ne!(before.0[n - 2], after.0[n - 2], "the head's weight trained");
     assert_ne!(before.0[n - 1], after.0[n - 1], "the head's bias trained");
 }
+
+#[test]
+fn every_vit_parameter_gets_a_gradient() {
+    use burn::module::Module;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let vit = zoo_engine::vit::Vit::load(&w, 2, Some(5)).unwrap();
+    w.finish().unwrap();
+    let x: Tensor<4> = Tensor::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let target: Tensor<2> = Tensor::random([2, 5], Distribution::Normal(0.0, 1.0), &device);
+    let grads = (vit.forward(x) * target).sum().backward();
+    let mut cov = Coverage {
+        grads: &grads,
+        total: 0,
+        nonzero: 0,
+        zero: Vec::new(),
+    };
+    vit.visit(&mut cov);
+    let expected = loaded
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("weights."))
+        .count();
+    assert!(cov.zero.is_empty(), "without a gradient: {:?}", cov.zero);
+    assert_eq!((cov.total, cov.nonzero), (expected, expected));
+    eprintln!("vit: {}/{expected} parameters have a gradient", cov.nonzero);
+}

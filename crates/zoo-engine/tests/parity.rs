@@ -161,3 +161,33 @@ fn bert_matches_transformers_with_padding() {
         .unwrap();
     close("bert pooler", &pooled, &f32s(&loaded, "out.pooler").1);
 }
+
+#[test]
+fn vit_matches_timm() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let vit = zoo_engine::vit::Vit::load(&w, 2, Some(5)).unwrap();
+    w.finish().unwrap();
+    let (shape, x) = f32s(&loaded, "input");
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
+        &device,
+    );
+    let tokens: Vec<f32> = vit
+        .tokens(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close("vit tokens", &tokens, &f32s(&loaded, "out.tokens").1);
+    let feats: Vec<f32> = vit
+        .features(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close("vit features", &feats, &f32s(&loaded, "out.features").1);
+    let logits: Vec<f32> = vit.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    close("vit logits", &logits, &f32s(&loaded, "out.logits").1);
+}

@@ -1,0 +1,165 @@
+//! Vision Transformers with timm's names (`patch_embed.proj`, `cls_token`, `pos_embed`,
+//! `blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}`, `norm`, `head`): pre-norm
+//! blocks, LayerNorm eps 1e-6, exact GELU, the class token as the pooled feature.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::Tensor;
+use burn::tensor::activation::{gelu, softmax};
+
+use crate::weights::{WeightError, Weights};
+
+const EPS: f64 = 1e-6;
+
+/// Attention heads of the published ViT sizes, by timm name.
+pub fn heads(arch: &str) -> Option<usize> {
+    Some(match arch {
+        "vit_tiny_patch16_224" => 3,
+        "vit_small_patch16_224" => 6,
+        "vit_base_patch16_224" => 12,
+        "vit_large_patch16_224" => 16,
+        _ => return None,
+    })
+}
+
+fn layer_norm(w: &Weights, prefix: &str, d: usize) -> Result<LayerNorm, WeightError> {
+    let mut ln = LayerNormConfig::new(d).with_epsilon(EPS).init(&w.device);
+    ln.gamma = Param::from_tensor(w.take(&format!("{prefix}.weight"), [d])?);
+    ln.beta = Some(Param::from_tensor(w.take(&format!("{prefix}.bias"), [d])?));
+    Ok(ln)
+}
+
+/// One pre-norm transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    norm1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let hd = d / self.heads;
+        let qkv = self
+            .qkv
+            .forward(self.norm1.forward(x.clone()))
+            .reshape([b, n, 3, self.heads, hd]);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, n, self.heads, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let attn = softmax(
+            q.matmul(k.swap_dims(2, 3))
+                .mul_scalar((hd as f64).powf(-0.5)),
+            3,
+        );
+        let ctx = attn.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        let x = x + self.proj.forward(ctx);
+        let y = self
+            .fc2
+            .forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
+        x + y
+    }
+}
+
+/// A Vision Transformer.
+#[derive(Module, Debug)]
+pub struct Vit {
+    patch: Conv2d,
+    cls_token: Param<Tensor<3>>,
+    pos_embed: Param<Tensor<3>>,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    head: Option<Linear>,
+    pub num_features: usize,
+}
+
+impl Vit {
+    /// Builds from timm-named weights; width, depth, patch and image size come from the
+    /// weights' shapes, the number of heads from the caller (it is not in the weights).
+    pub fn load(
+        w: &Weights,
+        heads: usize,
+        num_classes: Option<usize>,
+    ) -> Result<Self, WeightError> {
+        let pshape = w
+            .shape("patch_embed.proj.weight")
+            .ok_or_else(|| WeightError::Missing("patch_embed.proj.weight".into()))?
+            .to_vec();
+        let (d, p) = (pshape[0], pshape[2]);
+        let tokens = w
+            .shape("pos_embed")
+            .ok_or_else(|| WeightError::Missing("pos_embed".into()))?[1];
+        let depth = (0..)
+            .take_while(|i| w.has(&format!("blocks.{i}.norm1.weight")))
+            .count();
+        let mut blocks = Vec::new();
+        for i in 0..depth {
+            let b = format!("blocks.{i}");
+            let hidden = w
+                .shape(&format!("{b}.mlp.fc1.weight"))
+                .map(|s| s[0])
+                .unwrap_or(4 * d);
+            blocks.push(Block {
+                norm1: layer_norm(w, &format!("{b}.norm1"), d)?,
+                qkv: w.linear(&format!("{b}.attn.qkv"), d, 3 * d)?,
+                proj: w.linear(&format!("{b}.attn.proj"), d, d)?,
+                norm2: layer_norm(w, &format!("{b}.norm2"), d)?,
+                fc1: w.linear(&format!("{b}.mlp.fc1"), d, hidden)?,
+                fc2: w.linear(&format!("{b}.mlp.fc2"), hidden, d)?,
+                heads,
+            });
+        }
+        let head = match num_classes {
+            Some(n) => Some(w.linear("head", d, n)?),
+            None => None,
+        };
+        Ok(Vit {
+            patch: w.conv2d("patch_embed.proj", [3, d], p, p, [0, 0, 0, 0], 1, true)?,
+            cls_token: Param::from_tensor(w.take("cls_token", [1, 1, d])?),
+            pos_embed: Param::from_tensor(w.take("pos_embed", [1, tokens, d])?),
+            blocks,
+            norm: layer_norm(w, "norm", d)?,
+            head,
+            num_features: d,
+        })
+    }
+
+    /// Token states after the final norm `[batch, 1 + patches, dim]`.
+    pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let [b, _, _, _] = x.dims();
+        let p = self.patch.forward(x); // [b, d, h, w]
+        let [_, d, h, wd] = p.dims();
+        let p = p.reshape([b, d, h * wd]).swap_dims(1, 2);
+        let cls = self.cls_token.val().repeat_dim(0, b);
+        let mut x = Tensor::cat(vec![cls, p], 1) + self.pos_embed.val();
+        for blk in &self.blocks {
+            x = blk.forward(x);
+        }
+        self.norm.forward(x)
+    }
+
+    /// The class token: the pooled feature.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let t = self.tokens(x);
+        let [b, _, d] = t.dims();
+        t.narrow(1, 0, 1).reshape([b, d])
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let f = self.features(x);
+        match &self.head {
+            Some(h) => h.forward(f),
+            None => f,
+        }
+    }
+}
