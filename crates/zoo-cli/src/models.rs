@@ -148,6 +148,16 @@ fn default_cfg(arch: &str) -> PretrainedCfg {
             first_conv: Some("_conv_stem".into()),
             ..PretrainedCfg::default()
         },
+        // timm's ViT weights: inputs in [-1, 1], bicubic, crop 0.9.
+        a if a.starts_with("vit_") => PretrainedCfg {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            crop_pct: 0.9,
+            interpolation: "bicubic".into(),
+            classifier: Some("head".into()),
+            first_conv: Some("patch_embed.proj".into()),
+            ..PretrainedCfg::default()
+        },
         a if a.starts_with("resnet") => PretrainedCfg {
             classifier: Some("fc".into()),
             first_conv: Some("conv1".into()),
