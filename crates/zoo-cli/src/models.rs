@@ -158,6 +158,13 @@ fn default_cfg(arch: &str) -> PretrainedCfg {
             first_conv: Some("patch_embed.proj".into()),
             ..PretrainedCfg::default()
         },
+        // torchvision's ConvNeXt weights: resize 236, crop 224.
+        a if a.starts_with("convnext") => PretrainedCfg {
+            crop_pct: 224.0 / 236.0,
+            classifier: Some("classifier.2".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
         a if a.starts_with("resnet") => PretrainedCfg {
             classifier: Some("fc".into()),
             first_conv: Some("conv1".into()),

@@ -7,6 +7,7 @@
 //! burn's autodiff differentiates, so every op on the training path has a backward pass.
 
 pub mod bert;
+pub mod convnext;
 pub mod efficientnet_lite;
 pub mod mobilenet_v2;
 pub mod model;

@@ -2,6 +2,7 @@
 
 use burn::prelude::Tensor;
 
+use crate::convnext::ConvNext;
 use crate::efficientnet_lite::EfficientNetLite;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
@@ -34,6 +35,7 @@ pub enum Model {
     EfficientNetLite(EfficientNetLite),
     ResNet(ResNet),
     Vit(Vit),
+    ConvNext(ConvNext),
 }
 
 impl Model {
@@ -91,6 +93,14 @@ impl Model {
                     classes,
                 ))
             }
+            "convnext_tiny" | "convnext_small" | "convnext_base" => {
+                let classes = if with_head {
+                    w.shape("classifier.2.weight").map(|s| s[0])
+                } else {
+                    None
+                };
+                Ok((Model::ConvNext(ConvNext::load(w, classes)?), classes))
+            }
             other => Err(ModelError::UnknownArchitecture(other.to_string())),
         }
     }
@@ -102,6 +112,7 @@ impl Model {
             Model::EfficientNetLite(m) => m.forward(x),
             Model::ResNet(m) => m.forward(x),
             Model::Vit(m) => m.forward(x),
+            Model::ConvNext(m) => m.forward(x),
         }
     }
 
@@ -113,6 +124,7 @@ impl Model {
             Model::EfficientNetLite(m) => m.visit(visitor),
             Model::ResNet(m) => m.visit(visitor),
             Model::Vit(m) => m.visit(visitor),
+            Model::ConvNext(m) => m.visit(visitor),
         }
     }
 
@@ -123,6 +135,7 @@ impl Model {
             Model::EfficientNetLite(m) => m.features(x),
             Model::ResNet(m) => m.features(x),
             Model::Vit(m) => m.features(x),
+            Model::ConvNext(m) => m.features(x),
         }
     }
 }

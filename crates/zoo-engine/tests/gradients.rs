@@ -246,3 +246,27 @@ fn every_vit_parameter_gets_a_gradient() {
     assert_eq!((cov.total, cov.nonzero), (expected, expected));
     eprintln!("vit: {}/{expected} parameters have a gradient", cov.nonzero);
 }
+
+#[test]
+fn every_convnext_parameter_gets_a_gradient() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convnext.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let (model, classes) = Model::build("convnext_tiny", &w, true).unwrap();
+    w.finish().unwrap();
+    let (total, nonzero, zero) = coverage(&model, &device, classes.unwrap());
+    let expected = loaded
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("weights."))
+        .count();
+    assert_eq!(
+        (total, nonzero),
+        (expected, expected),
+        "without a gradient: {zero:?}"
+    );
+    eprintln!("convnext: {nonzero}/{expected} parameters have a gradient");
+}

@@ -191,3 +191,44 @@ fn vit_matches_timm() {
     let logits: Vec<f32> = vit.forward(x).into_data().try_to_vec::<f32>().unwrap();
     close("vit logits", &logits, &f32s(&loaded, "out.logits").1);
 }
+
+#[test]
+fn convnext_matches_torchvision_at_every_stage() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convnext.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let (model, classes) = Model::build("convnext_tiny", &w, true).unwrap();
+    w.finish().unwrap();
+    assert_eq!(classes, Some(5));
+    let (shape, x) = f32s(&loaded, "input");
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
+        &device,
+    );
+    let Model::ConvNext(net) = &model else {
+        panic!("not a ConvNeXt")
+    };
+    for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
+        let ours: Vec<f32> = stage.into_data().try_to_vec::<f32>().unwrap();
+        close(
+            &format!("convnext stage{}", i + 1),
+            &ours,
+            &f32s(&loaded, &format!("out.stage{}", i + 1)).1,
+        );
+    }
+    let feats: Vec<f32> = model
+        .features(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close(
+        "convnext features",
+        &feats,
+        &f32s(&loaded, "out.features").1,
+    );
+    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    close("convnext logits", &logits, &f32s(&loaded, "out.logits").1);
+}
