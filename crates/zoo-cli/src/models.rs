@@ -165,6 +165,13 @@ fn default_cfg(arch: &str) -> PretrainedCfg {
             first_conv: Some("features.0.0".into()),
             ..PretrainedCfg::default()
         },
+        // torchvision's EfficientNet-B0 weights: bicubic resize 256, crop 224.
+        "efficientnet_b0" => PretrainedCfg {
+            interpolation: "bicubic".into(),
+            classifier: Some("classifier.1".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
         a if a.starts_with("resnet") => PretrainedCfg {
             classifier: Some("fc".into()),
             first_conv: Some("conv1".into()),

@@ -8,6 +8,7 @@
 
 pub mod bert;
 pub mod convnext;
+pub mod efficientnet;
 pub mod efficientnet_lite;
 pub mod mobilenet_v2;
 pub mod model;

@@ -3,6 +3,7 @@
 use burn::prelude::Tensor;
 
 use crate::convnext::ConvNext;
+use crate::efficientnet::EfficientNet;
 use crate::efficientnet_lite::EfficientNetLite;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
@@ -36,6 +37,7 @@ pub enum Model {
     ResNet(ResNet),
     Vit(Vit),
     ConvNext(ConvNext),
+    EfficientNet(EfficientNet),
 }
 
 impl Model {
@@ -101,6 +103,17 @@ impl Model {
                 };
                 Ok((Model::ConvNext(ConvNext::load(w, classes)?), classes))
             }
+            "efficientnet_b0" => {
+                let classes = if with_head {
+                    w.shape("classifier.1.weight").map(|s| s[0])
+                } else {
+                    None
+                };
+                Ok((
+                    Model::EfficientNet(EfficientNet::load(w, classes)?),
+                    classes,
+                ))
+            }
             other => Err(ModelError::UnknownArchitecture(other.to_string())),
         }
     }
@@ -113,6 +126,7 @@ impl Model {
             Model::ResNet(m) => m.forward(x),
             Model::Vit(m) => m.forward(x),
             Model::ConvNext(m) => m.forward(x),
+            Model::EfficientNet(m) => m.forward(x),
         }
     }
 
@@ -125,6 +139,7 @@ impl Model {
             Model::ResNet(m) => m.visit(visitor),
             Model::Vit(m) => m.visit(visitor),
             Model::ConvNext(m) => m.visit(visitor),
+            Model::EfficientNet(m) => m.visit(visitor),
         }
     }
 
@@ -136,6 +151,7 @@ impl Model {
             Model::ResNet(m) => m.features(x),
             Model::Vit(m) => m.features(x),
             Model::ConvNext(m) => m.features(x),
+            Model::EfficientNet(m) => m.features(x),
         }
     }
 }

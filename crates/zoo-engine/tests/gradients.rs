@@ -270,3 +270,27 @@ fn every_convnext_parameter_gets_a_gradient() {
     );
     eprintln!("convnext: {nonzero}/{expected} parameters have a gradient");
 }
+
+#[test]
+fn every_efficientnet_b0_parameter_gets_a_gradient() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/efficientnet_b0.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = Device::autodiff(zoo_engine::cpu());
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let (model, classes) = Model::build("efficientnet_b0", &w, true).unwrap();
+    w.finish().unwrap();
+    let (total, nonzero, zero) = coverage(&model, &device, classes.unwrap());
+    let expected = loaded
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("weights.") && !zoo_checkpoint::is_buffer(&t.name))
+        .count();
+    assert_eq!(
+        (total, nonzero),
+        (expected, expected),
+        "without a gradient: {zero:?}"
+    );
+    eprintln!("efficientnet_b0: {nonzero}/{expected} parameters have a gradient");
+}

@@ -232,3 +232,37 @@ fn convnext_matches_torchvision_at_every_stage() {
     let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
     close("convnext logits", &logits, &f32s(&loaded, "out.logits").1);
 }
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/efficientnet_b0.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let (model, classes) = Model::build("efficientnet_b0", &w, true).unwrap();
+    w.finish().unwrap();
+    assert_eq!(classes, Some(5));
+    let (shape, x) = f32s(&loaded, "input");
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
+        &device,
+    );
+    let feats: Vec<f32> = model
+        .features(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close(
+        "efficientnet_b0 features",
+        &feats,
+        &f32s(&loaded, "out.features").1,
+    );
+    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    close(
+        "efficientnet_b0 logits",
+        &logits,
+        &f32s(&loaded, "out.logits").1,
+    );
+}
