@@ -451,9 +451,9 @@ fn read_text_model(
         .get("model_type")
         .and_then(|v| v.as_str())
         .unwrap_or("");
-    if kind != "bert" {
+    if !matches!(kind, "bert" | "roberta" | "distilbert") {
         bail!(
-            "{}: model_type `{kind}` is not implemented yet for text (available: bert)",
+            "{}: model_type `{kind}` is not implemented yet for text (available: bert, roberta, distilbert)",
             config_path.display()
         );
     }

@@ -1,5 +1,7 @@
-//! BERT-family encoders in Hugging Face layout (`embeddings.*`, `encoder.layer.N.*`,
-//! `pooler.dense`; optionally under a `bert.` prefix): BERT and MiniLM.
+//! BERT-family encoders in Hugging Face layout: BERT and MiniLM (`embeddings.*`,
+//! `encoder.layer.N.*`, `pooler.dense`), RoBERTa (the same names, positions counted from the
+//! padding index + 1), DistilBERT (`transformer.layer.N.attention.q_lin`..., no token types);
+//! each optionally under its task-model prefix (`bert.`, `roberta.`, `distilbert.`).
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
@@ -9,9 +11,18 @@ use serde_json::Value;
 
 use crate::weights::{WeightError, Weights};
 
+/// Which member of the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Bert,
+    Roberta,
+    DistilBert,
+}
+
 /// The fields of a Hugging Face `config.json` the encoder needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertConfig {
+    pub family: Family,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -31,7 +42,26 @@ impl BertConfig {
                 .map(|x| x as usize)
                 .ok_or_else(|| WeightError::Missing(format!("config.json: {k}")))
         };
+        let family = match v.get("model_type").and_then(Value::as_str) {
+            Some("roberta") | Some("xlm-roberta") => Family::Roberta,
+            Some("distilbert") => Family::DistilBert,
+            _ => Family::Bert,
+        };
+        if family == Family::DistilBert {
+            return Ok(BertConfig {
+                family,
+                vocab_size: n("vocab_size")?,
+                hidden_size: n("dim")?,
+                num_hidden_layers: n("n_layers")?,
+                num_attention_heads: n("n_heads")?,
+                intermediate_size: n("hidden_dim")?,
+                max_position_embeddings: n("max_position_embeddings")?,
+                type_vocab_size: 0,
+                layer_norm_eps: 1e-12,
+            });
+        }
         Ok(BertConfig {
+            family,
             vocab_size: n("vocab_size")?,
             hidden_size: n("hidden_size")?,
             num_hidden_layers: n("num_hidden_layers")?,
@@ -103,7 +133,9 @@ impl Layer {
 pub struct Bert {
     word: Embedding,
     position: Embedding,
-    token_type: Embedding,
+    token_type: Option<Embedding>,
+    /// RoBERTa counts positions from its padding index + 1.
+    position_offset: Option<usize>,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
     pooler: Option<Linear>,
@@ -113,41 +145,62 @@ pub struct Bert {
 impl Bert {
     /// Loads from Hugging Face names, with or without the `bert.` prefix of task models.
     pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, WeightError> {
-        let p = if w.has("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            ""
-        };
+        let p = ["bert.", "roberta.", "distilbert."]
+            .into_iter()
+            .find(|p| w.has(&format!("{p}embeddings.word_embeddings.weight")))
+            .unwrap_or("");
         let h = c.hidden_size;
+        let eps = c.layer_norm_eps;
         w.skip(&format!("{p}embeddings.position_ids"));
+        w.skip(&format!("{p}embeddings.token_type_ids"));
         let mut layers = Vec::new();
         for i in 0..c.num_hidden_layers {
-            let l = format!("{p}encoder.layer.{i}");
-            layers.push(Layer {
-                query: w.linear(&format!("{l}.attention.self.query"), h, h)?,
-                key: w.linear(&format!("{l}.attention.self.key"), h, h)?,
-                value: w.linear(&format!("{l}.attention.self.value"), h, h)?,
-                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
-                attn_norm: layer_norm(
-                    w,
-                    &format!("{l}.attention.output.LayerNorm"),
-                    h,
-                    c.layer_norm_eps,
-                )?,
-                intermediate: w.linear(
-                    &format!("{l}.intermediate.dense"),
-                    h,
-                    c.intermediate_size,
-                )?,
-                output: w.linear(&format!("{l}.output.dense"), c.intermediate_size, h)?,
-                out_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), h, c.layer_norm_eps)?,
-                heads: c.num_attention_heads,
+            layers.push(if c.family == Family::DistilBert {
+                let l = format!("{p}transformer.layer.{i}");
+                Layer {
+                    query: w.linear(&format!("{l}.attention.q_lin"), h, h)?,
+                    key: w.linear(&format!("{l}.attention.k_lin"), h, h)?,
+                    value: w.linear(&format!("{l}.attention.v_lin"), h, h)?,
+                    attn_out: w.linear(&format!("{l}.attention.out_lin"), h, h)?,
+                    attn_norm: layer_norm(w, &format!("{l}.sa_layer_norm"), h, eps)?,
+                    intermediate: w.linear(&format!("{l}.ffn.lin1"), h, c.intermediate_size)?,
+                    output: w.linear(&format!("{l}.ffn.lin2"), c.intermediate_size, h)?,
+                    out_norm: layer_norm(w, &format!("{l}.output_layer_norm"), h, eps)?,
+                    heads: c.num_attention_heads,
+                }
+            } else {
+                let l = format!("{p}encoder.layer.{i}");
+                Layer {
+                    query: w.linear(&format!("{l}.attention.self.query"), h, h)?,
+                    key: w.linear(&format!("{l}.attention.self.key"), h, h)?,
+                    value: w.linear(&format!("{l}.attention.self.value"), h, h)?,
+                    attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
+                    attn_norm: layer_norm(w, &format!("{l}.attention.output.LayerNorm"), h, eps)?,
+                    intermediate: w.linear(
+                        &format!("{l}.intermediate.dense"),
+                        h,
+                        c.intermediate_size,
+                    )?,
+                    output: w.linear(&format!("{l}.output.dense"), c.intermediate_size, h)?,
+                    out_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), h, eps)?,
+                    heads: c.num_attention_heads,
+                }
             });
         }
         let pooler = if w.has(&format!("{p}pooler.dense.weight")) {
             Some(w.linear(&format!("{p}pooler.dense"), h, h)?)
         } else {
             None
+        };
+        let token_type = if c.family == Family::DistilBert {
+            None
+        } else {
+            Some(embedding(
+                w,
+                &format!("{p}embeddings.token_type_embeddings.weight"),
+                c.type_vocab_size,
+                h,
+            )?)
         };
         Ok(Bert {
             word: embedding(
@@ -162,13 +215,9 @@ impl Bert {
                 c.max_position_embeddings,
                 h,
             )?,
-            token_type: embedding(
-                w,
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                c.type_vocab_size,
-                h,
-            )?,
-            emb_norm: layer_norm(w, &format!("{p}embeddings.LayerNorm"), h, c.layer_norm_eps)?,
+            token_type,
+            position_offset: (c.family == Family::Roberta).then_some(2),
+            emb_norm: layer_norm(w, &format!("{p}embeddings.LayerNorm"), h, eps)?,
             layers,
             pooler,
             hidden_size: h,
@@ -184,12 +233,24 @@ impl Bert {
     ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
-        let positions = Tensor::<1, Int>::arange(0..t as i64, &device)
-            .reshape([1, t])
-            .repeat_dim(0, b);
-        let x = self.word.forward(ids)
-            + self.position.forward(positions)
-            + self.token_type.forward(token_types);
+        let positions = match self.position_offset {
+            None => Tensor::<1, Int>::arange(0..t as i64, &device)
+                .reshape([1, t])
+                .repeat_dim(0, b),
+            // RoBERTa: real tokens at offset, offset + 1, ...; padding at offset - 1 (its padding index).
+            Some(offset) => {
+                let base = Tensor::<1, Int>::arange(offset as i64..(offset + t) as i64, &device)
+                    .reshape([1, t])
+                    .repeat_dim(0, b)
+                    .float();
+                let pad = (offset - 1) as f64;
+                (base.sub_scalar(pad) * mask.clone()).add_scalar(pad).int()
+            }
+        };
+        let mut x = self.word.forward(ids) + self.position.forward(positions);
+        if let Some(tt) = &self.token_type {
+            x = x + tt.forward(token_types);
+        }
         let mut x = self.emb_norm.forward(x);
         // Padding gets a large negative score before the softmax.
         let additive = (mask.ones_like() - mask)

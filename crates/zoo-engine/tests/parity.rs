@@ -266,3 +266,54 @@ fn efficientnet_b0_matches_torchvision() {
         &f32s(&loaded, "out.logits").1,
     );
 }
+
+fn encoder_matches_transformers(name: &str) {
+    use burn::prelude::Int;
+    use zoo_engine::bert::{Bert, BertConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mapped =
+        zoo_checkpoint::Mapped::open(dir.join(format!("{name}.parity.safetensors"))).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.config.json"))).unwrap(),
+    )
+    .unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let bert = Bert::load(&w, &BertConfig::from_json(&config).unwrap()).unwrap();
+    w.finish().unwrap();
+    let (shape, ids) = i64s(&loaded, "input_ids");
+    let (_, mask) = i64s(&loaded, "attention_mask");
+    let [b, t] = [shape[0], shape[1]];
+    let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [b, t]), &device);
+    let mask: Tensor<2> = Tensor::from_data(
+        TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [b, t]),
+        &device,
+    );
+    let hidden = bert.forward(ids.clone(), ids.zeros_like(), mask.clone());
+    let ours: Vec<f32> = hidden.clone().into_data().try_to_vec::<f32>().unwrap();
+    close(
+        &format!("{name} hidden"),
+        &ours,
+        &f32s(&loaded, "out.hidden").1,
+    );
+    let mean: Vec<f32> = Bert::mean_pool(hidden, mask)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    close(
+        &format!("{name} mean pooling"),
+        &mean,
+        &f32s(&loaded, "out.mean").1,
+    );
+}
+
+#[test]
+fn roberta_matches_transformers() {
+    encoder_matches_transformers("roberta");
+}
+
+#[test]
+fn distilbert_matches_transformers() {
+    encoder_matches_transformers("distilbert");
+}
