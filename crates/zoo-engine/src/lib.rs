@@ -24,3 +24,9 @@ pub use weights::{WeightError, Weights};
 pub fn cpu() -> Device {
     Device::flex()
 }
+
+/// The first CUDA GPU (feature `cuda`; runs only where a GPU machine is lent).
+#[cfg(feature = "cuda")]
+pub fn cuda() -> Device {
+    Device::cuda(0)
+}
