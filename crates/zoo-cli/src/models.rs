@@ -377,6 +377,7 @@ pub fn embed(a: &EmbedArgs) -> Result<ExitCode> {
         }
         Inputs::Texts(texts) => {
             let (bert, tok) = read_text_model(&a.model)?;
+            let pooling = pooling_mode(&a.model)?;
             let mut cut = 0;
             for chunk in texts.chunks(batch) {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -396,8 +397,12 @@ pub fn embed(a: &EmbedArgs) -> Result<ExitCode> {
                     burn::tensor::TensorData::new(b.mask, [b.batch, b.tokens]),
                     &device,
                 );
-                let f =
-                    zoo_engine::bert::Bert::mean_pool(bert.forward(ids, types, mask.clone()), mask);
+                let hidden = bert.forward(ids, types, mask.clone());
+                let f = match pooling {
+                    Pooling::Cls => zoo_engine::bert::Bert::cls_pool(hidden),
+                    Pooling::Max => zoo_engine::bert::Bert::max_pool(hidden, mask),
+                    Pooling::Mean => zoo_engine::bert::Bert::mean_pool(hidden, mask),
+                };
                 dim = f.dims()[1];
                 rows.extend(
                     f.into_data()
@@ -436,6 +441,40 @@ pub fn embed(a: &EmbedArgs) -> Result<ExitCode> {
     })?;
     outln!("wrote {}: {n} × {dim} embeddings", a.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// How token states become one vector: sentence-transformers' `1_Pooling/config.json`,
+/// mean pooling when the folder has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pooling {
+    Mean,
+    Cls,
+    Max,
+}
+
+fn pooling_mode(dir: &Path) -> Result<Pooling> {
+    let path = dir.join("1_Pooling/config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Pooling::Mean);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+    let on = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    if on("pooling_mode_mean_sqrt_len_tokens") {
+        bail!(
+            "{}: pooling_mode_mean_sqrt_len_tokens is not implemented yet",
+            path.display()
+        );
+    }
+    Ok(if on("pooling_mode_cls_token") {
+        Pooling::Cls
+    } else if on("pooling_mode_max_tokens") {
+        Pooling::Max
+    } else if on("pooling_mode_mean_tokens") {
+        Pooling::Mean
+    } else {
+        bail!("{}: no pooling mode is on", path.display())
+    })
 }
 
 fn read_text_model(

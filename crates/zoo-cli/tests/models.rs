@@ -282,3 +282,52 @@ fn embed_writes_features_for_texts_and_images() {
             .contains("1 inputs were longer than 256 tokens and were cut")
     );
 }
+
+#[test]
+fn embed_follows_the_sentence_transformers_pooling_config() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let src = fx.join("checkpoints/all-MiniLM-L6-v2");
+    let model = dir.path().join("minilm");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+    ] {
+        std::fs::copy(src.join(f), model.join(f)).unwrap();
+    }
+    let txt = dir.path().join("t.txt");
+    std::fs::write(&txt, "A man is playing a guitar.\nShort.\n").unwrap();
+    let run = |pooling: Option<&str>| {
+        let pool_dir = model.join("1_Pooling");
+        let _ = std::fs::remove_dir_all(&pool_dir);
+        if let Some(mode) = pooling {
+            std::fs::create_dir_all(&pool_dir).unwrap();
+            std::fs::write(
+                pool_dir.join("config.json"),
+                format!("{{\"word_embedding_dimension\": 384, \"{mode}\": true}}"),
+            )
+            .unwrap();
+        }
+        let out = dir.path().join("e.safetensors");
+        let r = zoo(&["embed", s(&model), "--data", s(&txt), "--out", s(&out)]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        embeddings(&out).1
+    };
+    let mean = run(None);
+    assert_eq!(
+        mean,
+        run(Some("pooling_mode_mean_tokens")),
+        "mean pooling is the default"
+    );
+    let cls = run(Some("pooling_mode_cls_token"));
+    let max = run(Some("pooling_mode_max_tokens"));
+    assert_ne!(mean, cls);
+    assert_ne!(mean, max);
+    assert!(
+        max.iter().zip(&mean).all(|(m, a)| m >= a),
+        "a maximum is never below the mean"
+    );
+}

@@ -271,6 +271,21 @@ impl Bert {
         summed / count
     }
 
+    /// The largest value of each feature over real tokens (sentence-transformers' max pooling).
+    pub fn max_pool(hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        let [b, t, h] = hidden.dims();
+        let penalty = (mask.ones_like() - mask)
+            .mul_scalar(-1e9)
+            .reshape([b, t, 1]);
+        (hidden + penalty).max_dim(1).reshape([b, h])
+    }
+
+    /// The first token's state (sentence-transformers' CLS pooling).
+    pub fn cls_pool(hidden: Tensor<3>) -> Tensor<2> {
+        let [b, _, h] = hidden.dims();
+        hidden.narrow(1, 0, 1).reshape([b, h])
+    }
+
     /// BERT's pooler: tanh(dense(first token)), when the checkpoint has one.
     pub fn pool_cls(&self, hidden: Tensor<3>) -> Option<Tensor<2>> {
         let [b, _, h] = hidden.dims();
