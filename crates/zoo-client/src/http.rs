@@ -195,19 +195,7 @@ impl Client {
 
     /// POST JSON; returns status and JSON body (or `null`).
     pub fn post_json(&self, url: &str, body: &Value) -> Result<(u16, Value), ClientError> {
-        self.offline_guard(url)?;
-        let mut r = self
-            .auth_body(self.agent.post(url))
-            .send_json(body)
-            .map_err(|e| Self::net(url, &e))?;
-        let status = r.status().as_u16();
-        let text = r
-            .body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_string()
-            .unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        self.post_bytes(url, "application/json", body.to_string().as_bytes())
     }
 
     /// POST raw bytes with a content type.

@@ -4,7 +4,7 @@
 //! each optionally under its task-model prefix (`bert.`, `roberta.`, `distilbert.`).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::{Int, Tensor};
 use burn::tensor::activation::{gelu, softmax};
 use serde_json::Value;
@@ -81,10 +81,7 @@ impl BertConfig {
 }
 
 fn layer_norm(w: &Weights, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, WeightError> {
-    let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&w.device);
-    ln.gamma = Param::from_tensor(w.take(&format!("{prefix}.weight"), [d])?);
-    ln.beta = Some(Param::from_tensor(w.take(&format!("{prefix}.bias"), [d])?));
-    Ok(ln)
+    w.layer_norm(prefix, d, eps)
 }
 
 fn embedding(w: &Weights, name: &str, n: usize, d: usize) -> Result<Embedding, WeightError> {

@@ -4,7 +4,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
 use burn::tensor::activation::gelu;
 
@@ -13,10 +13,7 @@ use crate::weights::{WeightError, Weights};
 const EPS: f64 = 1e-6;
 
 fn layer_norm(w: &Weights, prefix: &str, d: usize) -> Result<LayerNorm, WeightError> {
-    let mut ln = LayerNormConfig::new(d).with_epsilon(EPS).init(&w.device);
-    ln.gamma = Param::from_tensor(w.take(&format!("{prefix}.weight"), [d])?);
-    ln.beta = Some(Param::from_tensor(w.take(&format!("{prefix}.bias"), [d])?));
-    Ok(ln)
+    w.layer_norm(prefix, d, EPS)
 }
 
 /// LayerNorm over the channels of an NCHW tensor.

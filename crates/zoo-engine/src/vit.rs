@@ -4,7 +4,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
 use burn::tensor::activation::{gelu, softmax};
 
@@ -24,10 +24,7 @@ pub fn heads(arch: &str) -> Option<usize> {
 }
 
 fn layer_norm(w: &Weights, prefix: &str, d: usize) -> Result<LayerNorm, WeightError> {
-    let mut ln = LayerNormConfig::new(d).with_epsilon(EPS).init(&w.device);
-    ln.gamma = Param::from_tensor(w.take(&format!("{prefix}.weight"), [d])?);
-    ln.beta = Some(Param::from_tensor(w.take(&format!("{prefix}.bias"), [d])?));
-    Ok(ln)
+    w.layer_norm(prefix, d, EPS)
 }
 
 /// One pre-norm transformer block.

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::{Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::prelude::{Device, Tensor};
 use burn::tensor::TensorData;
 use zoo_formats::Dtype;
@@ -200,6 +202,16 @@ impl Weights {
         bn.running_var = RunningState::new(self.take(&format!("{prefix}.running_var"), [n])?);
         self.skip(&format!("{prefix}.num_batches_tracked"));
         Ok(bn)
+    }
+
+    /// LayerNorm named `prefix` (`prefix.weight`, `prefix.bias`).
+    pub fn layer_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, WeightError> {
+        let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
+        ln.gamma = Param::from_tensor(self.take(&format!("{prefix}.weight"), [d])?);
+        ln.beta = Some(Param::from_tensor(
+            self.take(&format!("{prefix}.bias"), [d])?,
+        ));
+        Ok(ln)
     }
 
     /// A linear layer named `prefix`, PyTorch's `[out, in]` weight transposed to burn's `[in, out]`.
