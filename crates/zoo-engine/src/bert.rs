@@ -3,7 +3,7 @@
 //! padding index + 1), DistilBERT (`transformer.layer.N.attention.q_lin`..., no token types);
 //! each optionally under its task-model prefix (`bert.`, `roberta.`, `distilbert.`).
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::{Int, Tensor};
 use burn::tensor::activation::{gelu, softmax};
@@ -86,7 +86,7 @@ fn layer_norm(w: &Weights, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm
 
 fn embedding(w: &Weights, name: &str, n: usize, d: usize) -> Result<Embedding, WeightError> {
     let mut e = EmbeddingConfig::new(n, d).init(&w.device);
-    e.weight = Param::from_tensor(w.take(name, [n, d])?);
+    e.weight = w.param(name, [n, d])?;
     Ok(e)
 }
 

@@ -116,7 +116,7 @@ impl ConvNext {
                     norm: layer_norm(w, &format!("{b}.block.2"), dim)?,
                     fc1: w.linear(&format!("{b}.block.3"), dim, hidden)?,
                     fc2: w.linear(&format!("{b}.block.5"), hidden, dim)?,
-                    scale: Param::from_tensor(w.take(&format!("{b}.layer_scale"), [dim, 1, 1])?),
+                    scale: w.param(&format!("{b}.layer_scale"), [dim, 1, 1])?,
                 });
             }
             stages.push(blocks);

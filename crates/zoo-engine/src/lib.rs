@@ -7,9 +7,11 @@
 //! burn's autodiff differentiates, so every op on the training path has a backward pass.
 
 pub mod bert;
+pub mod classifier;
 pub mod convnext;
 pub mod efficientnet;
 pub mod efficientnet_lite;
+pub mod export;
 pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;
@@ -17,8 +19,8 @@ pub mod vit;
 pub mod weights;
 
 pub use burn::prelude::{Device, Tensor};
-pub use model::{ARCHITECTURES, Model, ModelError};
-pub use weights::{WeightError, Weights};
+pub use model::{ARCHITECTURES, Model, ModelError, head_name};
+pub use weights::{Names, WeightError, Weights};
 
 /// The CPU device used by default.
 pub fn cpu() -> Device {

@@ -17,7 +17,13 @@ pub const ARCHITECTURES: &[&str] = &[
     "resnet50",
     "resnet101",
     "mobilenet_v2",
+    "efficientnet_b0",
     "efficientnet_lite0",
+    "convnext_tiny",
+    "convnext_small",
+    "convnext_base",
+    "vit_small_patch16_224",
+    "vit_base_patch16_224",
 ];
 
 /// Why a model could not be built.
@@ -30,7 +36,7 @@ pub enum ModelError {
 }
 
 /// A built network.
-#[derive(Debug)]
+#[derive(burn::module::Module, Debug)]
 pub enum Model {
     MobileNetV2(MobileNetV2),
     EfficientNetLite(EfficientNetLite),
@@ -38,6 +44,20 @@ pub enum Model {
     Vit(Vit),
     ConvNext(ConvNext),
     EfficientNet(EfficientNet),
+}
+
+/// The name of an architecture's classifier layer (`fc` in ResNet, `classifier.1` in
+/// MobileNetV2, `head` in ViT, ...), under which a new head is saved.
+pub fn head_name(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "mobilenet_v2" | "efficientnet_b0" => "classifier.1",
+        "efficientnet_lite0" => "_fc",
+        "convnext_tiny" | "convnext_small" | "convnext_base" => "classifier.2",
+        a if crate::resnet::layout(a).is_some() => "fc",
+        a if crate::vit::heads(a).is_some() => "head",
+        "bert" | "distilbert" | "roberta" => "classifier",
+        _ => return None,
+    })
 }
 
 impl Model {
@@ -140,6 +160,18 @@ impl Model {
             Model::Vit(m) => m.visit(visitor),
             Model::ConvNext(m) => m.visit(visitor),
             Model::EfficientNet(m) => m.visit(visitor),
+        }
+    }
+
+    /// The width of the pooled features.
+    pub fn num_features(&self) -> usize {
+        match self {
+            Model::MobileNetV2(m) => m.num_features,
+            Model::EfficientNetLite(m) => m.num_features,
+            Model::ResNet(m) => m.num_features,
+            Model::Vit(m) => m.num_features,
+            Model::ConvNext(m) => m.num_features,
+            Model::EfficientNet(m) => m.num_features,
         }
     }
 

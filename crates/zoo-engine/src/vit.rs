@@ -122,8 +122,8 @@ impl Vit {
         };
         Ok(Vit {
             patch: w.conv2d("patch_embed.proj", [3, d], p, p, [0, 0, 0, 0], 1, true)?,
-            cls_token: Param::from_tensor(w.take("cls_token", [1, 1, d])?),
-            pos_embed: Param::from_tensor(w.take("pos_embed", [1, tokens, d])?),
+            cls_token: w.param("cls_token", [1, 1, d])?,
+            pos_embed: w.param("pos_embed", [1, tokens, d])?,
             blocks,
             norm: layer_norm(w, "norm", d)?,
             head,

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use burn::module::{Param, RunningState};
+use burn::module::{Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
@@ -32,11 +32,54 @@ pub enum WeightError {
     Checkpoint(#[from] zoo_checkpoint::Error),
 }
 
+/// Where a parameter of a built network came from: its standard name, and whether burn holds
+/// it transposed (a linear layer's `[in, out]` against PyTorch's `[out, in]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamName {
+    pub name: String,
+    pub transposed: bool,
+}
+
+/// The standard names of a built network's tensors, by burn parameter id, plus the tensors
+/// that were known but not used (`num_batches_tracked`, `position_ids`), kept verbatim so an
+/// export loads back into PyTorch strictly.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    pub params: std::collections::HashMap<ParamId, ParamName>,
+    /// name → (shape, raw little-endian bytes, dtype).
+    pub passthrough: BTreeMap<String, (Vec<usize>, Vec<u8>, Dtype)>,
+}
+
+impl Names {
+    /// The standard name of a parameter.
+    pub fn get(&self, id: &ParamId) -> Option<&str> {
+        self.params.get(id).map(|p| p.name.as_str())
+    }
+
+    /// Registers a parameter that the caller created (a new head).
+    pub fn insert(&mut self, id: ParamId, name: impl Into<String>, transposed: bool) {
+        self.params.insert(
+            id,
+            ParamName {
+                name: name.into(),
+                transposed,
+            },
+        );
+    }
+
+    /// Forgets every name under `prefix` (a head being replaced).
+    pub fn remove_prefix(&mut self, prefix: &str) {
+        self.params.retain(|_, p| !p.name.starts_with(prefix));
+        self.passthrough.retain(|n, _| !n.starts_with(prefix));
+    }
+}
+
 /// Tensors by name, as f32.
 #[derive(Debug)]
 pub struct Weights {
     tensors: BTreeMap<String, (Vec<usize>, Vec<u8>, Dtype)>,
     taken: RefCell<BTreeSet<String>>,
+    names: RefCell<Names>,
     /// Names that may be left over (a head being replaced).
     allow: Vec<String>,
     pub device: Device,
@@ -53,6 +96,7 @@ impl Weights {
         Weights {
             tensors,
             taken: RefCell::new(BTreeSet::new()),
+            names: RefCell::new(Names::default()),
             allow: Vec::new(),
             device: device.clone(),
         }
@@ -76,6 +120,7 @@ impl Weights {
         Weights {
             tensors,
             taken: RefCell::new(BTreeSet::new()),
+            names: RefCell::new(Names::default()),
             allow: Vec::new(),
             device: device.clone(),
         }
@@ -137,11 +182,54 @@ impl Weights {
         Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
     }
 
-    /// Marks a tensor as known but unused (`num_batches_tracked`).
+    /// Takes a tensor as a trainable parameter, remembering its name for export.
+    pub fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>, WeightError> {
+        let p = Param::from_tensor(self.take(name, shape)?);
+        self.names.borrow_mut().insert(p.id, name, false);
+        Ok(p)
+    }
+
+    /// Takes a linear weight `[out, in]` as burn's transposed `[in, out]` parameter.
+    fn param_transposed(
+        &self,
+        name: &str,
+        shape: [usize; 2],
+    ) -> Result<Param<Tensor<2>>, WeightError> {
+        let p = Param::from_tensor(self.take(name, shape)?.transpose());
+        self.names.borrow_mut().insert(p.id, name, true);
+        Ok(p)
+    }
+
+    /// Takes a tensor as running state (BatchNorm statistics), remembering its name.
+    pub fn running<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<RunningState<Tensor<D>>, WeightError> {
+        let id = ParamId::new();
+        let r = RunningState::with_id(id, self.take(name, shape)?);
+        self.names.borrow_mut().insert(id, name, false);
+        Ok(r)
+    }
+
+    /// Marks a tensor as known but unused (`num_batches_tracked`); it is kept for export.
     pub fn skip(&self, name: &str) {
-        if self.tensors.contains_key(name) {
+        if let Some(t) = self.tensors.get(name) {
             self.taken.borrow_mut().insert(name.to_string());
+            self.names
+                .borrow_mut()
+                .passthrough
+                .insert(name.to_string(), t.clone());
         }
+    }
+
+    /// The standard names of everything taken so far.
+    pub fn names(&self) -> Names {
+        self.names.borrow().clone()
     }
 
     /// Errors if any tensor was not taken (outside the allowed prefixes).
@@ -181,14 +269,12 @@ impl Weights {
             .with_groups(groups)
             .with_bias(bias)
             .init(&self.device);
-        conv.weight = Param::from_tensor(self.take(
+        conv.weight = self.param(
             &format!("{prefix}.weight"),
             [channels[1], channels[0] / groups, kernel, kernel],
-        )?);
+        )?;
         if bias {
-            conv.bias = Some(Param::from_tensor(
-                self.take(&format!("{prefix}.bias"), [channels[1]])?,
-            ));
+            conv.bias = Some(self.param(&format!("{prefix}.bias"), [channels[1]])?);
         }
         Ok(conv)
     }
@@ -196,10 +282,10 @@ impl Weights {
     /// BatchNorm named `prefix` with its running statistics.
     pub fn batch_norm(&self, prefix: &str, n: usize, eps: f64) -> Result<BatchNorm, WeightError> {
         let mut bn = BatchNormConfig::new(n).with_epsilon(eps).init(&self.device);
-        bn.gamma = Param::from_tensor(self.take(&format!("{prefix}.weight"), [n])?);
-        bn.beta = Param::from_tensor(self.take(&format!("{prefix}.bias"), [n])?);
-        bn.running_mean = RunningState::new(self.take(&format!("{prefix}.running_mean"), [n])?);
-        bn.running_var = RunningState::new(self.take(&format!("{prefix}.running_var"), [n])?);
+        bn.gamma = self.param(&format!("{prefix}.weight"), [n])?;
+        bn.beta = self.param(&format!("{prefix}.bias"), [n])?;
+        bn.running_mean = self.running(&format!("{prefix}.running_mean"), [n])?;
+        bn.running_var = self.running(&format!("{prefix}.running_var"), [n])?;
         self.skip(&format!("{prefix}.num_batches_tracked"));
         Ok(bn)
     }
@@ -207,23 +293,16 @@ impl Weights {
     /// LayerNorm named `prefix` (`prefix.weight`, `prefix.bias`).
     pub fn layer_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, WeightError> {
         let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
-        ln.gamma = Param::from_tensor(self.take(&format!("{prefix}.weight"), [d])?);
-        ln.beta = Some(Param::from_tensor(
-            self.take(&format!("{prefix}.bias"), [d])?,
-        ));
+        ln.gamma = self.param(&format!("{prefix}.weight"), [d])?;
+        ln.beta = Some(self.param(&format!("{prefix}.bias"), [d])?);
         Ok(ln)
     }
 
     /// A linear layer named `prefix`, PyTorch's `[out, in]` weight transposed to burn's `[in, out]`.
     pub fn linear(&self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear, WeightError> {
         let mut l = LinearConfig::new(d_in, d_out).init(&self.device);
-        l.weight = Param::from_tensor(
-            self.take(&format!("{prefix}.weight"), [d_out, d_in])?
-                .transpose(),
-        );
-        l.bias = Some(Param::from_tensor(
-            self.take(&format!("{prefix}.bias"), [d_out])?,
-        ));
+        l.weight = self.param_transposed(&format!("{prefix}.weight"), [d_out, d_in])?;
+        l.bias = Some(self.param(&format!("{prefix}.bias"), [d_out])?);
         Ok(l)
     }
 

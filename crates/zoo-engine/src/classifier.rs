@@ -1,0 +1,186 @@
+//! A backbone with a new head, for fine-tuning: the head's tensors take the architecture's
+//! standard head names, so the exported checkpoint loads back into torchvision / timm /
+//! transformers (a linear head) like the original did.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::{Device, Int, Tensor};
+
+use crate::bert::Bert;
+use crate::model::Model;
+use crate::weights::Names;
+
+/// The head on top of pooled features.
+#[derive(Module, Debug)]
+pub enum Head {
+    Linear(Linear),
+    Mlp(Mlp),
+}
+
+/// `Linear → ReLU → Dropout → Linear` (`--head mlp:HIDDEN`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    fc1: Linear,
+    dropout: Dropout,
+    fc2: Linear,
+}
+
+/// How a head is shaped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HeadSpec {
+    Linear,
+    Mlp { hidden: usize, dropout: f64 },
+}
+
+impl HeadSpec {
+    /// Parses `linear` or `mlp:HIDDEN`.
+    pub fn parse(s: &str) -> Option<HeadSpec> {
+        match s {
+            "linear" => Some(HeadSpec::Linear),
+            _ => {
+                let hidden = s.strip_prefix("mlp:")?.parse().ok()?;
+                (hidden > 0).then_some(HeadSpec::Mlp {
+                    hidden,
+                    dropout: 0.2,
+                })
+            }
+        }
+    }
+
+    /// `linear` or `mlp:HIDDEN`, as written in config.json.
+    pub fn to_config(self) -> String {
+        match self {
+            HeadSpec::Linear => "linear".into(),
+            HeadSpec::Mlp { hidden, .. } => format!("mlp:{hidden}"),
+        }
+    }
+}
+
+impl Head {
+    /// A freshly initialised head (burn's default: Kaiming-uniform weights like PyTorch's
+    /// `nn.Linear`), registered under `name` (the architecture's head name; an MLP's layers
+    /// are `name.0` and `name.3`).
+    pub fn new(
+        spec: HeadSpec,
+        features: usize,
+        classes: usize,
+        name: &str,
+        names: &mut Names,
+        device: &Device,
+    ) -> Head {
+        let linear = |i: usize, o: usize, n: String, names: &mut Names| {
+            let l = LinearConfig::new(i, o).init(device);
+            names.insert(l.weight.id, format!("{n}.weight"), true);
+            if let Some(b) = &l.bias {
+                names.insert(b.id, format!("{n}.bias"), false);
+            }
+            l
+        };
+        match spec {
+            HeadSpec::Linear => Head::Linear(linear(features, classes, name.to_string(), names)),
+            HeadSpec::Mlp { hidden, dropout } => Head::Mlp(Mlp {
+                fc1: linear(features, hidden, format!("{name}.0"), names),
+                dropout: DropoutConfig::new(dropout).init(),
+                fc2: linear(hidden, classes, format!("{name}.3"), names),
+            }),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Head::Linear(l) => l.forward(x),
+            Head::Mlp(m) => m.fc2.forward(
+                m.dropout
+                    .forward(burn::tensor::activation::relu(m.fc1.forward(x))),
+            ),
+        }
+    }
+}
+
+/// An image backbone (built without its head) with a new head.
+#[derive(Module, Debug)]
+pub struct ImageClassifier {
+    pub backbone: Model,
+    pub head: Head,
+}
+
+impl ImageClassifier {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.backbone.features(x))
+    }
+}
+
+/// Pooling of a text encoder's token states into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over real tokens (sentence-transformers' default).
+    Mean,
+    /// Max over real tokens.
+    Max,
+    /// The first token's state.
+    Cls,
+    /// BERT's pooler: tanh(dense(first token)) — what `BertForSequenceClassification` uses.
+    Pooler,
+}
+
+impl Pooling {
+    pub fn parse(s: &str) -> Option<Pooling> {
+        Some(match s {
+            "mean" => Pooling::Mean,
+            "max" => Pooling::Max,
+            "cls" => Pooling::Cls,
+            "pooler" => Pooling::Pooler,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Max => "max",
+            Pooling::Cls => "cls",
+            Pooling::Pooler => "pooler",
+        }
+    }
+
+    /// Pools `hidden` `[batch, tokens, dim]` with `mask` `[batch, tokens]`.
+    pub fn pool(self, encoder: &Bert, hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        match self {
+            Pooling::Mean => Bert::mean_pool(hidden, mask),
+            Pooling::Max => Bert::max_pool(hidden, mask),
+            Pooling::Cls => Bert::cls_pool(hidden),
+            Pooling::Pooler => encoder
+                .pool_cls(hidden.clone())
+                .unwrap_or_else(|| Bert::cls_pool(hidden)),
+        }
+    }
+}
+
+/// A text encoder with a new head.
+#[derive(Module, Debug)]
+pub struct TextClassifier {
+    pub encoder: Bert,
+    pub head: Head,
+}
+
+impl TextClassifier {
+    pub fn features(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        mask: Tensor<2>,
+        pooling: Pooling,
+    ) -> Tensor<2> {
+        let hidden = self.encoder.forward(ids, types, mask.clone());
+        pooling.pool(&self.encoder, hidden, mask)
+    }
+
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        mask: Tensor<2>,
+        pooling: Pooling,
+    ) -> Tensor<2> {
+        self.head.forward(self.features(ids, types, mask, pooling))
+    }
+}
