@@ -12,6 +12,7 @@ use crate::weights::Names;
 
 /// The head on top of pooled features.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Head {
     Linear(Linear),
     Mlp(Mlp),
