@@ -25,7 +25,7 @@ pub struct HubArgs {
     offline: bool,
     /// No progress bars.
     #[arg(long, short, global = true)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
 impl HubArgs {
@@ -706,4 +706,47 @@ fn prune(cache: &zoo_client::cache::Cache, keep_latest: bool) -> Result<(usize, 
         }
     }
     Ok((snaps, blobs, bytes))
+}
+
+/// A model given as a local folder, or as `org/name[@revision]` on the hub (pulled into the
+/// cache; its snapshot folder is returned).
+pub fn resolve_model(spec: &str, hub: &HubArgs) -> Result<PathBuf> {
+    let local = PathBuf::from(spec);
+    if local.exists() {
+        return Ok(local);
+    }
+    if spec.starts_with('.') || spec.starts_with('/') || spec.matches('/').count() != 1 {
+        anyhow::bail!(
+            "{spec}: no such model folder (and not a hub repository org/name[@revision])"
+        );
+    }
+    let client = hub.client();
+    let (repo, revision) = RepoId::parse(spec, kind(false))?;
+    let opts = PullOptions {
+        revision,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        local_dir: None,
+        jobs: 8,
+        retries: 5,
+        range_threshold: 256 << 20,
+        progress: hub.progress(),
+    };
+    let pulled = pull(&client, &repo, &opts).with_context(|| format!("pulling {spec}"))?;
+    Ok(pulled.snapshot)
+}
+
+/// Pushes a folder to a model repository (creating it); returns the commit.
+pub fn push_dir(dir: &std::path::Path, spec: &str, hub: &HubArgs) -> Result<String> {
+    let client = hub.client();
+    let (repo, _) = RepoId::parse(spec, kind(false))?;
+    let opts = PushOptions {
+        private: false,
+        branch: None,
+        message: Some(format!("zoo finetune: {}", dir.display())),
+        progress: hub.progress(),
+    };
+    let pushed = push(&client, dir, &repo, &opts)
+        .with_context(|| format!("pushing {} to {spec}", dir.display()))?;
+    Ok(pushed.commit)
 }

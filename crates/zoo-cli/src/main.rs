@@ -21,6 +21,7 @@ mod hub;
 mod inspect;
 mod models;
 mod scan;
+mod train;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,8 +83,12 @@ enum Command {
     },
     /// Turn a raw checkpoint into a zoo model folder (model.safetensors, config.json, README.md).
     Import(models::ImportArgs),
-    /// Top-K labels with probabilities for images.
-    Predict(models::PredictArgs),
+    /// Top-K labels with probabilities for images or texts.
+    Predict(train::PredictArgs),
+    /// Fine-tune a model on labelled images or texts (new head, freezing, feature cache, reports).
+    Finetune(Box<train::FinetuneArgs>),
+    /// Accuracy, top-5, macro-F1, per-class precision/recall and the confusion matrix.
+    Eval(train::EvalArgs),
     /// Pooled features for a folder of images or a text file / CSV, to a safetensors file.
     Embed(models::EmbedArgs),
     /// Inference and AdamW-step throughput of ResNet-18 and MiniLM (see benches/engine/bench.py).
@@ -149,7 +154,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Serve(args) => hub::serve(args),
         Command::Import(a) => models::import(&a),
-        Command::Predict(a) => models::predict(&a),
+        Command::Predict(a) => train::predict(&a),
+        Command::Finetune(a) => train::finetune(&a),
+        Command::Eval(a) => train::eval(&a),
         Command::Embed(a) => models::embed(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Pull(a) => client::run_pull(a),

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::json;
 use zoo_card::{Config, ModelCard, PretrainedCfg};
 use zoo_engine::{Model, Tensor, Weights};
 
@@ -25,19 +24,6 @@ pub struct ImportArgs {
     /// The zoo model folder to write.
     #[arg(long)]
     out: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct PredictArgs {
-    /// A zoo model folder (config.json + model.safetensors).
-    model: PathBuf,
-    /// Images (JPEG, PNG, WebP).
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    #[arg(long, default_value_t = 5)]
-    top: usize,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -209,51 +195,6 @@ fn read_model(dir: &Path) -> Result<(Model, Vec<String>, zoo_preprocess::ImageTr
         .finish()
         .with_context(|| weights_path.display().to_string())?;
     Ok((model, labels, transform))
-}
-
-pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
-    let (model, labels, t) = read_model(&a.model)?;
-    let device = zoo_engine::cpu();
-    let mut all = Vec::new();
-    for input in &a.inputs {
-        let x = t.load(input)?;
-        let x: Tensor<4> = Tensor::from_data(
-            burn_data(x, [1, 3, t.height as usize, t.width as usize]),
-            &device,
-        );
-        let probs: Vec<f32> = burn::tensor::activation::softmax(model.forward(x), 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
-        let top: Vec<serde_json::Value> = order
-            .iter()
-            .take(a.top)
-            .map(|&i| json!({"index": i, "label": labels.get(i).cloned().unwrap_or_else(|| i.to_string()), "score": probs[i]}))
-            .collect();
-        all.push((input.clone(), top));
-    }
-    if a.json {
-        let doc: Vec<serde_json::Value> = all.iter().map(|(_, top)| json!(top)).collect();
-        outln!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        for (input, top) in &all {
-            outln!("{}", input.display());
-            for p in top {
-                outln!(
-                    "  {:>6.2}%  {}",
-                    p["score"].as_f64().unwrap_or(0.0) * 100.0,
-                    p["label"].as_str().unwrap_or("")
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn burn_data(v: Vec<f32>, shape: [usize; 4]) -> burn::tensor::TensorData {
-    burn::tensor::TensorData::new(v, shape)
 }
 
 /// What to embed: image paths or texts, with a name for each.

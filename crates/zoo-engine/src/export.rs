@@ -92,6 +92,62 @@ pub fn state_dict<M: Module>(module: &M, names: &Names) -> Vec<NamedTensor> {
     c.out.into_values().collect()
 }
 
+struct Load<'a> {
+    names: &'a Names,
+    values: &'a std::collections::HashMap<String, Vec<f32>>,
+    missing: Vec<String>,
+}
+
+impl ModuleMapper for Load<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(p) = self.names.params.get(&param.id) else {
+            return param;
+        };
+        let Some(v) = self.values.get(&p.name) else {
+            self.missing.push(p.name.clone());
+            return param;
+        };
+        let (id, t, mapper) = param.consume();
+        let mut dims = t.dims();
+        if p.transposed {
+            dims.swap(D - 2, D - 1);
+        }
+        if v.len() != dims.iter().product::<usize>() {
+            self.missing.push(format!("{} (wrong size)", p.name));
+            return Param::from_mapped_value(id, t, mapper);
+        }
+        let mut new: Tensor<D> =
+            Tensor::from_data(burn::tensor::TensorData::new(v.clone(), dims), &t.device());
+        if p.transposed {
+            new = new.transpose();
+        }
+        if t.is_require_grad() {
+            new = new.require_grad();
+        }
+        Param::from_mapped_value(id, new, mapper)
+    }
+}
+
+/// Replaces the module's tensors by name (a state dict read back: resuming, restoring the best
+/// epoch). Every named tensor must be present with its size.
+pub fn load_state<M: Module>(
+    module: M,
+    names: &Names,
+    values: &std::collections::HashMap<String, Vec<f32>>,
+) -> Result<M, Vec<String>> {
+    let mut l = Load {
+        names,
+        values,
+        missing: Vec::new(),
+    };
+    let m = module.map(&mut l);
+    if l.missing.is_empty() {
+        Ok(m)
+    } else {
+        Err(l.missing)
+    }
+}
+
 /// Sets whether the parameters in `ids` train. BatchNorm layers whose weight is in the set
 /// switch to (or back from) their running statistics, which then stay bit-identical.
 struct Freezer<'a> {

@@ -182,6 +182,11 @@ impl Weights {
         Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
     }
 
+    /// Takes a tensor's values as f32 (marks it used).
+    pub fn values(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), WeightError> {
+        self.f32s(name)
+    }
+
     /// Takes a tensor as a trainable parameter, remembering its name for export.
     pub fn param<const D: usize>(
         &self,
@@ -304,6 +309,62 @@ impl Weights {
         l.weight = self.param_transposed(&format!("{prefix}.weight"), [d_out, d_in])?;
         l.bias = Some(self.param(&format!("{prefix}.bias"), [d_out])?);
         Ok(l)
+    }
+
+    /// The same names and shapes with fresh values, as PyTorch initialises a network before
+    /// training from scratch: convolutions Kaiming-normal (fan-out, as torchvision), linear
+    /// layers and embeddings normal(0, 0.02), norm weights 1, biases 0, running mean 0 and
+    /// variance 1. Deterministic for a seed.
+    pub fn reinitialized(&self, seed: u64) -> Weights {
+        let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // splitmix64 → two uniforms → one standard normal (Box-Muller).
+            let mut u = || {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let (a, b) = (u().max(1e-300), u());
+            ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
+        };
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(name, (shape, bytes, dtype))| {
+                if !dtype.is_float() {
+                    return (name.clone(), (shape.clone(), bytes.clone(), *dtype));
+                }
+                let n: usize = shape.iter().product();
+                let leaf = name.rsplit('.').next().unwrap_or("");
+                let v: Vec<f32> = if leaf == "running_var" {
+                    vec![1.0; n]
+                } else if leaf == "bias"
+                    || leaf == "running_mean"
+                    || shape.len() <= 1 && leaf != "weight"
+                {
+                    vec![0.0; n]
+                } else if shape.len() <= 1 {
+                    vec![1.0; n]
+                } else if shape.len() == 4 {
+                    let fan_out = (shape[0] * shape[2] * shape[3]) as f32;
+                    let std = (2.0 / fan_out).sqrt();
+                    (0..n).map(|_| next() * std).collect()
+                } else {
+                    (0..n).map(|_| next() * 0.02).collect()
+                };
+                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (name.clone(), (shape.clone(), bytes, Dtype::F32))
+            })
+            .collect();
+        Weights {
+            tensors,
+            taken: RefCell::new(BTreeSet::new()),
+            names: RefCell::new(Names::default()),
+            allow: self.allow.clone(),
+            device: self.device.clone(),
+        }
     }
 
     /// Whether a tensor is present.

@@ -137,6 +137,46 @@ impl ImageTransform {
     }
 }
 
+/// The random choices of one training-time augmentation, drawn by the caller (so runs are
+/// reproducible from a seed): torchvision's `RandomResizedCrop` (area fraction and log aspect
+/// ratio, position) and `RandomHorizontalFlip`. All fields are uniform draws in [0, 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AugmentDraw {
+    pub area: f64,
+    pub ratio: f64,
+    pub x: f64,
+    pub y: f64,
+    pub flip: f64,
+}
+
+impl ImageTransform {
+    /// Training transform: a random crop covering 35–100 % of the image with aspect ratio in
+    /// [3/4, 4/3], resized to the input size, flipped half of the time, normalised.
+    pub fn augment(&self, img: &RgbImage, d: AugmentDraw) -> Result<Vec<f32>, PreprocessError> {
+        let (w, h) = img.dimensions();
+        let area = f64::from(w) * f64::from(h) * (0.35 + 0.65 * d.area);
+        let log_r = (0.75f64).ln() + d.ratio * ((4.0f64 / 3.0).ln() - (0.75f64).ln());
+        let r = log_r.exp();
+        let cw = ((area * r).sqrt().round() as u32).clamp(1, w);
+        let ch = ((area / r).sqrt().round() as u32).clamp(1, h);
+        let x0 = ((f64::from(w - cw) * d.x) as u32).min(w - cw);
+        let y0 = ((f64::from(h - ch) * d.y) as u32).min(h - ch);
+        let crop = image::imageops::crop_imm(img, x0, y0, cw, ch).to_image();
+        let mut resized = image::imageops::resize(&crop, self.width, self.height, self.filter);
+        if d.flip < 0.5 {
+            image::imageops::flip_horizontal_in_place(&mut resized);
+        }
+        let plane = (self.height * self.width) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, px) in resized.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (f32::from(px.0[c]) / 255.0 - self.mean[c]) / self.std[c];
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Decodes JPEG, PNG or WebP bytes to RGB (greyscale and alpha dropped to 3 channels).
 pub fn decode(bytes: &[u8], name: &str) -> Result<RgbImage, PreprocessError> {
     let img: DynamicImage =

@@ -1,0 +1,818 @@
+//! `zoo finetune`: a model folder and a labelled data set in, a fine-tuned model folder with
+//! its reports out.
+//!
+//! With the backbone frozen and no augmentation, its features are computed once (or read
+//! from the [feature cache](crate::cache)) and only the head trains, on the cached features.
+//! Otherwise every step runs the network, in train mode, with the frozen parts' BatchNorm
+//! statistics fixed. Every epoch ends with a validation pass, a line in `metrics.jsonl`, and a
+//! checkpoint that `--resume` continues from, so a killed run ends with the same bytes as an
+//! uninterrupted one.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::{Device, Tensor};
+use burn::tensor::TensorData;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use zoo_engine::Names;
+use zoo_engine::classifier::{HeadSpec, Pooling};
+use zoo_engine::export::{block_of, blocks, parameters, set_trainable, state_dict, trainable};
+
+use crate::cache::FeatureCache;
+use crate::data::{Dataset, Example, Splits};
+use crate::metrics::{Evaluation, evaluate};
+use crate::net::{Kind, Net, Prep, Source, prepare};
+use crate::optim::{AdamW, lr_at};
+use crate::report::EpochRecord;
+use crate::{Progress, TrainError};
+
+/// Everything a run can be told, from flags or `--config run.toml` (same names).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate of the backbone.
+    pub lr: f64,
+    /// Peak learning rate of the head (default: 10 × `lr`).
+    pub head_lr: Option<f64>,
+    pub weight_decay: f64,
+    /// Fraction of the steps spent warming up.
+    pub warmup: f64,
+    /// Layer-wise decay: each block below the head gets this factor of the next one's rate.
+    pub layer_decay: f64,
+    pub label_smoothing: f64,
+    /// Bound on the global gradient norm.
+    pub clip_grad: Option<f64>,
+    /// `all` (the backbone), `none`, `stages:N` (the first N blocks), or name globs.
+    pub freeze: String,
+    /// Epochs at which one more block (from the top) is unfrozen, e.g. `2,4`.
+    pub unfreeze_schedule: Option<String>,
+    /// `linear` or `mlp:HIDDEN`.
+    pub head: String,
+    pub augment: bool,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub image_size: Option<u32>,
+    /// Training examples per class (a subset, chosen with the seed).
+    pub per_class: Option<usize>,
+    pub max_val: Option<usize>,
+    pub max_test: Option<usize>,
+    /// Re-initialise every weight: the same architecture trained from scratch.
+    pub from_scratch: bool,
+    /// Text pooling: `mean`, `max`, `cls`, `pooler` (default: the folder's own).
+    pub pooling: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub use_cache: bool,
+    pub resume: bool,
+    /// Stop after this many epochs in this process (tests of resume; not saved).
+    #[serde(skip)]
+    pub stop_after: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            epochs: 10,
+            batch_size: 32,
+            lr: 3e-4,
+            head_lr: None,
+            weight_decay: 0.01,
+            warmup: 0.1,
+            layer_decay: 1.0,
+            label_smoothing: 0.1,
+            clip_grad: Some(1.0),
+            freeze: "none".into(),
+            unfreeze_schedule: None,
+            head: "linear".into(),
+            augment: true,
+            patience: 3,
+            seed: 0,
+            val_fraction: 0.2,
+            image_size: None,
+            per_class: None,
+            max_val: None,
+            max_test: None,
+            from_scratch: false,
+            pooling: None,
+            cache_dir: None,
+            use_cache: true,
+            resume: false,
+            stop_after: None,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub out: PathBuf,
+    pub data: String,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// On the test split when the data has one, else on validation.
+    pub eval_split: String,
+    pub eval: Evaluation,
+    pub seconds: f64,
+    /// Backbone forward batches this run computed (0 when every feature came from the cache).
+    pub backbone_batches: usize,
+    pub feature_cache_hits: usize,
+    pub head_only: bool,
+    pub trainable_tensors: usize,
+}
+
+fn opt_err(s: impl Into<String>) -> TrainError {
+    TrainError::Options(s.into())
+}
+
+/// The parameters `spec` freezes.
+fn frozen_ids(spec: &str, net: &Net, names: &Names) -> Result<HashSet<ParamId>, TrainError> {
+    let backbone = net.backbone_ids(names);
+    let params: Vec<(ParamId, String)> = parameters(net, names)
+        .into_iter()
+        .filter(|(id, _)| backbone.contains(id))
+        .collect();
+    Ok(match spec {
+        "all" | "backbone" => backbone,
+        "none" | "" => HashSet::new(),
+        s if s.starts_with("stages:") => {
+            let n: usize = s["stages:".len()..]
+                .parse()
+                .map_err(|_| opt_err(format!("--freeze {s}: expected stages:N")))?;
+            let order = blocks(&params);
+            let first: HashSet<&String> = order.iter().take(n).collect();
+            params
+                .iter()
+                .filter(|(_, name)| first.contains(&block_of(name)))
+                .map(|(id, _)| *id)
+                .collect()
+        }
+        globs => {
+            let mut b = globset::GlobSetBuilder::new();
+            for g in globs.split(',') {
+                b.add(
+                    globset::Glob::new(g.trim())
+                        .map_err(|e| opt_err(format!("--freeze {g}: {e}")))?,
+                );
+            }
+            let set = b.build().map_err(|e| opt_err(e.to_string()))?;
+            let ids: HashSet<ParamId> = params
+                .iter()
+                .filter(|(_, n)| set.is_match(n))
+                .map(|(id, _)| *id)
+                .collect();
+            if ids.is_empty() {
+                return Err(opt_err(format!(
+                    "--freeze {globs}: matches no parameter name"
+                )));
+            }
+            ids
+        }
+    })
+}
+
+/// Cross-entropy with label smoothing.
+fn loss(logits: Tensor<2>, labels: &[usize], smoothing: f64, device: &Device) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let off = (smoothing / k as f64) as f32;
+    let on = (1.0 - smoothing) as f32 + off;
+    let mut t = vec![off; n * k];
+    for (i, &y) in labels.iter().enumerate() {
+        t[i * k + y] = on;
+    }
+    let target: Tensor<2> = Tensor::from_data(TensorData::new(t, [n, k]), device);
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    (target * logp).sum_dim(1).mean().neg().reshape([1])
+}
+
+fn to_vec(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// Logits of `net` on `d` (evaluation transform, no gradients).
+pub fn predict_logits(
+    net: &Net,
+    source: &Source,
+    d: &Dataset,
+    batch: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<f32>, TrainError> {
+    let device = zoo_engine::cpu();
+    let net = net.valid();
+    let pooling = source.pooling();
+    let mut out = Vec::with_capacity(d.len() * d.classes.len());
+    let refs: Vec<&Example> = d.examples.iter().collect();
+    progress.start("eval", d.len() as u64);
+    for chunk in refs.chunks(batch.max(1)) {
+        let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
+        out.extend(to_vec(net.logits(b, pooling)));
+        for _ in chunk {
+            progress.step("");
+        }
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// Pooled backbone features of `d` (cached when possible). Returns (features, dim, batches
+/// computed, cache hit).
+fn features(
+    net: &Net,
+    source: &Source,
+    d: &Dataset,
+    o: &Options,
+    cache: Option<&FeatureCache>,
+    phase: &str,
+    progress: &dyn Progress,
+) -> Result<(Vec<f32>, usize, usize, bool), TrainError> {
+    let key = match cache {
+        Some(_) => Some(FeatureCache::key(source, &d.examples)?),
+        None => None,
+    };
+    if let (Some(c), Some(k)) = (cache, &key)
+        && let Some((f, dim)) = c.get(k)
+        && f.len() == d.len() * dim
+    {
+        progress.note(&format!(
+            "{phase}: {} features from the cache ({})",
+            d.len(),
+            c.dir.display()
+        ));
+        return Ok((f, dim, 0, true));
+    }
+    let device = zoo_engine::cpu();
+    let net = net.valid();
+    let pooling = source.pooling();
+    let refs: Vec<&Example> = d.examples.iter().collect();
+    let mut out = Vec::new();
+    let mut dim = 0;
+    let mut batches = 0;
+    progress.start(&format!("{phase} features"), d.len() as u64);
+    for chunk in refs.chunks(o.batch_size.max(1) * 2) {
+        let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
+        let f = net.features(b, pooling);
+        dim = f.dims()[1];
+        out.extend(to_vec(f));
+        batches += 1;
+        for _ in chunk {
+            progress.step("");
+        }
+    }
+    progress.finish();
+    if let (Some(c), Some(k)) = (cache, &key) {
+        c.put(k, &out, dim)?;
+    }
+    Ok((out, dim, batches, false))
+}
+
+/// Saved between epochs for `--resume`.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunState {
+    options: Options,
+    epochs_done: usize,
+    steps: u64,
+    best_loss: f64,
+    best_epoch: usize,
+    bad_epochs: usize,
+    history: Vec<EpochRecord>,
+    unfrozen_blocks: usize,
+}
+
+fn read_values(path: &Path) -> Result<HashMap<String, Vec<f32>>, TrainError> {
+    let mapped = zoo_checkpoint::Mapped::open(path)?;
+    let loaded = zoo_checkpoint::load(&mapped)?;
+    Ok(loaded
+        .tensors
+        .iter()
+        .filter(|t| t.dtype == zoo_formats::Dtype::F32)
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
+fn write_values(path: &Path, values: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), TrainError> {
+    let tensors: Vec<zoo_formats::safetensors::TensorData<'_>> = values
+        .iter()
+        .map(|(n, shape, v)| zoo_formats::safetensors::TensorData {
+            name: n.clone(),
+            dtype: zoo_formats::Dtype::F32,
+            shape: shape.clone(),
+            data: std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        })
+        .collect();
+    zoo_checkpoint::write_atomic(path, |w| {
+        zoo_formats::safetensors::write(&tensors, None, w).map_err(|error| {
+            zoo_checkpoint::Error::Write {
+                path: path.to_path_buf(),
+                error,
+            }
+        })
+    })?;
+    Ok(())
+}
+
+fn model_values(net: &Net, names: &Names) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    state_dict(net, names)
+        .into_iter()
+        .filter(|t| t.dtype == zoo_formats::Dtype::F32)
+        .map(|t| {
+            let v = t.f32s();
+            (t.name, t.shape, v)
+        })
+        .collect()
+}
+
+/// Fine-tunes the model in `model_dir` on `data`, writing the result to `out`.
+pub fn finetune(
+    model_dir: &Path,
+    data: &Path,
+    out: &Path,
+    o: &Options,
+    progress: &dyn Progress,
+) -> Result<Summary, TrainError> {
+    let started = Instant::now();
+    let head_spec = HeadSpec::parse(&o.head)
+        .ok_or_else(|| opt_err(format!("--head {}: expected linear or mlp:HIDDEN", o.head)))?;
+    if o.epochs == 0 || o.batch_size == 0 {
+        return Err(opt_err("--epochs and --batch-size must be at least 1"));
+    }
+    let ckpt_dir = out.join(".checkpoint");
+    let resumed: Option<RunState> = if o.resume && ckpt_dir.join("state.json").exists() {
+        let p = ckpt_dir.join("state.json");
+        let s: RunState =
+            serde_json::from_str(&std::fs::read_to_string(&p).map_err(|e| TrainError::io(&p, e))?)
+                .map_err(|e| opt_err(format!("{}: {e}", p.display())))?;
+        let mut saved = s.options.clone();
+        saved.resume = o.resume;
+        saved.stop_after = o.stop_after;
+        if saved != *o {
+            return Err(opt_err(format!(
+                "{}: the run being resumed used other options; resume with the same ones",
+                out.display()
+            )));
+        }
+        progress.note(&format!("resuming after epoch {}", s.epochs_done));
+        Some(s)
+    } else {
+        None
+    };
+
+    // Data.
+    let Splits {
+        mut train,
+        mut val,
+        test,
+        val_from_train,
+    } = crate::data::load_splits(data, o.val_fraction, o.seed)?;
+    if let Some(n) = o.per_class {
+        if val_from_train {
+            // A small training subset; validation from the examples left over, in proportion.
+            let mut full = train.clone();
+            full.examples.extend(val.examples.iter().cloned());
+            train = full.per_class(n, o.seed);
+            let used: HashSet<&str> = train.examples.iter().map(|e| e.origin.as_str()).collect();
+            let rest = Dataset {
+                classes: full.classes.clone(),
+                examples: full
+                    .examples
+                    .iter()
+                    .filter(|e| !used.contains(e.origin.as_str()))
+                    .cloned()
+                    .collect(),
+            };
+            let f = o.val_fraction.clamp(0.01, 0.9);
+            let n_val = ((train.len() as f64) * f / (1.0 - f)).round().max(1.0) as usize;
+            val = rest.at_most(n_val, o.seed);
+        } else {
+            train = train.per_class(n, o.seed);
+        }
+    }
+    if let Some(n) = o.max_val {
+        val = val.at_most(n, o.seed);
+    }
+    let test = test.map(|t| match o.max_test {
+        Some(n) => t.at_most(n, o.seed),
+        None => t,
+    });
+    let classes = train.classes.clone();
+
+    // Model.
+    let mut source = Source::open(model_dir, o.image_size)?;
+    if let (Some(p), Kind::Text { pooling, .. }) = (&o.pooling, &mut source.kind) {
+        *pooling = Pooling::parse(p)
+            .ok_or_else(|| opt_err(format!("--pooling {p}: expected mean, max, cls or pooler")))?;
+    }
+    let is_text = source.is_text();
+    if is_text != train.is_text() {
+        return Err(opt_err(format!(
+            "{} is a {} model but {} holds {}",
+            model_dir.display(),
+            if is_text { "text" } else { "image" },
+            data.display(),
+            if train.is_text() { "texts" } else { "images" }
+        )));
+    }
+    let device = Device::autodiff(zoo_engine::cpu());
+    device.seed(o.seed);
+    let (net, names) = source.build(
+        Some((head_spec, classes.len())),
+        o.from_scratch.then_some(o.seed),
+        &device,
+    )?;
+    let frozen = frozen_ids(&o.freeze, &net, &names)?;
+    let mut net = set_trainable(net, &frozen, false);
+    let backbone = net.backbone_ids(&names);
+    let schedule: Vec<usize> = match &o.unfreeze_schedule {
+        Some(s) => s
+            .split(',')
+            .map(|x| {
+                x.trim().parse().map_err(|_| {
+                    opt_err(format!("--unfreeze-schedule {s}: expected epochs like 2,4"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let head_only = frozen == backbone && schedule.is_empty();
+    let use_features = head_only && (!o.augment || is_text);
+    if head_only && o.augment && !is_text {
+        progress.note("augmentation is on, so the frozen backbone runs every epoch and the feature cache is bypassed (--no-augment uses the cache)");
+    }
+
+    // Layer-wise learning rates: the head at head_lr, each block below it decayed.
+    let head_lr = o.head_lr.unwrap_or(o.lr * 10.0);
+    let mut opt = AdamW::new(o.weight_decay);
+    let params = parameters(&net, &names);
+    let order = blocks(
+        &params
+            .iter()
+            .filter(|(id, _)| backbone.contains(id))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let mut groups: BTreeMap<String, f64> = BTreeMap::new();
+    for (id, name) in &params {
+        let (group, scale) = if backbone.contains(id) {
+            let b = block_of(name);
+            let depth = order.len() - order.iter().position(|x| *x == b).unwrap_or(0);
+            (b, o.layer_decay.powi(depth as i32 - 1) * o.lr / head_lr)
+        } else {
+            ("head".to_string(), 1.0)
+        };
+        opt.lr_scale.insert(*id, scale);
+        groups.insert(group, scale);
+    }
+    // Gradual unfreezing: the frozen blocks from the top down.
+    let frozen_blocks: Vec<String> = order
+        .iter()
+        .rev()
+        .filter(|b| {
+            params
+                .iter()
+                .any(|(id, n)| frozen.contains(id) && block_of(n) == **b)
+        })
+        .cloned()
+        .collect();
+
+    let steps_per_epoch = train.len().div_ceil(o.batch_size);
+    let total_steps = steps_per_epoch * o.epochs;
+    let warmup = ((total_steps as f64) * o.warmup).round() as usize;
+
+    // The feature cache (head-only runs without augmentation).
+    let cache = (use_features && o.use_cache).then(|| FeatureCache {
+        dir: o
+            .cache_dir
+            .clone()
+            .unwrap_or_else(FeatureCache::default_dir),
+    });
+    let mut backbone_batches = 0;
+    let mut cache_hits = 0;
+    let mut cached: Option<(Vec<f32>, Vec<f32>, usize)> = None;
+    if use_features {
+        let (tf, dim, b1, h1) =
+            features(&net, &source, &train, o, cache.as_ref(), "train", progress)?;
+        let (vf, _, b2, h2) = features(
+            &net,
+            &source,
+            &val,
+            o,
+            cache.as_ref(),
+            "validation",
+            progress,
+        )?;
+        backbone_batches += b1 + b2;
+        cache_hits += usize::from(h1) + usize::from(h2);
+        cached = Some((tf, vf, dim));
+    }
+
+    // Resume.
+    std::fs::create_dir_all(&ckpt_dir).map_err(|e| TrainError::io(&ckpt_dir, e))?;
+    let mut state = RunState {
+        options: o.clone(),
+        epochs_done: 0,
+        steps: 0,
+        best_loss: f64::INFINITY,
+        best_epoch: 0,
+        bad_epochs: 0,
+        history: Vec::new(),
+        unfrozen_blocks: 0,
+    };
+    if let Some(s) = resumed {
+        let values = read_values(&ckpt_dir.join("state.safetensors"))?;
+        for b in frozen_blocks.iter().take(s.unfrozen_blocks) {
+            let ids: HashSet<ParamId> = params
+                .iter()
+                .filter(|(_, n)| block_of(n) == *b)
+                .map(|(id, _)| *id)
+                .collect();
+            net = set_trainable(net, &ids, true);
+        }
+        net = zoo_engine::export::load_state(net, &names, &values)
+            .map_err(|m| opt_err(format!("checkpoint lacks {}", m.join(", "))))?;
+        opt.restore(&names, s.steps, &values, &zoo_engine::cpu());
+        state = s;
+        state.options = o.clone();
+    }
+    state.options.stop_after = None;
+    state.options.resume = false;
+    let mut best: Option<Vec<(String, Vec<usize>, Vec<f32>)>> = if state.best_epoch > 0 {
+        let v = read_values(&ckpt_dir.join("best.safetensors"))?;
+        Some(
+            model_values(&net, &names)
+                .into_iter()
+                .map(|(n, s, old)| {
+                    let val = v.get(&n).cloned().unwrap_or(old);
+                    (n, s, val)
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+
+    let mut stopped_early = false;
+    let mut epochs_this_process = 0;
+    let smoothing = o.label_smoothing;
+    while state.epochs_done < o.epochs {
+        let epoch = state.epochs_done + 1;
+        if let Some(&at) = schedule.get(state.unfrozen_blocks)
+            && epoch >= at
+            && state.unfrozen_blocks < frozen_blocks.len()
+        {
+            let b = &frozen_blocks[state.unfrozen_blocks];
+            let ids: HashSet<ParamId> = params
+                .iter()
+                .filter(|(_, n)| block_of(n) == *b)
+                .map(|(id, _)| *id)
+                .collect();
+            net = set_trainable(net, &ids, true);
+            state.unfrozen_blocks += 1;
+            progress.note(&format!("epoch {epoch}: unfreezing {b}"));
+        }
+        let t0 = Instant::now();
+        device.seed(o.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let mut order_idx: Vec<usize> = (0..train.len()).collect();
+        order_idx.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            o.seed.wrapping_add(epoch as u64),
+        ));
+        progress.start(
+            &format!("epoch {epoch}/{}", o.epochs),
+            steps_per_epoch as u64,
+        );
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        for chunk in order_idx.chunks(o.batch_size) {
+            let labels: Vec<usize> = chunk.iter().map(|&i| train.examples[i].label).collect();
+            let logits = match &cached {
+                Some((tf, _, dim)) => {
+                    let mut x = Vec::with_capacity(chunk.len() * dim);
+                    for &i in chunk {
+                        x.extend_from_slice(&tf[i * dim..(i + 1) * dim]);
+                    }
+                    let x: Tensor<2> =
+                        Tensor::from_data(TensorData::new(x, [chunk.len(), *dim]), &device);
+                    net.head_forward(x)
+                }
+                None => {
+                    let ex: Vec<&Example> = chunk.iter().map(|&i| &train.examples[i]).collect();
+                    let prep = if o.augment && !is_text {
+                        Prep::Augment(o.seed.wrapping_mul(7919).wrapping_add(epoch as u64))
+                    } else {
+                        Prep::Eval
+                    };
+                    let (b, _) = prepare(&source, &ex, prep, &device)?;
+                    backbone_batches += 1;
+                    net.logits(b, source.pooling())
+                }
+            };
+            let preds = logits
+                .clone()
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap_or_default();
+            correct += preds
+                .iter()
+                .zip(&labels)
+                .filter(|(p, y)| **p as usize == **y)
+                .count();
+            let l = loss(logits, &labels, smoothing, &device);
+            let lv = f64::from(l.clone().into_scalar::<f32>());
+            loss_sum += lv * labels.len() as f64;
+            seen += labels.len();
+            let grads = GradientsParams::from_grads(l.backward(), &net);
+            let lr = lr_at(head_lr, state.steps as usize, total_steps, warmup);
+            let (n, _) = opt.step(lr, net, grads, o.clip_grad);
+            net = n;
+            state.steps += 1;
+            progress.step(&format!("loss {:.4}", loss_sum / seen as f64));
+        }
+        progress.finish();
+        // Validation.
+        let val_logits = match &cached {
+            Some((_, vf, dim)) => {
+                let head = net.head().valid();
+                let x: Tensor<2> = Tensor::from_data(
+                    TensorData::new(vf.clone(), [val.len(), *dim]),
+                    &zoo_engine::cpu(),
+                );
+                to_vec(head.forward(x))
+            }
+            None => {
+                backbone_batches += val.len().div_ceil(o.batch_size * 2);
+                predict_logits(&net, &source, &val, o.batch_size * 2, &crate::Silent)?
+            }
+        };
+        let labels: Vec<usize> = val.examples.iter().map(|e| e.label).collect();
+        let ev = evaluate(&val_logits, &labels, &classes);
+        let lr_now = lr_at(
+            head_lr,
+            state.steps.saturating_sub(1) as usize,
+            total_steps,
+            warmup,
+        );
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss: ev.loss,
+            val_accuracy: ev.accuracy,
+            val_macro_f1: ev.macro_f1,
+            lr: groups
+                .iter()
+                .map(|(g, s)| (g.clone(), lr_now * s))
+                .collect(),
+            trainable_tensors: trainable(&net, &names).len(),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        progress.note(&format!(
+            "epoch {epoch}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} macro-F1 {:.3}",
+            record.train_loss,
+            record.train_accuracy,
+            record.val_loss,
+            record.val_accuracy,
+            record.val_macro_f1
+        ));
+        // Divergence: training loss falls while validation loss rises, two epochs running.
+        let h = &state.history;
+        if h.len() >= 2 {
+            let (a, b) = (&h[h.len() - 2], &h[h.len() - 1]);
+            if b.train_loss < a.train_loss
+                && record.train_loss < b.train_loss
+                && b.val_loss > a.val_loss
+                && record.val_loss > b.val_loss
+            {
+                progress.note(&format!(
+                    "warning: epoch {epoch}: training loss falls ({:.4}) while validation loss rises ({:.4}): overfitting",
+                    record.train_loss, record.val_loss
+                ));
+            }
+        }
+        state.history.push(record);
+        if ev.loss < state.best_loss - 1e-6 {
+            state.best_loss = ev.loss;
+            state.best_epoch = epoch;
+            state.bad_epochs = 0;
+            let v = model_values(&net, &names);
+            write_values(&ckpt_dir.join("best.safetensors"), &v)?;
+            best = Some(v);
+        } else {
+            state.bad_epochs += 1;
+        }
+        state.epochs_done = epoch;
+        // Checkpoint: the model, the optimiser's moments, the run state.
+        let mut v = model_values(&net, &names);
+        for (n, m) in opt.state(&names) {
+            let len = m.len();
+            v.push((n, vec![len], m));
+        }
+        write_values(&ckpt_dir.join("state.safetensors"), &v)?;
+        let sp = ckpt_dir.join("state.json");
+        std::fs::write(
+            &sp,
+            serde_json::to_string_pretty(&state).unwrap_or_default(),
+        )
+        .map_err(|e| TrainError::io(&sp, e))?;
+        epochs_this_process += 1;
+        if state.bad_epochs >= o.patience.max(1) && epoch < o.epochs {
+            progress.note(&format!(
+                "early stopping after epoch {epoch}: no better validation loss for {} epochs (best: epoch {})",
+                state.bad_epochs, state.best_epoch
+            ));
+            stopped_early = true;
+            break;
+        }
+        if o.stop_after.is_some_and(|n| epochs_this_process >= n) && epoch < o.epochs {
+            return Err(opt_err(format!(
+                "stopped after epoch {epoch} (--stop-after); --resume continues"
+            )));
+        }
+    }
+
+    // The best epoch's weights.
+    if let Some(b) = &best {
+        let values: HashMap<String, Vec<f32>> =
+            b.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
+        net = zoo_engine::export::load_state(net, &names, &values)
+            .map_err(|m| opt_err(format!("best checkpoint lacks {}", m.join(", "))))?;
+    }
+
+    // Final evaluation: the test split when there is one.
+    let (eval_split, eval_set) = match &test {
+        Some(t) => ("test", t),
+        None => ("validation", &val),
+    };
+    let logits = if use_features {
+        let (f, dim, b, hit) = features(
+            &net,
+            &source,
+            eval_set,
+            o,
+            cache.as_ref(),
+            eval_split,
+            progress,
+        )?;
+        backbone_batches += b;
+        cache_hits += usize::from(hit);
+        let x: Tensor<2> = Tensor::from_data(
+            TensorData::new(f, [eval_set.len(), dim]),
+            &zoo_engine::cpu(),
+        );
+        to_vec(net.head().valid().forward(x))
+    } else {
+        backbone_batches += eval_set.len().div_ceil(o.batch_size * 2);
+        predict_logits(&net, &source, eval_set, o.batch_size * 2, progress)?
+    };
+    let labels: Vec<usize> = eval_set.examples.iter().map(|e| e.label).collect();
+    let eval = evaluate(&logits, &labels, &classes);
+
+    let summary = Summary {
+        out: out.to_path_buf(),
+        data: data.display().to_string(),
+        train_examples: train.len(),
+        val_examples: val.len(),
+        epochs_run: state.epochs_done,
+        best_epoch: state.best_epoch,
+        stopped_early,
+        eval_split: eval_split.to_string(),
+        eval,
+        seconds: started.elapsed().as_secs_f64(),
+        backbone_batches,
+        feature_cache_hits: cache_hits,
+        head_only,
+        trainable_tensors: trainable(&net, &names).len(),
+    };
+    crate::output::write(
+        &source,
+        &net,
+        &names,
+        &classes,
+        o,
+        &summary,
+        &state.history,
+        out,
+    )?;
+    let _ = std::fs::remove_dir_all(&ckpt_dir);
+    Ok(summary)
+}

@@ -1,0 +1,429 @@
+//! A model folder read for training or evaluation: the backbone it names, its preprocessing,
+//! and a head (new, or the folder's own when it was fine-tuned).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::{Device, Int, Tensor};
+use burn::tensor::TensorData;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use zoo_card::Config;
+use zoo_engine::bert::{Bert, BertConfig};
+use zoo_engine::classifier::{Head, HeadSpec, ImageClassifier, Pooling, TextClassifier};
+use zoo_engine::{Model, Names, Weights};
+use zoo_preprocess::text::TextTokenizer;
+use zoo_preprocess::{AugmentDraw, ImageTransform};
+
+use crate::TrainError;
+use crate::data::{Example, Input};
+
+/// What kind of network a folder holds.
+#[derive(Debug)]
+pub enum Kind {
+    Image {
+        arch: String,
+        transform: ImageTransform,
+        cfg: zoo_card::PretrainedCfg,
+    },
+    Text {
+        config: Value,
+        tokenizer: TextTokenizer,
+        pooling: Pooling,
+        family: String,
+    },
+}
+
+/// A model folder (`model.safetensors` + `config.json`, and a tokenizer for text).
+#[derive(Debug)]
+pub struct Source {
+    pub dir: PathBuf,
+    pub kind: Kind,
+    /// Label names when the folder is a classifier.
+    pub labels: Vec<String>,
+    /// The folder's head, when it has one that zoo can rebuild (`fc`, `classifier.1`, ...).
+    pub head: Option<HeadSpec>,
+    /// sha256 of `model.safetensors`: the model's identity in the feature cache.
+    pub weights_sha256: String,
+}
+
+fn model_err(path: &Path, reason: impl std::fmt::Display) -> TrainError {
+    TrainError::Model {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The sentence-transformers pooling of a folder (`1_Pooling/config.json`), if any.
+fn st_pooling(dir: &Path) -> Option<Pooling> {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("1_Pooling/config.json")).ok()?)
+            .ok()?;
+    let on = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Some(if on("pooling_mode_cls_token") {
+        Pooling::Cls
+    } else if on("pooling_mode_max_tokens") {
+        Pooling::Max
+    } else {
+        Pooling::Mean
+    })
+}
+
+impl Source {
+    /// Reads a model folder. `image_size` overrides the input resolution (fine-tuning at 96²).
+    pub fn open(dir: &Path, image_size: Option<u32>) -> Result<Source, TrainError> {
+        let config_path = dir.join("config.json");
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
+        let raw: Value = serde_json::from_str(&text).map_err(|e| model_err(&config_path, e))?;
+        let weights_path = dir.join("model.safetensors");
+        let mapped = zoo_checkpoint::Mapped::open(&weights_path)?;
+        let weights_sha256 = hex::encode(Sha256::digest(mapped.bytes()));
+        let zoo = raw.get("zoo").cloned().unwrap_or(Value::Null);
+        let head = zoo
+            .get("head")
+            .and_then(Value::as_str)
+            .and_then(HeadSpec::parse);
+        if let Some(model_type) = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
+            if !matches!(model_type.as_str(), "bert" | "roberta" | "distilbert") {
+                return Err(model_err(
+                    &config_path,
+                    format!(
+                        "model_type `{model_type}` is not implemented yet (available: bert, roberta, distilbert)"
+                    ),
+                ));
+            }
+            let c = BertConfig::from_json(&raw).map_err(|e| model_err(&config_path, e))?;
+            let tokenizer = TextTokenizer::from_dir(dir, c.max_position_embeddings)?;
+            let pooling = zoo
+                .get("pooling")
+                .and_then(Value::as_str)
+                .and_then(Pooling::parse)
+                .or_else(|| st_pooling(dir))
+                .unwrap_or(Pooling::Pooler);
+            let labels = match raw.get("id2label").and_then(Value::as_object) {
+                Some(m) => {
+                    let mut v: Vec<(usize, String)> = m
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+                        .collect();
+                    v.sort();
+                    v.into_iter().map(|(_, l)| l).collect()
+                }
+                None => Vec::new(),
+            };
+            let head = head
+                .or_else(|| mapped_has(&mapped, "classifier.weight").then_some(HeadSpec::Linear));
+            return Ok(Source {
+                dir: dir.to_path_buf(),
+                kind: Kind::Text {
+                    config: raw,
+                    tokenizer,
+                    pooling,
+                    family: model_type,
+                },
+                labels,
+                head,
+                weights_sha256,
+            });
+        }
+        let config = Config::parse(&text).map_err(|e| model_err(&config_path, e))?;
+        let arch = config
+            .architecture()
+            .ok_or_else(|| {
+                model_err(
+                    &config_path,
+                    "no `architecture` (timm) or `model_type` (transformers)",
+                )
+            })?
+            .to_string();
+        if zoo_engine::head_name(&arch).is_none() {
+            return Err(model_err(
+                &config_path,
+                format!(
+                    "architecture `{arch}` is not implemented yet (available: {})",
+                    zoo_engine::ARCHITECTURES.join(", ")
+                ),
+            ));
+        }
+        let mut cfg = config
+            .pretrained_cfg()
+            .map_err(|e| model_err(&config_path, e))?
+            .unwrap_or_default();
+        if let Some(s) = image_size {
+            cfg.input_size = [3, s, s];
+        }
+        let transform = ImageTransform::from_cfg(&cfg)?;
+        let labels = config.label_names().unwrap_or_default();
+        let head = head.or(Some(HeadSpec::Linear));
+        Ok(Source {
+            dir: dir.to_path_buf(),
+            kind: Kind::Image {
+                arch,
+                transform,
+                cfg,
+            },
+            labels,
+            head,
+            weights_sha256,
+        })
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self.kind, Kind::Text { .. })
+    }
+
+    pub fn pooling(&self) -> Pooling {
+        match &self.kind {
+            Kind::Text { pooling, .. } => *pooling,
+            Kind::Image { .. } => Pooling::Mean,
+        }
+    }
+
+    /// Builds the network. `new_head` replaces the folder's head with a fresh one for
+    /// `classes` classes; otherwise the folder's own head is loaded (evaluation, prediction).
+    /// `from_scratch` re-initialises every weight (the same architecture, trained from zero).
+    pub fn build(
+        &self,
+        new_head: Option<(HeadSpec, usize)>,
+        from_scratch: Option<u64>,
+        device: &Device,
+    ) -> Result<(Net, Names), TrainError> {
+        let weights_path = self.dir.join("model.safetensors");
+        let mapped = zoo_checkpoint::Mapped::open(&weights_path)?;
+        let loaded = zoo_checkpoint::load(&mapped)?;
+        let head_name = match &self.kind {
+            Kind::Image { arch, .. } => zoo_engine::head_name(arch).unwrap_or("classifier"),
+            Kind::Text { .. } => "classifier",
+        };
+        let head_prefixes = [format!("{head_name}."), "pre_classifier.".to_string()];
+        let prefixes: Vec<&str> = head_prefixes.iter().map(String::as_str).collect();
+        let mut w = Weights::from_loaded(&loaded, device).allow_unused(&prefixes);
+        if let Some(seed) = from_scratch {
+            w = w.reinitialized(seed).allow_unused(&prefixes);
+        }
+        let err = |e: &dyn std::fmt::Display| model_err(&weights_path, e);
+        let (net, mut names, features) = match &self.kind {
+            Kind::Image { arch, .. } => {
+                let (backbone, _) = Model::build(arch, &w, false).map_err(|e| err(&e))?;
+                let f = backbone.num_features();
+                (NetParts::Image(backbone), w.names(), f)
+            }
+            Kind::Text { config, .. } => {
+                let c = BertConfig::from_json(config).map_err(|e| err(&e))?;
+                let encoder = Bert::load(&w, &c).map_err(|e| err(&e))?;
+                let f = encoder.hidden_size;
+                (NetParts::Text(encoder), w.names(), f)
+            }
+        };
+        let (spec, classes, reuse) = match new_head {
+            Some((spec, classes)) => (spec, classes, false),
+            None => {
+                let spec = self.head.ok_or_else(|| {
+                    model_err(
+                        &self.dir,
+                        "has no classification head (fine-tune it first, or use `zoo embed`)",
+                    )
+                })?;
+                let out = match spec {
+                    HeadSpec::Linear => format!("{head_name}.weight"),
+                    HeadSpec::Mlp { .. } => format!("{head_name}.3.weight"),
+                };
+                let classes = w
+                    .shape(&out)
+                    .map(|s| s[0])
+                    .ok_or_else(|| err(&format!("missing tensor `{out}`")))?;
+                (spec, classes, true)
+            }
+        };
+        let head = Head::new(spec, features, classes, head_name, &mut names, device);
+        let mut net = match net {
+            NetParts::Image(backbone) => Net::Image(ImageClassifier { backbone, head }),
+            NetParts::Text(encoder) => Net::Text(TextClassifier { encoder, head }),
+        };
+        if reuse {
+            let mut values = HashMap::new();
+            for (_, p) in names.params.iter() {
+                if p.name.starts_with(&format!("{head_name}.")) {
+                    let (_, v) = w.values(&p.name).map_err(|e| err(&e))?;
+                    values.insert(p.name.clone(), v);
+                }
+            }
+            let only_head: Names = Names {
+                params: names
+                    .params
+                    .iter()
+                    .filter(|(_, p)| p.name.starts_with(&format!("{head_name}.")))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect(),
+                passthrough: Default::default(),
+            };
+            net = zoo_engine::export::load_state(net, &only_head, &values)
+                .map_err(|m| err(&format!("head tensors: {}", m.join(", "))))?;
+            w.finish().map_err(|e| err(&e))?;
+        }
+        Ok((net, names))
+    }
+}
+
+fn mapped_has(mapped: &zoo_checkpoint::Mapped, name: &str) -> bool {
+    zoo_checkpoint::load(mapped)
+        .map(|l| {
+            l.tensors
+                .iter()
+                .any(|t| t.name == name || t.name.ends_with(&format!(".{name}")))
+        })
+        .unwrap_or(false)
+}
+
+enum NetParts {
+    Image(Model),
+    Text(Bert),
+}
+
+/// A backbone with its head.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Net {
+    Image(ImageClassifier),
+    Text(TextClassifier),
+}
+
+/// A batch of prepared inputs.
+#[derive(Debug, Clone)]
+pub enum Batch {
+    Image(Tensor<4>),
+    Text {
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        mask: Tensor<2>,
+    },
+}
+
+impl Net {
+    /// Pooled backbone features.
+    pub fn features(&self, b: Batch, pooling: Pooling) -> Tensor<2> {
+        match (self, b) {
+            (Net::Image(m), Batch::Image(x)) => m.backbone.features(x),
+            (Net::Text(m), Batch::Text { ids, types, mask }) => {
+                m.features(ids, types, mask, pooling)
+            }
+            _ => panic!("batch kind does not match the network"),
+        }
+    }
+
+    pub fn head(&self) -> &Head {
+        match self {
+            Net::Image(m) => &m.head,
+            Net::Text(m) => &m.head,
+        }
+    }
+
+    pub fn head_forward(&self, f: Tensor<2>) -> Tensor<2> {
+        self.head().forward(f)
+    }
+
+    pub fn logits(&self, b: Batch, pooling: Pooling) -> Tensor<2> {
+        self.head_forward(self.features(b, pooling))
+    }
+
+    /// The parameters of the backbone (everything but the head), by id.
+    pub fn backbone_ids(&self, names: &Names) -> std::collections::HashSet<burn::module::ParamId> {
+        let all = zoo_engine::export::parameters(self, names);
+        let head = zoo_engine::export::parameters(self.head(), names);
+        let head: std::collections::HashSet<_> = head.into_iter().map(|(id, _)| id).collect();
+        all.into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !head.contains(id))
+            .collect()
+    }
+}
+
+/// How inputs are prepared for one pass over the data.
+#[derive(Debug, Clone, Copy)]
+pub enum Prep {
+    Eval,
+    /// Augmented, with a seed for this pass.
+    Augment(u64),
+}
+
+/// Prepares a batch: images decoded and transformed in parallel; texts tokenised (padding to
+/// the longest). Errors name the file or line.
+pub fn prepare(
+    source: &Source,
+    examples: &[&Example],
+    prep: Prep,
+    device: &Device,
+) -> Result<(Batch, usize), TrainError> {
+    match &source.kind {
+        Kind::Image { transform: t, .. } => {
+            let rows: Vec<Result<Vec<f32>, TrainError>> = examples
+                .par_iter()
+                .map(|e| {
+                    let Input::Image(path) = &e.input else {
+                        return Err(TrainError::Data(format!("{}: not an image", e.origin)));
+                    };
+                    let bytes = std::fs::read(path).map_err(|err| TrainError::io(path, err))?;
+                    let img = zoo_preprocess::decode(&bytes, &e.origin)?;
+                    Ok(match prep {
+                        Prep::Eval => t.apply(&img)?,
+                        Prep::Augment(seed) => {
+                            let mut h = Sha256::new();
+                            h.update(seed.to_le_bytes());
+                            h.update(e.origin.as_bytes());
+                            let s = u64::from_le_bytes(h.finalize()[..8].try_into().unwrap());
+                            let mut rng = ChaCha8Rng::seed_from_u64(s);
+                            let d = AugmentDraw {
+                                area: rng.random(),
+                                ratio: rng.random(),
+                                x: rng.random(),
+                                y: rng.random(),
+                                flip: rng.random(),
+                            };
+                            t.augment(&img, d)?
+                        }
+                    })
+                })
+                .collect();
+            let mut data = Vec::with_capacity(examples.len() * 3 * (t.height * t.width) as usize);
+            for r in rows {
+                data.extend(r?);
+            }
+            let x = Tensor::from_data(
+                TensorData::new(
+                    data,
+                    [examples.len(), 3, t.height as usize, t.width as usize],
+                ),
+                device,
+            );
+            Ok((Batch::Image(x), 0))
+        }
+        Kind::Text { tokenizer, .. } => {
+            let texts: Vec<&str> = examples
+                .iter()
+                .map(|e| match &e.input {
+                    Input::Text(t) => Ok(t.as_str()),
+                    Input::Image(_) => Err(TrainError::Data(format!("{}: not a text", e.origin))),
+                })
+                .collect::<Result<_, _>>()?;
+            let b = tokenizer.encode(&texts, false)?;
+            let shape = [b.batch, b.tokens];
+            Ok((
+                Batch::Text {
+                    ids: Tensor::from_data(TensorData::new(b.ids, shape), device),
+                    types: Tensor::from_data(TensorData::new(b.type_ids, shape), device),
+                    mask: Tensor::from_data(TensorData::new(b.mask, shape), device),
+                },
+                b.truncated.len(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The fine-tuned model folder: `model.safetensors` (standard names, loadable by PyTorch),
+//! `config.json`, a `README.md` card with `base_model` and `model-index`, `metrics.jsonl`,
+//! `curves.png`, `confusion.png` and `report.html`.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use zoo_card::{Config, EvalResult, ModelCard};
+use zoo_engine::Names;
+use zoo_engine::export::state_dict;
+
+use crate::TrainError;
+use crate::finetune::{Options, Summary};
+use crate::net::{Kind, Net, Source};
+use crate::report::EpochRecord;
+
+/// Files a text model folder needs besides the weights and config.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "sentence_bert_config.json",
+];
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::io(path, e)
+}
+
+/// Writes the model folder.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    source: &Source,
+    net: &Net,
+    names: &Names,
+    classes: &[String],
+    o: &Options,
+    s: &Summary,
+    history: &[EpochRecord],
+    out: &Path,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut tensors = state_dict(net, names);
+    let (config_text, task) = match &source.kind {
+        Kind::Image { arch, cfg, .. } => {
+            let mut c = Config::timm(arch, classes, cfg);
+            c.raw.insert("zoo".into(), json!({"head": o.head}));
+            (c.to_json_string(), "image-classification")
+        }
+        Kind::Text {
+            config,
+            pooling,
+            family,
+            ..
+        } => {
+            // Task-model names (`bert.encoder...`, `classifier`), as transformers saves them.
+            let prefix = format!("{family}.");
+            for t in &mut tensors {
+                if !t.name.starts_with("classifier") && !t.name.starts_with(&prefix) {
+                    t.name = format!("{prefix}{}", t.name);
+                }
+            }
+            tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut c = config.clone();
+            let arch = match family.as_str() {
+                "roberta" => "RobertaForSequenceClassification",
+                "distilbert" => "DistilBertForSequenceClassification",
+                _ => "BertForSequenceClassification",
+            };
+            c["architectures"] = json!([arch]);
+            c["id2label"] = Value::Object(
+                classes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (i.to_string(), json!(l)))
+                    .collect(),
+            );
+            c["label2id"] = Value::Object(
+                classes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), json!(i)))
+                    .collect(),
+            );
+            c["problem_type"] = json!("single_label_classification");
+            c["zoo"] = json!({"head": o.head, "pooling": pooling.name()});
+            for f in TOKENIZER_FILES {
+                let from = source.dir.join(f);
+                if from.exists() {
+                    std::fs::copy(&from, out.join(f)).map_err(io(&from))?;
+                }
+            }
+            (
+                serde_json::to_string_pretty(&c).unwrap_or_default() + "\n",
+                "text-classification",
+            )
+        }
+    };
+    let weights = out.join("model.safetensors");
+    let views: Vec<_> = tensors.iter().map(|t| t.view()).collect();
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    zoo_checkpoint::write_atomic(&weights, |w| {
+        zoo_formats::safetensors::write(&views, Some(&meta), w).map_err(|error| {
+            zoo_checkpoint::Error::Write {
+                path: weights.clone(),
+                error,
+            }
+        })
+    })?;
+    let cp = out.join("config.json");
+    std::fs::write(&cp, config_text).map_err(io(&cp))?;
+
+    // metrics.jsonl
+    let mp = out.join("metrics.jsonl");
+    let mut lines = String::new();
+    for r in history {
+        lines.push_str(&serde_json::to_string(r).unwrap_or_default());
+        lines.push('\n');
+    }
+    std::fs::write(&mp, lines).map_err(io(&mp))?;
+
+    // Pictures and the report.
+    let base = source
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let data_name = Path::new(&s.data)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| s.data.clone());
+    let title = format!("{base} fine-tuned on {data_name}");
+    crate::report::curves(&out.join("curves.png"), history, &title)?;
+    crate::report::confusion(
+        &out.join("confusion.png"),
+        &s.eval,
+        &format!("{title}: {} split", s.eval_split),
+    )?;
+    let mut summary = vec![
+        ("base model".to_string(), source.dir.display().to_string()),
+        ("data".to_string(), s.data.clone()),
+        (
+            "examples".to_string(),
+            format!(
+                "{} train, {} validation, {} {}",
+                s.train_examples, s.val_examples, s.eval.examples, s.eval_split
+            ),
+        ),
+        (
+            format!("{} accuracy", s.eval_split),
+            format!("{:.4}", s.eval.accuracy),
+        ),
+        (
+            format!("{} macro-F1", s.eval_split),
+            format!("{:.4}", s.eval.macro_f1),
+        ),
+        (
+            "epochs".to_string(),
+            format!(
+                "{} run, best {}{}",
+                s.epochs_run,
+                s.best_epoch,
+                if s.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("freeze".to_string(), o.freeze.clone()),
+        ("head".to_string(), o.head.clone()),
+        ("seconds".to_string(), format!("{:.1}", s.seconds)),
+    ];
+    if let Some(t5) = s.eval.top5 {
+        summary.insert(5, (format!("{} top-5", s.eval_split), format!("{t5:.4}")));
+    }
+    crate::report::html(&out.join("report.html"), &title, &summary, history, &s.eval)?;
+
+    // The card.
+    let mut card = ModelCard::default();
+    card.set("library_name", "zoo");
+    card.set("pipeline_tag", task);
+    card.set_list("base_model", std::slice::from_ref(&base));
+    card.set_list("datasets", std::slice::from_ref(&data_name));
+    let result = |metric: &str, value: f64| EvalResult {
+        task: task.to_string(),
+        dataset: data_name.clone(),
+        dataset_name: Some(data_name.clone()),
+        split: Some(s.eval_split.clone()),
+        metric: metric.to_string(),
+        metric_name: None,
+        value,
+    };
+    let mut results = vec![
+        result("accuracy", s.eval.accuracy),
+        result("f1", s.eval.macro_f1),
+    ];
+    if let Some(t5) = s.eval.top5 {
+        results.push(EvalResult {
+            metric_name: Some("top-5".into()),
+            ..result("accuracy", t5)
+        });
+    }
+    card.set_results(&format!("{base}-finetuned"), &results);
+    let hp = serde_json::to_value(o).unwrap_or_default();
+    let mut body = format!(
+        "\n# {base} fine-tuned on {data_name}\n\nFine-tuned by `zoo finetune` from `{base}` on `{data_name}` ({} training and {} validation examples, {} classes: {}).\n\n## Results\n\n| split | examples | accuracy | macro-F1 |\n|---|---|---|---|\n| {} | {} | {:.4} | {:.4} |\n\n## Hyper-parameters\n\n| name | value |\n|---|---|\n",
+        s.train_examples,
+        s.val_examples,
+        classes.len(),
+        classes.join(", "),
+        s.eval_split,
+        s.eval.examples,
+        s.eval.accuracy,
+        s.eval.macro_f1
+    );
+    if let Value::Object(m) = hp {
+        for (k, v) in m {
+            if !v.is_null() && k != "resume" && k != "cache_dir" {
+                body.push_str(&format!("| {k} | {v} |\n"));
+            }
+        }
+    }
+    body.push_str(
+        "\nTraining curves, the confusion matrix and per-class figures: `report.html`.\n",
+    );
+    card.body = body;
+    let rp = out.join("README.md");
+    std::fs::write(&rp, card.render()).map_err(io(&rp))?;
+    Ok(())
+}
