@@ -320,7 +320,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode> {
     if let Some(n) = a.max {
         d = d.at_most(n, 0);
     }
-    let (net, _) = source.build(None, None, &zoo_engine::cpu())?;
+    let (net, _) = source.build(None, None, 0, &zoo_engine::cpu())?;
     let bars = Bars::new(a.hub.quiet || a.json);
     let logits = zoo_train::finetune::predict_logits(&net, &source, &d, a.batch_size, &bars)?;
     let labels: Vec<usize> = d.examples.iter().map(|e| e.label).collect();
@@ -361,7 +361,7 @@ pub struct PredictArgs {
 pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
     let dir = resolve_model(&a.model, &a.hub)?;
     let source = Source::open(&dir, None)?;
-    let (net, _) = source.build(None, None, &zoo_engine::cpu())?;
+    let (net, _) = source.build(None, None, 0, &zoo_engine::cpu())?;
     let examples: Vec<Example> = a
         .inputs
         .iter()

@@ -43,6 +43,7 @@ fn classifier(arch: &str, file: &Path, prefix: &str, device: &Device) -> (ImageC
         head,
         &mut names,
         device,
+        0,
     );
     (ImageClassifier { backbone, head }, names)
 }
@@ -204,6 +205,7 @@ fn a_frozen_text_encoder_stays_bit_identical() {
             "classifier",
             &mut names,
             &device,
+            0,
         );
         let model = TextClassifier { encoder, head };
         let enc: HashSet<_> = parameters(&model.encoder, &names)

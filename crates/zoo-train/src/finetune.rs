@@ -279,6 +279,9 @@ fn features(
     Ok((out, dim, batches, false))
 }
 
+/// A tensor by name: (name, shape, values).
+type Named = (String, Vec<usize>, Vec<f32>);
+
 /// Saved between epochs for `--resume`.
 #[derive(Debug, Serialize, Deserialize)]
 struct RunState {
@@ -385,6 +388,25 @@ pub fn finetune(
         test,
         val_from_train,
     } = crate::data::load_splits(data, o.val_fraction, o.seed)?;
+    // One file or one folder and a test size: a stratified test split is held out first.
+    let mut test = test;
+    if test.is_none()
+        && val_from_train
+        && let Some(n) = o.max_test
+    {
+        let mut full = train.clone();
+        full.examples.extend(val.examples.iter().cloned());
+        let (rest, held) = crate::data::stratified_split(&full, n, o.seed ^ 0x7e57);
+        let f = o.val_fraction.clamp(0.01, 0.9);
+        let (t, v) = crate::data::stratified_split(
+            &rest,
+            ((rest.len() as f64) * f).round().max(1.0) as usize,
+            o.seed,
+        );
+        train = t;
+        val = v;
+        test = Some(held);
+    }
     if let Some(n) = o.per_class {
         if val_from_train {
             // A small training subset; validation from the examples left over, in proportion.
@@ -438,6 +460,7 @@ pub fn finetune(
     let (net, names) = source.build(
         Some((head_spec, classes.len())),
         o.from_scratch.then_some(o.seed),
+        o.seed,
         &device,
     )?;
     let frozen = frozen_ids(&o.freeze, &net, &names)?;
@@ -556,7 +579,7 @@ pub fn finetune(
     }
     state.options.stop_after = None;
     state.options.resume = false;
-    let mut best: Option<Vec<(String, Vec<usize>, Vec<f32>)>> = if state.best_epoch > 0 {
+    let mut best: Option<Vec<Named>> = if state.best_epoch > 0 {
         let v = read_values(&ckpt_dir.join("best.safetensors"))?;
         Some(
             model_values(&net, &names)

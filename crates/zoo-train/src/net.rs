@@ -24,6 +24,7 @@ use crate::data::{Example, Input};
 
 /// What kind of network a folder holds.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Kind {
     Image {
         arch: String,
@@ -195,6 +196,7 @@ impl Source {
         &self,
         new_head: Option<(HeadSpec, usize)>,
         from_scratch: Option<u64>,
+        seed: u64,
         device: &Device,
     ) -> Result<(Net, Names), TrainError> {
         let weights_path = self.dir.join("model.safetensors");
@@ -244,7 +246,7 @@ impl Source {
                 (spec, classes, true)
             }
         };
-        let head = Head::new(spec, features, classes, head_name, &mut names, device);
+        let head = Head::new(spec, features, classes, head_name, &mut names, device, seed);
         let mut net = match net {
             NetParts::Image(backbone) => Net::Image(ImageClassifier { backbone, head }),
             NetParts::Text(encoder) => Net::Text(TextClassifier { encoder, head }),
@@ -284,6 +286,7 @@ fn mapped_has(mapped: &zoo_checkpoint::Mapped, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+#[allow(clippy::large_enum_variant)]
 enum NetParts {
     Image(Model),
     Text(Bert),
@@ -299,6 +302,7 @@ pub enum Net {
 
 /// A batch of prepared inputs.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Batch {
     Image(Tensor<4>),
     Text {
