@@ -220,10 +220,7 @@ fn a_resumed_text_run_ends_where_a_straight_run_ends() {
         &model,
         &csv,
         &tmp.path().join("resumed"),
-        &Options {
-            resume: true,
-            ..o
-        },
+        &Options { resume: true, ..o },
         &Silent,
     )
     .unwrap();
