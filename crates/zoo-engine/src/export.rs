@@ -247,6 +247,8 @@ pub fn block_of(name: &str) -> String {
             ..,
         ] => "stem".into(),
         [a @ ("encoder" | "transformer"), b, n, ..] if numeric(n) => format!("{a}.{b}.{n}"),
+        // ResNet: a stage `layerN` is one block.
+        [a, ..] if a.strip_prefix("layer").is_some_and(numeric) => (*a).to_string(),
         [a, n, ..] if numeric(n) => format!("{a}.{n}"),
         [a, ..] => (*a).to_string(),
         [] => String::new(),
