@@ -13,7 +13,9 @@ quick=0
 
 fx="$(scripts/fetch-fixtures.sh | tail -n 1)"
 cargo build --locked -q -p zoo-cli
-zoo="$PWD/${CARGO_TARGET_DIR:-target}/debug/zoo"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+zoo="$target/debug/zoo"
 out="$PWD/zoo-quickstart"
 rm -rf "$out"
 mkdir -p "$out"
