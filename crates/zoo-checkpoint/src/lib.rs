@@ -298,12 +298,7 @@ pub fn convert(input: &Path, output: &Path, dtype: Option<Dtype>) -> Result<Conv
     metadata
         .entry("format".into())
         .or_insert_with(|| "pt".into());
-    write_atomic(output, |w| {
-        st::write(&loaded.tensors, Some(&metadata), w).map_err(|error| Error::Write {
-            path: output.to_path_buf(),
-            error,
-        })
-    })?;
+    write_safetensors(output, &loaded.tensors, Some(&metadata))?;
     Ok(ConvertSummary {
         input_format: loaded.format,
         tensors: loaded.tensors.len(),
@@ -311,6 +306,20 @@ pub fn convert(input: &Path, output: &Path, dtype: Option<Dtype>) -> Result<Conv
         bytes: loaded.bytes(),
         cast,
         skipped: loaded.skipped,
+    })
+}
+
+/// Writes tensors as a safetensors file, atomically (see [`write_atomic`]).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[st::TensorData<'_>],
+    metadata: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<()> {
+    write_atomic(path, |w| {
+        st::write(tensors, metadata, w).map_err(|error| Error::Write {
+            path: path.to_path_buf(),
+            error,
+        })
     })
 }
 

@@ -79,14 +79,7 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     let out_weights = a.out.join("model.safetensors");
-    zoo_checkpoint::write_atomic(&out_weights, |w| {
-        zoo_formats::safetensors::write(&loaded.tensors, Some(&meta), w).map_err(|error| {
-            zoo_checkpoint::Error::Write {
-                path: out_weights.clone(),
-                error,
-            }
-        })
-    })?;
+    zoo_checkpoint::write_safetensors(&out_weights, &loaded.tensors, Some(&meta))?;
     let cfg = default_cfg(&a.arch);
     let config = Config::timm(&a.arch, &labels, &cfg);
     std::fs::write(a.out.join("config.json"), config.to_json_string())?;

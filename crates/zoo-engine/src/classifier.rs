@@ -72,20 +72,13 @@ impl Head {
     ) -> Head {
         // PyTorch's nn.Linear initialisation, U(-1/sqrt(in), 1/sqrt(in)) for weight and bias,
         // drawn from `seed` (not the global generator) so a run is reproducible.
-        let mut state = seed ^ 0x5851_f42d_4c95_7f2d;
-        let mut uniform = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::seeded::SplitMix::new(seed ^ 0x5851_f42d_4c95_7f2d);
         let mut linear = |i: usize, o: usize, n: String, names: &mut Names| {
             let mut l = LinearConfig::new(i, o).init(device);
             let bound = 1.0 / (i as f64).sqrt();
             let mut draw = |len: usize| -> Vec<f32> {
                 (0..len)
-                    .map(|_| ((uniform() * 2.0 - 1.0) * bound) as f32)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
                     .collect()
             };
             l.weight = burn::module::Param::from_tensor(Tensor::from_data(

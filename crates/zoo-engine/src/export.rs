@@ -33,10 +33,7 @@ impl NamedTensor {
 
     /// The values as f32 (f32 tensors only).
     pub fn f32s(&self) -> Vec<f32> {
-        self.data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        zoo_formats::dtype::to_f32(&self.data, self.dtype).unwrap_or_default()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod export;
 pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;
+pub mod seeded;
 pub mod vit;
 pub mod weights;
 

@@ -137,30 +137,10 @@ impl Weights {
             .tensors
             .get(name)
             .ok_or_else(|| WeightError::Missing(name.to_string()))?;
-        let v: Vec<f32> = match dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            other => {
-                return Err(WeightError::Dtype {
-                    name: name.to_string(),
-                    dtype: *other,
-                });
-            }
-        };
+        let v = zoo_formats::dtype::to_f32(bytes, *dtype).ok_or_else(|| WeightError::Dtype {
+            name: name.to_string(),
+            dtype: *dtype,
+        })?;
         self.taken.borrow_mut().insert(name.to_string());
         Ok((shape.clone(), v))
     }
@@ -316,19 +296,7 @@ impl Weights {
     /// layers and embeddings normal(0, 0.02), norm weights 1, biases 0, running mean 0 and
     /// variance 1. Deterministic for a seed.
     pub fn reinitialized(&self, seed: u64) -> Weights {
-        let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            // splitmix64 → two uniforms → one standard normal (Box-Muller).
-            let mut u = || {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-            };
-            let (a, b) = (u().max(1e-300), u());
-            ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-        };
+        let mut rng = crate::seeded::SplitMix::new(seed ^ 0x9e37_79b9_7f4a_7c15);
         let tensors = self
             .tensors
             .iter()
@@ -350,9 +318,9 @@ impl Weights {
                 } else if shape.len() == 4 {
                     let fan_out = (shape[0] * shape[2] * shape[3]) as f32;
                     let std = (2.0 / fan_out).sqrt();
-                    (0..n).map(|_| next() * std).collect()
+                    (0..n).map(|_| rng.normal() * std).collect()
                 } else {
-                    (0..n).map(|_| next() * 0.02).collect()
+                    (0..n).map(|_| rng.normal() * 0.02).collect()
                 };
                 let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 (name.clone(), (shape.clone(), bytes, Dtype::F32))

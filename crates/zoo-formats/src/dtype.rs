@@ -194,7 +194,26 @@ pub fn convert_float(bytes: &[u8], from: Dtype, to: Dtype) -> Option<Vec<u8>> {
         };
         return Some(wide.into_iter().flat_map(f64::to_le_bytes).collect());
     }
-    let narrow: Vec<f32> = match from {
+    let narrow = to_f32(bytes, from)?;
+    Some(match to {
+        Dtype::F16 => narrow
+            .into_iter()
+            .flat_map(|v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => narrow
+            .into_iter()
+            .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::F32 => narrow.into_iter().flat_map(f32::to_le_bytes).collect(),
+        _ => return None,
+    })
+}
+
+/// Little-endian F16, BF16, F32 or F64 elements as f32 (F64 rounded as `Tensor.to` does).
+/// `None` for any other dtype.
+pub fn to_f32(bytes: &[u8], from: Dtype) -> Option<Vec<f32>> {
+    use half::{bf16, f16};
+    Some(match from {
         Dtype::F16 => bytes
             .chunks_exact(2)
             .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -211,18 +230,6 @@ pub fn convert_float(bytes: &[u8], from: Dtype, to: Dtype) -> Option<Vec<u8>> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
             .collect(),
-        _ => return None,
-    };
-    Some(match to {
-        Dtype::F16 => narrow
-            .into_iter()
-            .flat_map(|v| f16::from_f32(v).to_le_bytes())
-            .collect(),
-        Dtype::BF16 => narrow
-            .into_iter()
-            .flat_map(|v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        Dtype::F32 => narrow.into_iter().flat_map(f32::to_le_bytes).collect(),
         _ => return None,
     })
 }

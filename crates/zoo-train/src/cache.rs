@@ -74,12 +74,7 @@ impl FeatureCache {
         if t.shape.len() != 2 || t.dtype != zoo_formats::Dtype::F32 {
             return None;
         }
-        let v = t
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Some((v, t.shape[1]))
+        Some((zoo_formats::dtype::to_f32(&t.data, t.dtype)?, t.shape[1]))
     }
 
     /// Stores features atomically (a killed run leaves no half file).
@@ -92,15 +87,7 @@ impl FeatureCache {
             shape: vec![features.len() / dim.max(1), dim],
             data: std::borrow::Cow::Owned(data),
         };
-        let path = self.path(key);
-        zoo_checkpoint::write_atomic(&path, |w| {
-            zoo_formats::safetensors::write(&[t], None, w).map_err(|error| {
-                zoo_checkpoint::Error::Write {
-                    path: path.clone(),
-                    error,
-                }
-            })
-        })?;
+        zoo_checkpoint::write_safetensors(&self.path(key), &[t], None)?;
         Ok(())
     }
 }

@@ -305,10 +305,7 @@ fn read_values(path: &Path) -> Result<HashMap<String, Vec<f32>>, TrainError> {
         .map(|t| {
             (
                 t.name.clone(),
-                t.data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+                zoo_formats::dtype::to_f32(&t.data, t.dtype).unwrap_or_default(),
             )
         })
         .collect())
@@ -324,14 +321,7 @@ fn write_values(path: &Path, values: &[(String, Vec<usize>, Vec<f32>)]) -> Resul
             data: std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         })
         .collect();
-    zoo_checkpoint::write_atomic(path, |w| {
-        zoo_formats::safetensors::write(&tensors, None, w).map_err(|error| {
-            zoo_checkpoint::Error::Write {
-                path: path.to_path_buf(),
-                error,
-            }
-        })
-    })?;
+    zoo_checkpoint::write_safetensors(path, &tensors, None)?;
     Ok(())
 }
 

@@ -121,8 +121,14 @@ impl Source {
                 }
                 None => Vec::new(),
             };
-            let head = head
-                .or_else(|| mapped_has(&mapped, "classifier.weight").then_some(HeadSpec::Linear));
+            let head = head.or_else(|| {
+                // A transformers classifier saved elsewhere: `classifier.weight`.
+                let loaded = zoo_checkpoint::load(&mapped).ok()?;
+                let has = loaded.tensors.iter().any(|t| {
+                    t.name == "classifier.weight" || t.name.ends_with(".classifier.weight")
+                });
+                has.then_some(HeadSpec::Linear)
+            });
             return Ok(Source {
                 dir: dir.to_path_buf(),
                 kind: Kind::Text {
@@ -274,16 +280,6 @@ impl Source {
         }
         Ok((net, names))
     }
-}
-
-fn mapped_has(mapped: &zoo_checkpoint::Mapped, name: &str) -> bool {
-    zoo_checkpoint::load(mapped)
-        .map(|l| {
-            l.tensors
-                .iter()
-                .any(|t| t.name == name || t.name.ends_with(&format!(".{name}")))
-        })
-        .unwrap_or(false)
 }
 
 #[allow(clippy::large_enum_variant)]

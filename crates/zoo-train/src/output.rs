@@ -102,14 +102,7 @@ pub fn write(
     let views: Vec<_> = tensors.iter().map(|t| t.view()).collect();
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    zoo_checkpoint::write_atomic(&weights, |w| {
-        zoo_formats::safetensors::write(&views, Some(&meta), w).map_err(|error| {
-            zoo_checkpoint::Error::Write {
-                path: weights.clone(),
-                error,
-            }
-        })
-    })?;
+    zoo_checkpoint::write_safetensors(&weights, &views, Some(&meta))?;
     let cp = out.join("config.json");
     std::fs::write(&cp, config_text).map_err(io(&cp))?;
 
