@@ -149,9 +149,15 @@ pub struct FinetuneArgs {
     /// Continue a killed run from its last checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// A checkpoint every N steps [default: every two minutes, and at every epoch's end].
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
     /// Stop after this many epochs (to test --resume).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
+    /// Stop after this many steps, mid-epoch (to test --resume).
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<u64>,
     /// Publish the result to this hub repository.
     #[arg(long)]
     push: Option<String>,
@@ -226,7 +232,11 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
         o.use_cache = false;
     }
     o.resume |= a.resume;
+    if a.checkpoint_every.is_some() {
+        o.checkpoint_every = a.checkpoint_every;
+    }
     o.stop_after = a.stop_after;
+    o.stop_after_steps = a.stop_after_steps;
     Ok(o)
 }
 

@@ -72,12 +72,15 @@ impl ModuleVisitor for Collect<'_> {
 
 /// The module's tensors under their standard names, sorted by name, with the passthrough
 /// tensors (`num_batches_tracked`, ...) as they came.
+///
+/// BatchNorm's running statistics are read as of the last step: burn keeps a training step's
+/// update aside until the next step or a sync, and `valid()` syncs them.
 pub fn state_dict<M: Module>(module: &M, names: &Names) -> Vec<NamedTensor> {
     let mut c = Collect {
         names,
         out: BTreeMap::new(),
     };
-    module.visit(&mut c);
+    module.valid().visit(&mut c);
     for (name, (shape, data, dtype)) in &names.passthrough {
         c.out.entry(name.clone()).or_insert_with(|| NamedTensor {
             name: name.clone(),
@@ -113,16 +116,37 @@ impl ModuleMapper for Load<'_> {
             self.missing.push(format!("{} (wrong size)", p.name));
             return Param::from_mapped_value(id, t, mapper);
         }
+        // Built in burn's own layout, contiguous, as an optimiser step leaves a parameter: a
+        // strided (transposed) view would take other matmul paths and round differently, so a
+        // resumed run would drift from an uninterrupted one.
+        let data = if p.transposed {
+            transpose_last(v, &dims)
+        } else {
+            v.clone()
+        };
+        let logical = t.dims();
         let mut new: Tensor<D> =
-            Tensor::from_data(burn::tensor::TensorData::new(v.clone(), dims), &t.device());
-        if p.transposed {
-            new = new.transpose();
-        }
+            Tensor::from_data(burn::tensor::TensorData::new(data, logical), &t.device());
         if t.is_require_grad() {
             new = new.require_grad();
         }
         Param::from_mapped_value(id, new, mapper)
     }
+}
+
+/// `v` laid out as `dims` (row-major) with its last two axes swapped.
+fn transpose_last(v: &[f32], dims: &[usize]) -> Vec<f32> {
+    let (r, c) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    let mut out = vec![0f32; v.len()];
+    for (m, block) in v.chunks_exact(r * c).enumerate() {
+        let dst = &mut out[m * r * c..(m + 1) * r * c];
+        for i in 0..r {
+            for j in 0..c {
+                dst[j * r + i] = block[i * c + j];
+            }
+        }
+    }
+    out
 }
 
 /// Replaces the module's tensors by name (a state dict read back: resuming, restoring the best

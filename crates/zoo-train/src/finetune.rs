@@ -73,9 +73,15 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     pub use_cache: bool,
     pub resume: bool,
+    /// A checkpoint every this many steps (default: every two minutes of training), besides
+    /// the one at every epoch's end.
+    pub checkpoint_every: Option<usize>,
     /// Stop after this many epochs in this process (tests of resume; not saved).
     #[serde(skip)]
     pub stop_after: Option<usize>,
+    /// Stop after this many steps in this process, right after a checkpoint (tests of resume).
+    #[serde(skip)]
+    pub stop_after_steps: Option<u64>,
 }
 
 impl Default for Options {
@@ -106,7 +112,9 @@ impl Default for Options {
             cache_dir: None,
             use_cache: true,
             resume: false,
+            checkpoint_every: None,
             stop_after: None,
+            stop_after_steps: None,
         }
     }
 }
@@ -282,23 +290,62 @@ fn features(
 /// A tensor by name: (name, shape, values).
 type Named = (String, Vec<usize>, Vec<f32>);
 
-/// Saved between epochs for `--resume`.
+/// Saved with every checkpoint for `--resume`, in the checkpoint file's own metadata so the
+/// weights and the state that goes with them are replaced in one rename.
 #[derive(Debug, Serialize, Deserialize)]
 struct RunState {
     options: Options,
     epochs_done: usize,
     steps: u64,
-    best_loss: f64,
+    /// Best validation loss so far (none before the first epoch: JSON has no infinity).
+    best_loss: Option<f64>,
     best_epoch: usize,
     bad_epochs: usize,
     history: Vec<EpochRecord>,
     unfrozen_blocks: usize,
+    /// Progress inside the epoch after `epochs_done` (all zero at an epoch's end).
+    #[serde(default)]
+    partial: Partial,
+}
+
+/// How far an epoch got: batches done and the running training loss and accuracy.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Partial {
+    batches: usize,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    seconds: f64,
+}
+
+/// Metadata key of the run state in `.checkpoint/state.safetensors`.
+const STATE_KEY: &str = "zoo.run_state";
+
+fn read_state(path: &Path) -> Result<(RunState, HashMap<String, Vec<f32>>), TrainError> {
+    let mapped = zoo_checkpoint::Mapped::open(path)?;
+    let loaded = zoo_checkpoint::load(&mapped)?;
+    let json = loaded.metadata.get(STATE_KEY).ok_or_else(|| {
+        opt_err(format!(
+            "{}: not a zoo checkpoint (no {STATE_KEY} in its metadata)",
+            path.display()
+        ))
+    })?;
+    let state: RunState =
+        serde_json::from_str(json).map_err(|e| opt_err(format!("{}: {e}", path.display())))?;
+    Ok((state, values_of(&loaded)))
+}
+
+fn best_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("best-{epoch}.safetensors"))
 }
 
 fn read_values(path: &Path) -> Result<HashMap<String, Vec<f32>>, TrainError> {
     let mapped = zoo_checkpoint::Mapped::open(path)?;
-    let loaded = zoo_checkpoint::load(&mapped)?;
-    Ok(loaded
+    Ok(values_of(&zoo_checkpoint::load(&mapped)?))
+}
+
+fn values_of(loaded: &zoo_checkpoint::Loaded<'_>) -> HashMap<String, Vec<f32>> {
+    loaded
         .tensors
         .iter()
         .filter(|t| t.dtype == zoo_formats::Dtype::F32)
@@ -308,10 +355,14 @@ fn read_values(path: &Path) -> Result<HashMap<String, Vec<f32>>, TrainError> {
                 zoo_formats::dtype::to_f32(&t.data, t.dtype).unwrap_or_default(),
             )
         })
-        .collect())
+        .collect()
 }
 
-fn write_values(path: &Path, values: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), TrainError> {
+fn write_values(
+    path: &Path,
+    values: &[(String, Vec<usize>, Vec<f32>)],
+    meta: Option<&BTreeMap<String, String>>,
+) -> Result<(), TrainError> {
     let tensors: Vec<zoo_formats::safetensors::TensorData<'_>> = values
         .iter()
         .map(|(n, shape, v)| zoo_formats::safetensors::TensorData {
@@ -321,10 +372,11 @@ fn write_values(path: &Path, values: &[(String, Vec<usize>, Vec<f32>)]) -> Resul
             data: std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         })
         .collect();
-    zoo_checkpoint::write_safetensors(path, &tensors, None)?;
+    zoo_checkpoint::write_safetensors(path, &tensors, meta)?;
     Ok(())
 }
 
+/// The network's float tensors by name, running statistics as of the last step.
 fn model_values(net: &Net, names: &Names) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     state_dict(net, names)
         .into_iter()
@@ -334,6 +386,26 @@ fn model_values(net: &Net, names: &Names) -> Vec<(String, Vec<usize>, Vec<f32>)>
             (t.name, t.shape, v)
         })
         .collect()
+}
+
+/// Writes `.checkpoint/state.safetensors`: the model, the optimiser's moments and, in the
+/// metadata, the run state — one atomic rename, so a kill at any moment leaves either the
+/// previous checkpoint or this one.
+fn save_checkpoint(
+    dir: &Path,
+    net: &Net,
+    names: &Names,
+    opt: &AdamW,
+    state: &RunState,
+) -> Result<(), TrainError> {
+    let mut v = model_values(net, names);
+    for (n, m) in opt.state(names) {
+        let len = m.len();
+        v.push((n, vec![len], m));
+    }
+    let json = serde_json::to_string(state).map_err(|e| opt_err(e.to_string()))?;
+    let meta = BTreeMap::from([(STATE_KEY.to_string(), json)]);
+    write_values(&dir.join("state.safetensors"), &v, Some(&meta))
 }
 
 /// Fine-tunes the model in `model_dir` on `data`, writing the result to `out`.
@@ -351,22 +423,29 @@ pub fn finetune(
         return Err(opt_err("--epochs and --batch-size must be at least 1"));
     }
     let ckpt_dir = out.join(".checkpoint");
-    let resumed: Option<RunState> = if o.resume && ckpt_dir.join("state.json").exists() {
-        let p = ckpt_dir.join("state.json");
-        let s: RunState =
-            serde_json::from_str(&std::fs::read_to_string(&p).map_err(|e| TrainError::io(&p, e))?)
-                .map_err(|e| opt_err(format!("{}: {e}", p.display())))?;
+    let state_file = ckpt_dir.join("state.safetensors");
+    let resumed = if o.resume && state_file.exists() {
+        let (s, values) = read_state(&state_file)?;
         let mut saved = s.options.clone();
         saved.resume = o.resume;
         saved.stop_after = o.stop_after;
+        saved.stop_after_steps = o.stop_after_steps;
+        saved.checkpoint_every = o.checkpoint_every;
         if saved != *o {
             return Err(opt_err(format!(
                 "{}: the run being resumed used other options; resume with the same ones",
                 out.display()
             )));
         }
-        progress.note(&format!("resuming after epoch {}", s.epochs_done));
-        Some(s)
+        progress.note(&format!(
+            "resuming after epoch {}{}",
+            s.epochs_done,
+            match s.partial.batches {
+                0 => String::new(),
+                n => format!(" and {n} batches of epoch {}", s.epochs_done + 1),
+            }
+        ));
+        Some((s, values))
     } else {
         None
     };
@@ -545,14 +624,14 @@ pub fn finetune(
         options: o.clone(),
         epochs_done: 0,
         steps: 0,
-        best_loss: f64::INFINITY,
+        best_loss: None,
         best_epoch: 0,
         bad_epochs: 0,
         history: Vec::new(),
         unfrozen_blocks: 0,
+        partial: Partial::default(),
     };
-    if let Some(s) = resumed {
-        let values = read_values(&ckpt_dir.join("state.safetensors"))?;
+    if let Some((s, values)) = resumed {
         for b in frozen_blocks.iter().take(s.unfrozen_blocks) {
             let ids: HashSet<ParamId> = params
                 .iter()
@@ -568,9 +647,11 @@ pub fn finetune(
         state.options = o.clone();
     }
     state.options.stop_after = None;
+    state.options.stop_after_steps = None;
+    let first_step = state.steps;
     state.options.resume = false;
     let mut best: Option<Vec<Named>> = if state.best_epoch > 0 {
-        let v = read_values(&ckpt_dir.join("best.safetensors"))?;
+        let v = read_values(&best_path(&ckpt_dir, state.best_epoch))?;
         Some(
             model_values(&net, &names)
                 .into_iter()
@@ -589,7 +670,10 @@ pub fn finetune(
     let smoothing = o.label_smoothing;
     while state.epochs_done < o.epochs {
         let epoch = state.epochs_done + 1;
+        // Progress inside this epoch when resuming from a mid-epoch checkpoint.
+        let partial = std::mem::take(&mut state.partial);
         if let Some(&at) = schedule.get(state.unfrozen_blocks)
+            && partial.batches == 0
             && epoch >= at
             && state.unfrozen_blocks < frozen_blocks.len()
         {
@@ -604,17 +688,29 @@ pub fn finetune(
             progress.note(&format!("epoch {epoch}: unfreezing {b}"));
         }
         let t0 = Instant::now();
-        device.seed(o.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let mut order_idx: Vec<usize> = (0..train.len()).collect();
         order_idx.shuffle(&mut ChaCha8Rng::seed_from_u64(
             o.seed.wrapping_add(epoch as u64),
         ));
         progress.start(
             &format!("epoch {epoch}/{}", o.epochs),
-            steps_per_epoch as u64,
+            (steps_per_epoch - partial.batches.min(steps_per_epoch)) as u64,
         );
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        for chunk in order_idx.chunks(o.batch_size) {
+        let (mut loss_sum, mut correct, mut seen) =
+            (partial.loss_sum, partial.correct, partial.seen);
+        let mut last_checkpoint = Instant::now();
+        for (b, chunk) in order_idx
+            .chunks(o.batch_size)
+            .enumerate()
+            .skip(partial.batches)
+        {
+            // Dropout draws from the step's own seed, so a run resumed mid-epoch draws the
+            // same masks as one that never stopped.
+            device.seed(
+                o.seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(state.steps.wrapping_mul(0x9e37_79b9)),
+            );
             let labels: Vec<usize> = chunk.iter().map(|&i| train.examples[i].label).collect();
             let logits = match &cached {
                 Some((tf, _, dim)) => {
@@ -660,6 +756,31 @@ pub fn finetune(
             net = n;
             state.steps += 1;
             progress.step(&format!("loss {:.4}", loss_sum / seen as f64));
+            let due = match o.checkpoint_every {
+                Some(n) => n > 0 && state.steps.is_multiple_of(n as u64),
+                None => last_checkpoint.elapsed().as_secs() >= 120,
+            };
+            let stop = o
+                .stop_after_steps
+                .is_some_and(|n| state.steps - first_step >= n);
+            if (due || stop) && b + 1 < steps_per_epoch {
+                state.partial = Partial {
+                    batches: b + 1,
+                    loss_sum,
+                    correct,
+                    seen,
+                    seconds: partial.seconds + t0.elapsed().as_secs_f64(),
+                };
+                save_checkpoint(&ckpt_dir, &net, &names, &opt, &state)?;
+                state.partial = Partial::default();
+                last_checkpoint = Instant::now();
+                if stop {
+                    return Err(opt_err(format!(
+                        "stopped after step {} (--stop-after-steps); --resume continues",
+                        state.steps
+                    )));
+                }
+            }
         }
         progress.finish();
         // Validation.
@@ -697,7 +818,7 @@ pub fn finetune(
                 .map(|(g, s)| (g.clone(), lr_now * s))
                 .collect(),
             trainable_tensors: trainable(&net, &names).len(),
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: partial.seconds + t0.elapsed().as_secs_f64(),
         };
         progress.note(&format!(
             "epoch {epoch}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} macro-F1 {:.3}",
@@ -723,30 +844,24 @@ pub fn finetune(
             }
         }
         state.history.push(record);
-        if ev.loss < state.best_loss - 1e-6 {
-            state.best_loss = ev.loss;
+        if state.best_loss.is_none_or(|b| ev.loss < b - 1e-6) {
+            state.best_loss = Some(ev.loss);
             state.best_epoch = epoch;
             state.bad_epochs = 0;
             let v = model_values(&net, &names);
-            write_values(&ckpt_dir.join("best.safetensors"), &v)?;
+            write_values(&best_path(&ckpt_dir, epoch), &v, None)?;
             best = Some(v);
         } else {
             state.bad_epochs += 1;
         }
         state.epochs_done = epoch;
-        // Checkpoint: the model, the optimiser's moments, the run state.
-        let mut v = model_values(&net, &names);
-        for (n, m) in opt.state(&names) {
-            let len = m.len();
-            v.push((n, vec![len], m));
+        save_checkpoint(&ckpt_dir, &net, &names, &opt, &state)?;
+        // Only the best epoch's weights that the saved state names are kept.
+        for e in 1..=epoch {
+            if e != state.best_epoch {
+                let _ = std::fs::remove_file(best_path(&ckpt_dir, e));
+            }
         }
-        write_values(&ckpt_dir.join("state.safetensors"), &v)?;
-        let sp = ckpt_dir.join("state.json");
-        std::fs::write(
-            &sp,
-            serde_json::to_string_pretty(&state).unwrap_or_default(),
-        )
-        .map_err(|e| TrainError::io(&sp, e))?;
         epochs_this_process += 1;
         if state.bad_epochs >= o.patience.max(1) && epoch < o.epochs {
             progress.note(&format!(
