@@ -404,7 +404,7 @@ pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
         let top: Vec<serde_json::Value> = order
             .iter()
             .take(a.top)
-            .map(|&j| json!({"index": j, "label": classes.get(j).cloned().unwrap_or_else(|| j.to_string()), "score": probs[j]}))
+            .map(|&j| json!({"index": j, "label": classes.get(j).cloned().unwrap_or_else(|| j.to_string()), "score": probs[j], "logit": row[j]}))
             .collect();
         all.push((input.clone(), top));
     }

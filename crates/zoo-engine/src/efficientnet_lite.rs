@@ -71,7 +71,7 @@ impl SameConvBn {
         } else {
             x
         };
-        let y = self.bn.forward(self.conv.forward(x));
+        let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
         if self.relu6 { y.clamp(0.0, 6.0) } else { y }
     }
 }

@@ -12,6 +12,7 @@ pub mod convnext;
 pub mod efficientnet;
 pub mod efficientnet_lite;
 pub mod export;
+pub mod fused;
 pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;

@@ -87,7 +87,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.bn.forward(self.conv.forward(x));
+        let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
         if self.relu6 { y.clamp(0.0, 6.0) } else { y }
     }
 }

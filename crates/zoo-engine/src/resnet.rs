@@ -34,7 +34,7 @@ impl ConvBn {
         })
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        crate::fused::conv_bn(&self.conv, &self.bn, x)
     }
 }
 

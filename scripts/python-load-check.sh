@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Manual check (issue 6; PyTorch stays out of CI): the Python libraries people use load zoo's
+# fine-tuned models and give the logits `zoo predict` gives.
+#   ZOO_TORCH_PYTHON=/path/to/python scripts/python-load-check.sh
+# That Python needs torch, torchvision, timm, transformers and safetensors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="${ZOO_TORCH_PYTHON:-python3}"
+"$py" -c 'import torch, torchvision, timm, transformers, safetensors' || {
+  echo "set ZOO_TORCH_PYTHON to a Python with torch, torchvision, timm, transformers, safetensors" >&2; exit 1; }
+fx="$(scripts/fetch-fixtures.sh | tail -n 1)"
+cargo build --locked -q -p zoo-cli
+zoo="${CARGO_TARGET_DIR:-$PWD/target}/debug/zoo"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export ZOO_FEATURE_CACHE="$work/cache"
+
+echo "== image: MobileNetV2 fine-tuned on Fashion-MNIST (linear head, 2 epochs), torchvision + timm"
+"$zoo" import "$fx/checkpoints/mobilenet_v2-b0353104.pth" --arch mobilenet_v2 --labels "$fx/imagenet_classes.txt" --out "$work/mnv2" > /dev/null
+"$zoo" finetune "$work/mnv2" --data "$fx/fashion-mnist" --out "$work/img" --image-size 96 --per-class 20 --max-test 100 --epochs 2 --freeze stages:8 > /dev/null 2>&1
+imgs=()
+for c in "$fx"/fashion-mnist/test/*/; do imgs+=("$(ls -d "$c"* | head -n 1)"); done
+imgs+=("$fx/images/chelsea.png" "$fx/images/coffee.png")
+"$zoo" predict "$work/img" "${imgs[@]}" --top 10 --json > "$work/img.json"
+"$py" scripts/python_load_check.py image "$work/img" "$work/img.json" "${imgs[@]}"
+
+echo "== text: MiniLM fine-tuned on sentiment sentences (--pooling pooler), transformers"
+"$zoo" finetune "$fx/checkpoints/all-MiniLM-L6-v2" --data "$fx/sentiment.csv" --out "$work/txt" --pooling pooler --per-class 40 --max-test 100 --epochs 2 > /dev/null 2>&1
+texts=("A wonderful, moving film with superb acting." "Dull, predictable and far too long." "It was fine, I guess." "The best thing I have seen all year!" "I want those two hours of my life back.")
+"$zoo" predict "$work/txt" "${texts[@]}" --top 2 --json > "$work/txt.json"
+"$py" scripts/python_load_check.py text "$work/txt" "$work/txt.json" "${texts[@]}"
