@@ -19,10 +19,27 @@ echo "== image: MobileNetV2 fine-tuned on Fashion-MNIST (linear head, 2 epochs),
 "$zoo" import "$fx/checkpoints/mobilenet_v2-b0353104.pth" --arch mobilenet_v2 --labels "$fx/imagenet_classes.txt" --out "$work/mnv2" > /dev/null
 "$zoo" finetune "$work/mnv2" --data "$fx/fashion-mnist" --out "$work/img" --image-size 96 --per-class 20 --max-test 100 --epochs 2 --freeze stages:8 > /dev/null 2>&1
 imgs=()
-for c in "$fx"/fashion-mnist/test/*/; do imgs+=("$(ls -d "$c"* | head -n 1)"); done
+for c in "$fx"/fashion-mnist/test/*/; do files=("$c"*); imgs+=("${files[0]}" "${files[1]}"); done
 imgs+=("$fx/images/chelsea.png" "$fx/images/coffee.png")
+echo "-- the same files, each side with its own preprocessing (zoo's resize vs timm's PIL resize)"
 "$zoo" predict "$work/img" "${imgs[@]}" --top 10 --json > "$work/img.json"
-"$py" scripts/python_load_check.py image "$work/img" "$work/img.json" "${imgs[@]}"
+"$py" scripts/python_load_check.py image "$work/img" "$work/img.json" "${imgs[@]}" || true
+echo "-- inputs already 96x96 and crop_pct 1.0, so neither side resizes: the weights alone compared"
+mkdir -p "$work/img96" "$work/same"
+cp "$work/img"/* "$work/img96/"
+"$py" - "$work/img96/config.json" "$work/same" "${imgs[@]}" <<'PY'
+import json, sys
+from PIL import Image
+cfg_path, out, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+c = json.load(open(cfg_path))
+c["pretrained_cfg"]["crop_pct"] = 1.0
+json.dump(c, open(cfg_path, "w"))
+for i, p in enumerate(paths):
+    Image.open(p).convert("RGB").resize((96, 96), Image.BILINEAR).save(f"{out}/{i:03}.png")
+PY
+same=("$work"/same/*.png)
+"$zoo" predict "$work/img96" "${same[@]}" --top 10 --json > "$work/img96.json"
+"$py" scripts/python_load_check.py image "$work/img96" "$work/img96.json" "${same[@]}"
 
 echo "== text: MiniLM fine-tuned on sentiment sentences (--pooling pooler), transformers"
 "$zoo" finetune "$fx/checkpoints/all-MiniLM-L6-v2" --data "$fx/sentiment.csv" --out "$work/txt" --pooling pooler --per-class 40 --max-test 100 --epochs 2 > /dev/null 2>&1

@@ -8,7 +8,7 @@ image: torchvision builds the architecture named in config.json, loads model.saf
 strictly, and timm's transform is built from config.json's pretrained_cfg.
 text: transformers' AutoModelForSequenceClassification + AutoTokenizer on the folder as is.
 Prints the largest |logit difference| and whether the top class agrees; exits 1 beyond 1e-3
-(text) or when a top class differs.
+or when a top class differs.
 """
 
 import json
@@ -38,7 +38,7 @@ if kind == "image":
     with torch.no_grad():
         logits = model(x)
     library = f"torchvision {torchvision.__version__} {arch} (strict load) + timm transform {cfg}"
-    tolerance = 5e-2  # the two resizers differ by up to one grey level
+    tolerance = 1e-3
 else:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
