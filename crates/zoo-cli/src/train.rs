@@ -241,23 +241,17 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
 }
 
 pub fn finetune(a: &FinetuneArgs) -> Result<ExitCode> {
-    let o = options(a)?;
+    let mut o = options(a)?;
     let model = resolve_model(&a.model, &a.hub)?;
+    // Lineage: base_model names the hub repository when the model came from one.
+    if !Path::new(&a.model).exists() {
+        o.base_model = Some(a.model.split('@').next().unwrap_or(&a.model).to_string());
+    }
     let bars = Bars::new(a.hub.quiet || a.json);
     let s = zoo_train::finetune::finetune(&model, &a.data, &a.out, &o, &bars)
         .with_context(|| format!("fine-tuning {} on {}", a.model, a.data.display()))?;
     let pushed = match &a.push {
-        Some(repo) => {
-            // Lineage: base_model names the hub repository when the model came from one.
-            if !Path::new(&a.model).exists() {
-                let card_path = a.out.join("README.md");
-                let mut card = zoo_card::ModelCard::parse(&std::fs::read_to_string(&card_path)?)?;
-                let base = a.model.split('@').next().unwrap_or(&a.model).to_string();
-                card.set_list("base_model", &[base]);
-                std::fs::write(&card_path, card.render())?;
-            }
-            Some(push_dir(&a.out, repo, &a.hub)?)
-        }
+        Some(repo) => Some(push_dir(&a.out, repo, &a.hub)?),
         None => None,
     };
     if a.json {

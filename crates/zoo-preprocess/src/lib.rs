@@ -115,8 +115,9 @@ impl ImageTransform {
         };
         let (rw, rh) = resized.dimensions();
         // torchvision CenterCrop: offsets int(round((size - crop) / 2)), padding when smaller.
-        let top = ((f64::from(rh) - f64::from(self.height)) / 2.0).round() as i64;
-        let left = ((f64::from(rw) - f64::from(self.width)) / 2.0).round() as i64;
+        // Python rounds halves to even (109 → 96 crops from row 6, not 7).
+        let top = ((f64::from(rh) - f64::from(self.height)) / 2.0).round_ties_even() as i64;
+        let left = ((f64::from(rw) - f64::from(self.width)) / 2.0).round_ties_even() as i64;
         let plane = (self.height * self.width) as usize;
         let mut out = vec![0f32; 3 * plane];
         for y in 0..self.height as i64 {

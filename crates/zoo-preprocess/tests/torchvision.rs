@@ -102,3 +102,25 @@ fn bad_inputs_are_clear_errors() {
         Err(PreprocessError::CropPct(_))
     ));
 }
+
+/// Regression (issue 6): torchvision's CenterCrop offset is Python's `round`, halves to even:
+/// 109 → 96 starts at column/row 6, not 7 (a one-pixel shift that moved fine-tuned logits by
+/// up to 1.5 against timm's transform at 96²).
+#[test]
+fn centre_crop_rounds_halves_to_even_like_python_issue_6() {
+    let cfg = PretrainedCfg {
+        input_size: [3, 96, 96],
+        crop_pct: 0.875, // floor(96 / 0.875) = 109: the image below is not resized
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        ..PretrainedCfg::default()
+    };
+    let t = ImageTransform::from_cfg(&cfg).unwrap();
+    // Red holds the column, green the row.
+    let img = image::RgbImage::from_fn(109, 109, |x, y| image::Rgb([x as u8, y as u8, 0]));
+    let out = t.apply(&img).unwrap();
+    let plane = 96 * 96;
+    assert_eq!(out[0], 6.0 / 255.0, "first column");
+    assert_eq!(out[plane], 6.0 / 255.0, "first row");
+    assert_eq!(out[95], 101.0 / 255.0, "last column");
+}

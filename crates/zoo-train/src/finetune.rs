@@ -76,6 +76,10 @@ pub struct Options {
     /// A checkpoint every this many steps (default: every two minutes of training), besides
     /// the one at every epoch's end.
     pub checkpoint_every: Option<usize>,
+    /// The base model's name in titles and the card's `base_model` (the hub repository it
+    /// came from; default: the folder's name). Set by the CLI, not saved.
+    #[serde(skip)]
+    pub base_model: Option<String>,
     /// Stop after this many epochs in this process (tests of resume; not saved).
     #[serde(skip)]
     pub stop_after: Option<usize>,
@@ -113,6 +117,7 @@ impl Default for Options {
             use_cache: true,
             resume: false,
             checkpoint_every: None,
+            base_model: None,
             stop_after: None,
             stop_after_steps: None,
         }
@@ -429,6 +434,7 @@ pub fn finetune(
         let mut saved = s.options.clone();
         saved.resume = o.resume;
         saved.stop_after = o.stop_after;
+        saved.base_model = o.base_model.clone();
         saved.stop_after_steps = o.stop_after_steps;
         saved.checkpoint_every = o.checkpoint_every;
         if saved != *o {
@@ -563,6 +569,11 @@ pub fn finetune(
             .cloned()
             .collect::<Vec<_>>(),
     );
+    let backbone_names: HashSet<&str> = params
+        .iter()
+        .filter(|(id, _)| backbone.contains(id))
+        .map(|(_, n)| n.as_str())
+        .collect();
     let mut groups: BTreeMap<String, f64> = BTreeMap::new();
     for (id, name) in &params {
         let (group, scale) = if backbone.contains(id) {
@@ -806,6 +817,7 @@ pub fn finetune(
             total_steps,
             warmup,
         );
+        let live = trainable(&net, &names);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -813,11 +825,21 @@ pub fn finetune(
             val_loss: ev.loss,
             val_accuracy: ev.accuracy,
             val_macro_f1: ev.macro_f1,
+            // A frozen group's rate is 0: nothing in it moves.
             lr: groups
                 .iter()
-                .map(|(g, s)| (g.clone(), lr_now * s))
+                .map(|(g, s)| {
+                    let training = live.iter().any(|(_, n)| {
+                        if g == "head" {
+                            !backbone_names.contains(n.as_str())
+                        } else {
+                            backbone_names.contains(n.as_str()) && block_of(n) == *g
+                        }
+                    });
+                    (g.clone(), if training { lr_now * s } else { 0.0 })
+                })
                 .collect(),
-            trainable_tensors: trainable(&net, &names).len(),
+            trainable_tensors: live.len(),
             seconds: partial.seconds + t0.elapsed().as_secs_f64(),
         };
         progress.note(&format!(

@@ -116,11 +116,13 @@ pub fn write(
     std::fs::write(&mp, lines).map_err(io(&mp))?;
 
     // Pictures and the report.
-    let base = source
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let base = o.base_model.clone().unwrap_or_else(|| {
+        source
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let data_name = Path::new(&s.data)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
