@@ -16,22 +16,28 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `zoo import` of a real fixture checkpoint with the ImageNet labels; asserts success.
+fn import(checkpoint: &str, arch: &str, out: &Path) {
+    let fx = real_fixtures();
+    let r = zoo(&[
+        "import",
+        s(&fx.join("checkpoints").join(checkpoint)),
+        "--arch",
+        arch,
+        "--labels",
+        s(&fx.join("imagenet_classes.txt")),
+        "--out",
+        s(out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
 #[test]
 fn import_then_predict_classifies_the_photos_like_torchvision() {
     let fx = real_fixtures();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mnv2");
-    let r = zoo(&[
-        "import",
-        s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
-        "--arch",
-        "mobilenet_v2",
-        "--labels",
-        s(&fx.join("imagenet_classes.txt")),
-        "--out",
-        s(&out),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    import("mobilenet_v2-b0353104.pth", "mobilenet_v2", &out);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architecture"], "mobilenet_v2");
@@ -126,18 +132,7 @@ fn bad_inputs_get_clear_errors() {
     );
     // A corrupt image.
     let model = dir.path().join("m");
-    assert!(
-        zoo(&[
-            "import",
-            s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
-            "--arch",
-            "mobilenet_v2",
-            "--out",
-            s(&model)
-        ])
-        .status
-        .success()
-    );
+    import("mobilenet_v2-b0353104.pth", "mobilenet_v2", &model);
     let bad = dir.path().join("broken.jpg");
     std::fs::write(&bad, b"\xff\xd8\xff\xe0garbage").unwrap();
     let r = zoo(&["predict", s(&model), s(&bad)]);
@@ -150,17 +145,11 @@ fn efficientnet_lite0_imports_with_its_own_preprocessing() {
     let fx = real_fixtures();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lite0");
-    let r = zoo(&[
-        "import",
-        s(&fx.join("checkpoints/efficientnet-lite0-57934424.pth")),
-        "--arch",
+    import(
+        "efficientnet-lite0-57934424.pth",
         "efficientnet_lite0",
-        "--labels",
-        s(&fx.join("imagenet_classes.txt")),
-        "--out",
-        s(&out),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        &out,
+    );
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(
@@ -231,18 +220,7 @@ fn embed_writes_features_for_texts_and_images() {
     );
     // Images: a folder, pooled MobileNetV2 features.
     let model = dir.path().join("m");
-    assert!(
-        zoo(&[
-            "import",
-            s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
-            "--arch",
-            "mobilenet_v2",
-            "--out",
-            s(&model)
-        ])
-        .status
-        .success()
-    );
+    import("mobilenet_v2-b0353104.pth", "mobilenet_v2", &model);
     let out = dir.path().join("i.safetensors");
     let r = zoo(&[
         "embed",

@@ -36,63 +36,83 @@ fn close(stage: &str, ours: &[f32], theirs: &[f32]) {
     );
 }
 
-#[test]
-fn mobilenet_v2_matches_pytorch() {
+/// Loads an image-model parity fixture, builds `arch` from its weights (every tensor used,
+/// `classes` outputs), and hands the model, the PyTorch input and the fixture to `check`.
+fn with_image_model(
+    file: &str,
+    arch: &str,
+    classes: usize,
+    check: impl FnOnce(&Model, Tensor<4>, &zoo_checkpoint::Loaded<'_>),
+) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/mobilenet_v2.parity.safetensors");
+        .join("tests/fixtures")
+        .join(file);
     let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
     let loaded = zoo_checkpoint::load(&mapped).unwrap();
     let device = zoo_engine::cpu();
     let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
-    let (model, classes) = Model::build("mobilenet_v2", &w, true).unwrap();
+    let (model, got) = Model::build(arch, &w, true).unwrap();
     w.finish().unwrap();
-    assert_eq!(classes, Some(7));
-    let (shape, x) = f32s(&loaded, "input");
-    let x: Tensor<4> = Tensor::from_data(
+    assert_eq!(got, Some(classes), "{arch}: classes");
+    check(&model, input(&loaded, &device), &loaded);
+}
+
+/// The fixture's `input` tensor, NCHW.
+fn input(loaded: &zoo_checkpoint::Loaded<'_>, device: &burn::prelude::Device) -> Tensor<4> {
+    let (shape, x) = f32s(loaded, "input");
+    Tensor::from_data(
         TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-        &device,
+        device,
+    )
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn mobilenet_v2_matches_pytorch() {
+    with_image_model(
+        "mobilenet_v2.parity.safetensors",
+        "mobilenet_v2",
+        7,
+        |model, x, fx| {
+            close(
+                "features",
+                &values(model.features(x.clone())),
+                &f32s(fx, "out.features").1,
+            );
+            close(
+                "logits",
+                &values(model.forward(x)),
+                &f32s(fx, "out.logits").1,
+            );
+        },
     );
-    let features: Vec<f32> = model
-        .features(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    close("features", &features, &f32s(&loaded, "out.features").1);
-    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
-    close("logits", &logits, &f32s(&loaded, "out.logits").1);
 }
 
 fn resnet_matches_pytorch(arch: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/{arch}.parity.safetensors"));
-    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let device = zoo_engine::cpu();
-    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
-    let (model, classes) = Model::build(arch, &w, true).unwrap();
-    w.finish().unwrap();
-    assert_eq!(classes, Some(5));
-    let (shape, x) = f32s(&loaded, "input");
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-        &device,
-    );
-    let Model::ResNet(net) = &model else {
-        panic!("not a ResNet")
-    };
-    for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
-        let ours: Vec<f32> = stage.into_data().try_to_vec::<f32>().unwrap();
-        close(
-            &format!("{arch} layer{}", i + 1),
-            &ours,
-            &f32s(&loaded, &format!("out.layer{}", i + 1)).1,
-        );
-    }
-    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
-    close(
-        &format!("{arch} logits"),
-        &logits,
-        &f32s(&loaded, "out.logits").1,
+    with_image_model(
+        &format!("{arch}.parity.safetensors"),
+        arch,
+        5,
+        |model, x, fx| {
+            let Model::ResNet(net) = model else {
+                panic!("not a ResNet")
+            };
+            for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
+                close(
+                    &format!("{arch} layer{}", i + 1),
+                    &values(stage),
+                    &f32s(fx, &format!("out.layer{}", i + 1)).1,
+                );
+            }
+            close(
+                &format!("{arch} logits"),
+                &values(model.forward(x)),
+                &f32s(fx, "out.logits").1,
+            );
+        },
     );
 }
 
@@ -123,43 +143,7 @@ fn i64s(loaded: &zoo_checkpoint::Loaded<'_>, name: &str) -> (Vec<usize>, Vec<i64
 
 #[test]
 fn bert_matches_transformers_with_padding() {
-    use burn::prelude::Int;
-    use zoo_engine::bert::{Bert, BertConfig};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mapped = zoo_checkpoint::Mapped::open(dir.join("bert.parity.safetensors")).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("bert.config.json")).unwrap())
-            .unwrap();
-    let device = zoo_engine::cpu();
-    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
-    let bert = Bert::load(&w, &BertConfig::from_json(&config).unwrap()).unwrap();
-    w.finish().unwrap();
-    let (shape, ids) = i64s(&loaded, "input_ids");
-    let (_, types) = i64s(&loaded, "token_type_ids");
-    let (_, mask) = i64s(&loaded, "attention_mask");
-    let [b, t] = [shape[0], shape[1]];
-    let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [b, t]), &device);
-    let types: Tensor<2, Int> = Tensor::from_data(TensorData::new(types, [b, t]), &device);
-    let mask: Tensor<2> = Tensor::from_data(
-        TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [b, t]),
-        &device,
-    );
-    let hidden = bert.forward(ids, types, mask.clone());
-    let ours: Vec<f32> = hidden.clone().into_data().try_to_vec::<f32>().unwrap();
-    close("bert hidden", &ours, &f32s(&loaded, "out.hidden").1);
-    let mean: Vec<f32> = Bert::mean_pool(hidden.clone(), mask)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    close("bert mean pooling", &mean, &f32s(&loaded, "out.mean").1);
-    let pooled: Vec<f32> = bert
-        .pool_cls(hidden)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    close("bert pooler", &pooled, &f32s(&loaded, "out.pooler").1);
+    encoder_matches_transformers("bert");
 }
 
 #[test]
@@ -171,102 +155,78 @@ fn vit_matches_timm() {
     let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
     let vit = zoo_engine::vit::Vit::load(&w, 2, Some(5)).unwrap();
     w.finish().unwrap();
-    let (shape, x) = f32s(&loaded, "input");
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-        &device,
-    );
-    let tokens: Vec<f32> = vit
-        .tokens(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    close("vit tokens", &tokens, &f32s(&loaded, "out.tokens").1);
-    let feats: Vec<f32> = vit
-        .features(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    close("vit features", &feats, &f32s(&loaded, "out.features").1);
-    let logits: Vec<f32> = vit.forward(x).into_data().try_to_vec::<f32>().unwrap();
-    close("vit logits", &logits, &f32s(&loaded, "out.logits").1);
-}
-
-#[test]
-fn convnext_matches_torchvision_at_every_stage() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convnext.parity.safetensors");
-    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let device = zoo_engine::cpu();
-    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
-    let (model, classes) = Model::build("convnext_tiny", &w, true).unwrap();
-    w.finish().unwrap();
-    assert_eq!(classes, Some(5));
-    let (shape, x) = f32s(&loaded, "input");
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-        &device,
-    );
-    let Model::ConvNext(net) = &model else {
-        panic!("not a ConvNeXt")
-    };
-    for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
-        let ours: Vec<f32> = stage.into_data().try_to_vec::<f32>().unwrap();
-        close(
-            &format!("convnext stage{}", i + 1),
-            &ours,
-            &f32s(&loaded, &format!("out.stage{}", i + 1)).1,
-        );
-    }
-    let feats: Vec<f32> = model
-        .features(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let x = input(&loaded, &device);
     close(
-        "convnext features",
-        &feats,
+        "vit tokens",
+        &values(vit.tokens(x.clone())),
+        &f32s(&loaded, "out.tokens").1,
+    );
+    close(
+        "vit features",
+        &values(vit.features(x.clone())),
         &f32s(&loaded, "out.features").1,
     );
-    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
-    close("convnext logits", &logits, &f32s(&loaded, "out.logits").1);
-}
-
-#[test]
-fn efficientnet_b0_matches_torchvision() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/efficientnet_b0.parity.safetensors");
-    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let device = zoo_engine::cpu();
-    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
-    let (model, classes) = Model::build("efficientnet_b0", &w, true).unwrap();
-    w.finish().unwrap();
-    assert_eq!(classes, Some(5));
-    let (shape, x) = f32s(&loaded, "input");
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(x, [shape[0], shape[1], shape[2], shape[3]]),
-        &device,
-    );
-    let feats: Vec<f32> = model
-        .features(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
     close(
-        "efficientnet_b0 features",
-        &feats,
-        &f32s(&loaded, "out.features").1,
-    );
-    let logits: Vec<f32> = model.forward(x).into_data().try_to_vec::<f32>().unwrap();
-    close(
-        "efficientnet_b0 logits",
-        &logits,
+        "vit logits",
+        &values(vit.forward(x)),
         &f32s(&loaded, "out.logits").1,
     );
 }
 
+#[test]
+fn convnext_matches_torchvision_at_every_stage() {
+    with_image_model(
+        "convnext.parity.safetensors",
+        "convnext_tiny",
+        5,
+        |model, x, fx| {
+            let Model::ConvNext(net) = model else {
+                panic!("not a ConvNeXt")
+            };
+            for (i, stage) in net.stages(x.clone()).into_iter().enumerate() {
+                close(
+                    &format!("convnext stage{}", i + 1),
+                    &values(stage),
+                    &f32s(fx, &format!("out.stage{}", i + 1)).1,
+                );
+            }
+            close(
+                "convnext features",
+                &values(model.features(x.clone())),
+                &f32s(fx, "out.features").1,
+            );
+            close(
+                "convnext logits",
+                &values(model.forward(x)),
+                &f32s(fx, "out.logits").1,
+            );
+        },
+    );
+}
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    with_image_model(
+        "efficientnet_b0.parity.safetensors",
+        "efficientnet_b0",
+        5,
+        |model, x, fx| {
+            close(
+                "efficientnet_b0 features",
+                &values(model.features(x.clone())),
+                &f32s(fx, "out.features").1,
+            );
+            close(
+                "efficientnet_b0 logits",
+                &values(model.forward(x)),
+                &f32s(fx, "out.logits").1,
+            );
+        },
+    );
+}
+
+/// An encoder fixture (padding in the batch): hidden states, mean pooling and, where the
+/// fixture has it, the pooler; token type ids from the fixture when it has them.
 fn encoder_matches_transformers(name: &str) {
     use burn::prelude::Int;
     use zoo_engine::bert::{Bert, BertConfig};
@@ -282,30 +242,42 @@ fn encoder_matches_transformers(name: &str) {
     let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
     let bert = Bert::load(&w, &BertConfig::from_json(&config).unwrap()).unwrap();
     w.finish().unwrap();
+    let has = |n: &str| loaded.tensors.iter().any(|t| t.name == n);
     let (shape, ids) = i64s(&loaded, "input_ids");
     let (_, mask) = i64s(&loaded, "attention_mask");
     let [b, t] = [shape[0], shape[1]];
     let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [b, t]), &device);
+    let types: Tensor<2, Int> = if has("token_type_ids") {
+        Tensor::from_data(
+            TensorData::new(i64s(&loaded, "token_type_ids").1, [b, t]),
+            &device,
+        )
+    } else {
+        ids.zeros_like()
+    };
     let mask: Tensor<2> = Tensor::from_data(
         TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [b, t]),
         &device,
     );
-    let hidden = bert.forward(ids.clone(), ids.zeros_like(), mask.clone());
-    let ours: Vec<f32> = hidden.clone().into_data().try_to_vec::<f32>().unwrap();
+    let hidden = bert.forward(ids, types, mask.clone());
     close(
         &format!("{name} hidden"),
-        &ours,
+        &values(hidden.clone()),
         &f32s(&loaded, "out.hidden").1,
     );
-    let mean: Vec<f32> = Bert::mean_pool(hidden, mask)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
     close(
         &format!("{name} mean pooling"),
-        &mean,
+        &values(Bert::mean_pool(hidden.clone(), mask)),
         &f32s(&loaded, "out.mean").1,
     );
+    if has("out.pooler") {
+        let pooled = bert.pool_cls(hidden).unwrap();
+        close(
+            &format!("{name} pooler"),
+            &values(pooled),
+            &f32s(&loaded, "out.pooler").1,
+        );
+    }
 }
 
 #[test]
