@@ -28,7 +28,7 @@ export HF_HOME="$out/hf-home"
 # blocks frozen — MobileNetV2's first 8, MiniLM's embeddings and first 2 layers: fewer
 # gradients to compute, generic low-level features kept (measured better on these data).
 if [ "$quick" = 1 ]; then
-  img=(--image-size 64 --per-class 10 --max-test 200 --epochs 2 --batch-size 25 --no-augment)
+  img=(--image-size 64 --per-class 10 --max-test 200 --epochs 3 --batch-size 10 --no-augment)
   txt=(--per-class 40 --max-test 200 --epochs 2 --batch-size 16)
 else
   img=(--image-size 96 --per-class 100 --max-test 2000 --epochs 4 --batch-size 32 --no-augment)

@@ -118,6 +118,9 @@ pub struct FinetuneArgs {
     /// No random resized crop / flip (lets a frozen backbone use the feature cache).
     #[arg(long)]
     no_augment: bool,
+    /// Keep every BatchNorm's running statistics fixed (gamma and beta still train).
+    #[arg(long)]
+    freeze_bn_stats: bool,
     /// Epochs without a better validation loss before stopping [default: 3].
     #[arg(long)]
     patience: Option<usize>,
@@ -206,6 +209,7 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
     if let Some(h) = &a.head {
         o.head = h.clone();
     }
+    o.freeze_bn_stats |= a.freeze_bn_stats;
     if a.no_augment {
         o.augment = false;
     }

@@ -204,6 +204,35 @@ impl ModuleMapper for Freezer<'_> {
     }
 }
 
+/// Sets every BatchNorm layer's training flag: `false` keeps all running statistics fixed
+/// (and normalises with them) while gamma and beta may still train — the usual remedy when
+/// batches are small or few.
+pub fn set_batch_norm_training<M: Module>(module: M, train: bool) -> M {
+    struct Flags {
+        train: bool,
+        modules: Vec<String>,
+    }
+    impl ModuleMapper for Flags {
+        fn enter_module(&mut self, _name: &str, container_type: &str) {
+            self.modules.push(container_type.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.modules.pop();
+        }
+        fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
+            if self.modules.last().is_some_and(|t| t.contains("BatchNorm")) {
+                flag.with_value(self.train)
+            } else {
+                flag
+            }
+        }
+    }
+    module.map(&mut Flags {
+        train,
+        modules: Vec::new(),
+    })
+}
+
 /// Freezes (`train = false`) or unfreezes the parameters in `ids`, with their BatchNorm layers.
 pub fn set_trainable<M: Module>(module: M, ids: &HashSet<ParamId>, train: bool) -> M {
     module.map(&mut Freezer {

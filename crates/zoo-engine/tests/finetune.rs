@@ -250,10 +250,9 @@ fn a_frozen_text_encoder_stays_bit_identical() {
     }
 }
 
-/// `--freeze stages:N`: the first blocks keep their weights and BatchNorm statistics; the
-/// later ones train, statistics included.
-#[test]
-fn freezing_the_first_blocks_keeps_their_batch_norm_statistics() {
+/// Two AdamW steps on MobileNetV2 with its first 4 blocks frozen (and, with `fixed_stats`,
+/// every BatchNorm's statistics fixed); returns (name, frozen block, before, after).
+fn train_with_first_blocks_frozen(fixed_stats: bool) -> Vec<(String, bool, Vec<u8>, Vec<u8>)> {
     let device = Device::autodiff(zoo_engine::cpu());
     let (model, names) = classifier(
         "mobilenet_v2",
@@ -271,6 +270,9 @@ fn freezing_the_first_blocks_keeps_their_batch_norm_statistics() {
         .map(|(id, _)| *id)
         .collect();
     let mut model = set_trainable(model, &frozen, false);
+    if fixed_stats {
+        model = zoo_engine::export::set_batch_norm_training(model, false);
+    }
     let before = bits(&model, &names);
     let mut optim = AdamWConfig::new().init();
     for _ in 0..2 {
@@ -284,17 +286,44 @@ fn freezing_the_first_blocks_keeps_their_batch_norm_statistics() {
         model = optim.step(1e-3, model, grads);
     }
     let after = bits(&model, &names);
-    for ((name, a), (_, b)) in before.iter().zip(&after) {
-        let frozen_block = first.contains(&&block_of(name));
-        if name.ends_with("num_batches_tracked") {
-            continue;
-        }
+    before
+        .into_iter()
+        .zip(after)
+        .filter(|((name, _), _)| !name.ends_with("num_batches_tracked"))
+        .map(|((name, a), (_, b))| {
+            let f = first.contains(&&block_of(&name));
+            (name, f, a, b)
+        })
+        .collect()
+}
+
+/// `--freeze stages:N`: the first blocks keep their weights and BatchNorm statistics; the
+/// later ones train, statistics included.
+#[test]
+fn freezing_the_first_blocks_keeps_their_batch_norm_statistics() {
+    for (name, frozen_block, a, b) in train_with_first_blocks_frozen(false) {
         if frozen_block {
             assert_eq!(a, b, "{name} is in a frozen block");
         } else {
             assert_ne!(a, b, "{name} trains (statistics included)");
         }
     }
+}
+
+/// `--freeze-bn-stats`: no running statistic moves; the unfrozen weights (BatchNorm's gamma
+/// and beta included) still train.
+#[test]
+fn fixed_batch_norm_statistics_stay_bit_identical_while_weights_train() {
+    let mut stats = 0;
+    for (name, frozen_block, a, b) in train_with_first_blocks_frozen(true) {
+        if frozen_block || name.ends_with("running_mean") || name.ends_with("running_var") {
+            stats += usize::from(!frozen_block);
+            assert_eq!(a, b, "{name} stays fixed");
+        } else {
+            assert_ne!(a, b, "{name} trains");
+        }
+    }
+    assert!(stats > 20, "{stats} statistics checked in trained blocks");
 }
 
 /// The exported state dict has the original names (minus the old head, plus the new one)

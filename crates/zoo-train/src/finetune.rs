@@ -54,6 +54,9 @@ pub struct Options {
     pub freeze: String,
     /// Epochs at which one more block (from the top) is unfrozen, e.g. `2,4`.
     pub unfreeze_schedule: Option<String>,
+    /// Keep every BatchNorm layer's running statistics fixed (gamma and beta still train
+    /// where unfrozen): for small or few batches.
+    pub freeze_bn_stats: bool,
     /// `linear` or `mlp:HIDDEN`.
     pub head: String,
     pub augment: bool,
@@ -102,6 +105,7 @@ impl Default for Options {
             clip_grad: Some(1.0),
             freeze: "none".into(),
             unfreeze_schedule: None,
+            freeze_bn_stats: false,
             head: "linear".into(),
             augment: true,
             patience: 3,
@@ -540,6 +544,15 @@ pub fn finetune(
     )?;
     let frozen = frozen_ids(&o.freeze, &net, &names)?;
     let mut net = set_trainable(net, &frozen, false);
+    // With --freeze-bn-stats no BatchNorm leaves its running statistics, whatever trains.
+    let settle = |net: Net| {
+        if o.freeze_bn_stats {
+            zoo_engine::export::set_batch_norm_training(net, false)
+        } else {
+            net
+        }
+    };
+    net = settle(net);
     let backbone = net.backbone_ids(&names);
     let schedule: Vec<usize> = match &o.unfreeze_schedule {
         Some(s) => s
@@ -649,7 +662,7 @@ pub fn finetune(
                 .filter(|(_, n)| block_of(n) == *b)
                 .map(|(id, _)| *id)
                 .collect();
-            net = set_trainable(net, &ids, true);
+            net = settle(set_trainable(net, &ids, true));
         }
         net = zoo_engine::export::load_state(net, &names, &values)
             .map_err(|m| opt_err(format!("checkpoint lacks {}", m.join(", "))))?;
@@ -694,7 +707,7 @@ pub fn finetune(
                 .filter(|(_, n)| block_of(n) == *b)
                 .map(|(id, _)| *id)
                 .collect();
-            net = set_trainable(net, &ids, true);
+            net = settle(set_trainable(net, &ids, true));
             state.unfrozen_blocks += 1;
             progress.note(&format!("epoch {epoch}: unfreezing {b}"));
         }
