@@ -6,6 +6,7 @@
 //! the configured interpolation (antialiased when shrinking, as PIL does), centre-crop to
 //! `input_size`, scale to [0, 1], normalise by `mean`/`std`. The output is CHW `f32`.
 
+mod resample;
 pub mod text;
 
 use std::path::Path;
@@ -111,7 +112,7 @@ impl ImageTransform {
         let resized = if (nw, nh) == (w, h) {
             img.clone()
         } else {
-            image::imageops::resize(img, nw.max(1), nh.max(1), self.filter)
+            resample::resize(img, nw.max(1), nh.max(1), self.filter)
         };
         let (rw, rh) = resized.dimensions();
         // torchvision CenterCrop: offsets int(round((size - crop) / 2)), padding when smaller.
@@ -163,7 +164,7 @@ impl ImageTransform {
         let x0 = ((f64::from(w - cw) * d.x) as u32).min(w - cw);
         let y0 = ((f64::from(h - ch) * d.y) as u32).min(h - ch);
         let crop = image::imageops::crop_imm(img, x0, y0, cw, ch).to_image();
-        let mut resized = image::imageops::resize(&crop, self.width, self.height, self.filter);
+        let mut resized = resample::resize(&crop, self.width, self.height, self.filter);
         if d.flip < 0.5 {
             image::imageops::flip_horizontal_in_place(&mut resized);
         }
