@@ -247,6 +247,17 @@ pub fn predict_logits(
 
 /// Pooled backbone features of `d` (cached when possible). Returns (features, dim, batches
 /// computed, cache hit).
+/// Batch size of the passes without gradients. Images: 16, where the CPU kernels run fastest
+/// (MobileNetV2 at 96²: 293 img/s against 253 at 64 — smaller activations stay in cache);
+/// texts: twice the training batch.
+fn inference_batch(source: &Source, o: &Options) -> usize {
+    if source.is_text() {
+        o.batch_size.max(1) * 2
+    } else {
+        16
+    }
+}
+
 fn features(
     net: &Net,
     source: &Source,
@@ -279,7 +290,7 @@ fn features(
     let mut dim = 0;
     let mut batches = 0;
     progress.start(&format!("{phase} features"), d.len() as u64);
-    for chunk in refs.chunks(o.batch_size.max(1) * 2) {
+    for chunk in refs.chunks(inference_batch(source, o)) {
         let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
         let f = net.features(b, pooling);
         dim = f.dims()[1];
@@ -818,8 +829,9 @@ pub fn finetune(
                 to_vec(head.forward(x))
             }
             None => {
-                backbone_batches += val.len().div_ceil(o.batch_size * 2);
-                predict_logits(&net, &source, &val, o.batch_size * 2, &crate::Silent)?
+                let b = inference_batch(&source, o);
+                backbone_batches += val.len().div_ceil(b);
+                predict_logits(&net, &source, &val, b, &crate::Silent)?
             }
         };
         let labels: Vec<usize> = val.examples.iter().map(|e| e.label).collect();
@@ -944,8 +956,9 @@ pub fn finetune(
         );
         to_vec(net.head().valid().forward(x))
     } else {
-        backbone_batches += eval_set.len().div_ceil(o.batch_size * 2);
-        predict_logits(&net, &source, eval_set, o.batch_size * 2, progress)?
+        let b = inference_batch(&source, o);
+        backbone_batches += eval_set.len().div_ceil(b);
+        predict_logits(&net, &source, eval_set, b, progress)?
     };
     let labels: Vec<usize> = eval_set.examples.iter().map(|e| e.label).collect();
     let eval = evaluate(&logits, &labels, &classes);
