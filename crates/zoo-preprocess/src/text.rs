@@ -32,11 +32,25 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Reads `tokenizer.json` from a model folder; the limit is `sentence_bert_config.json`'s
     /// `max_seq_length` when present, else `max_length` (the model's position embeddings).
+    ///
+    /// A folder with only `vocab.txt` (older BERT checkpoints) gets the tokenizer transformers'
+    /// `BertTokenizerFast` builds from it: BERT normalisation (lower-casing and accents as
+    /// `tokenizer_config.json` says), BERT pre-tokenisation, WordPiece, `[CLS] … [SEP]`.
     pub fn from_dir(dir: &Path, max_length: usize) -> Result<Self, PreprocessError> {
-        let path = dir.join("tokenizer.json");
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| PreprocessError::Tokenizer {
+        let json = dir.join("tokenizer.json");
+        let path = if json.exists() || !dir.join("vocab.txt").exists() {
+            json
+        } else {
+            dir.join("vocab.txt")
+        };
+        let mut inner = if path.ends_with("vocab.txt") {
+            wordpiece_from_vocab(dir, &path)
+        } else {
+            Tokenizer::from_file(&path).map_err(|e| e.to_string())
+        }
+        .map_err(|reason| PreprocessError::Tokenizer {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason,
         })?;
         // Padding and truncation are ours to do: pad to the longest in the batch, cut with a warning.
         inner.with_padding(None);
@@ -118,4 +132,60 @@ impl TextTokenizer {
         }
         Ok(batch)
     }
+}
+
+/// transformers' `BertTokenizerFast` from `vocab.txt` and `tokenizer_config.json`.
+fn wordpiece_from_vocab(dir: &Path, vocab: &Path) -> Result<Tokenizer, String> {
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+    use tokenizers::{AddedToken, Model};
+
+    let cfg: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let flag = |k: &str| cfg.get(k).and_then(serde_json::Value::as_bool);
+    let token = |k: &str, default: &str| {
+        cfg.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let (unk, sep, cls, pad, mask) = (
+        token("unk_token", "[UNK]"),
+        token("sep_token", "[SEP]"),
+        token("cls_token", "[CLS]"),
+        token("pad_token", "[PAD]"),
+        token("mask_token", "[MASK]"),
+    );
+    let model = WordPiece::from_file(&vocab.display().to_string())
+        .unk_token(unk.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let id = |t: &str| {
+        model
+            .token_to_id(t)
+            .ok_or_else(|| format!("`{t}` is not in the vocabulary"))
+    };
+    let (sep_id, cls_id) = (id(&sep)?, id(&cls)?);
+    let specials: Vec<AddedToken> = [&unk, &pad, &mask, &sep, &cls]
+        .into_iter()
+        .filter(|s| id(s).is_ok())
+        .map(|s| AddedToken::from(s.clone(), true))
+        .collect();
+    let mut t = Tokenizer::new(model);
+    t.with_normalizer(Some(BertNormalizer::new(
+        true,
+        flag("tokenize_chinese_chars").unwrap_or(true),
+        flag("strip_accents"),
+        flag("do_lower_case").unwrap_or(true),
+    )));
+    t.with_pre_tokenizer(Some(BertPreTokenizer));
+    t.with_post_processor(Some(BertProcessing::new((sep, sep_id), (cls, cls_id))));
+    t.with_decoder(Some(WordPieceDecoder::default()));
+    t.add_special_tokens(&specials);
+    Ok(t)
 }
