@@ -384,7 +384,7 @@ pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
         })
         .collect();
     let classes = source.labels.clone();
-    let k = net_classes(&net);
+    let k = net.head().classes();
     let d = Dataset {
         classes: (0..k).map(|i| i.to_string()).collect(),
         examples,
@@ -422,15 +422,4 @@ pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn net_classes(net: &zoo_train::net::Net) -> usize {
-    use burn::prelude::Tensor;
-    // The head's output width: run it on one zero feature vector.
-    let f = match net {
-        zoo_train::net::Net::Image(m) => m.backbone.num_features(),
-        zoo_train::net::Net::Text(m) => m.encoder.hidden_size,
-    };
-    let x: Tensor<2> = Tensor::zeros([1, f], &zoo_engine::cpu());
-    net.head_forward(x).dims()[1]
 }

@@ -58,6 +58,16 @@ impl HeadSpec {
 }
 
 impl Head {
+    /// The number of classes: the last linear layer's output width (burn keeps linear
+    /// weights as `[in, out]`).
+    pub fn classes(&self) -> usize {
+        let last = match self {
+            Head::Linear(l) => l,
+            Head::Mlp(m) => &m.fc2,
+        };
+        last.weight.dims()[1]
+    }
+
     /// A freshly initialised head (burn's default: Kaiming-uniform weights like PyTorch's
     /// `nn.Linear`), registered under `name` (the architecture's head name; an MLP's layers
     /// are `name.0` and `name.3`).
@@ -201,5 +211,21 @@ impl TextClassifier {
         pooling: Pooling,
     ) -> Tensor<2> {
         self.head.forward(self.features(ids, types, mask, pooling))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Head, HeadSpec};
+    use crate::Names;
+
+    #[test]
+    fn a_head_knows_its_classes() {
+        let device = crate::cpu();
+        let mut names = Names::default();
+        for spec in [HeadSpec::Linear, HeadSpec::parse("mlp:8").unwrap()] {
+            let h = Head::new(spec, 16, 7, "fc", &mut names, &device, 0);
+            assert_eq!(h.classes(), 7, "{spec:?}");
+        }
     }
 }
