@@ -380,7 +380,7 @@ fn values_of(loaded: &zoo_checkpoint::Loaded<'_>) -> HashMap<String, Vec<f32>> {
 
 fn write_values(
     path: &Path,
-    values: &[(String, Vec<usize>, Vec<f32>)],
+    values: &[Named],
     meta: Option<&BTreeMap<String, String>>,
 ) -> Result<(), TrainError> {
     let tensors: Vec<zoo_formats::safetensors::TensorData<'_>> = values
@@ -397,7 +397,7 @@ fn write_values(
 }
 
 /// The network's float tensors by name, running statistics as of the last step.
-fn model_values(net: &Net, names: &Names) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn model_values(net: &Net, names: &Names) -> Vec<Named> {
     state_dict(net, names)
         .into_iter()
         .filter(|t| t.dtype == zoo_formats::Dtype::F32)
@@ -685,17 +685,9 @@ pub fn finetune(
     state.options.stop_after_steps = None;
     let first_step = state.steps;
     state.options.resume = false;
-    let mut best: Option<Vec<Named>> = if state.best_epoch > 0 {
-        let v = read_values(&best_path(&ckpt_dir, state.best_epoch))?;
-        Some(
-            model_values(&net, &names)
-                .into_iter()
-                .map(|(n, s, old)| {
-                    let val = v.get(&n).cloned().unwrap_or(old);
-                    (n, s, val)
-                })
-                .collect(),
-        )
+    // The best epoch's weights by name (read back from its file when resuming).
+    let mut best: Option<HashMap<String, Vec<f32>>> = if state.best_epoch > 0 {
+        Some(read_values(&best_path(&ckpt_dir, state.best_epoch))?)
     } else {
         None
     };
@@ -897,7 +889,7 @@ pub fn finetune(
             state.bad_epochs = 0;
             let v = model_values(&net, &names);
             write_values(&best_path(&ckpt_dir, epoch), &v, None)?;
-            best = Some(v);
+            best = Some(v.into_iter().map(|(n, _, x)| (n, x)).collect());
         } else {
             state.bad_epochs += 1;
         }
@@ -926,10 +918,8 @@ pub fn finetune(
     }
 
     // The best epoch's weights.
-    if let Some(b) = &best {
-        let values: HashMap<String, Vec<f32>> =
-            b.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
-        net = zoo_engine::export::load_state(net, &names, &values)
+    if let Some(values) = &best {
+        net = zoo_engine::export::load_state(net, &names, values)
             .map_err(|m| opt_err(format!("best checkpoint lacks {}", m.join(", "))))?;
     }
 
