@@ -78,13 +78,17 @@ pub struct FinetuneArgs {
     /// `text` and `label`.
     #[arg(long)]
     data: PathBuf,
+    /// The output folder (model, config, card, metrics, pictures, report; `.checkpoint/` while
+    /// running).
     #[arg(long)]
     out: PathBuf,
     /// A TOML file with any of the options below (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// At most this many epochs [default: 10].
     #[arg(long)]
     epochs: Option<usize>,
+    /// Training batch size [default: 32].
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate of the backbone [default: 3e-4].
@@ -93,6 +97,7 @@ pub struct FinetuneArgs {
     /// Peak learning rate of the head [default: 10 × lr].
     #[arg(long)]
     head_lr: Option<f64>,
+    /// Decoupled weight decay, not on biases and norm weights [default: 0.01].
     #[arg(long)]
     weight_decay: Option<f64>,
     /// Fraction of steps spent warming up [default: 0.1], then cosine decay.
@@ -101,6 +106,7 @@ pub struct FinetuneArgs {
     /// Layer-wise learning-rate decay per block below the head [default: 1.0 = off].
     #[arg(long)]
     layer_decay: Option<f64>,
+    /// Label smoothing of the cross-entropy [default: 0.1].
     #[arg(long)]
     label_smoothing: Option<f64>,
     /// Bound on the global gradient norm [default: 1.0]; 0 turns clipping off.
@@ -124,8 +130,10 @@ pub struct FinetuneArgs {
     /// Epochs without a better validation loss before stopping [default: 3].
     #[arg(long)]
     patience: Option<usize>,
+    /// Seed of splits, shuffles, augmentation, head initialisation and dropout [default: 0].
     #[arg(long)]
     seed: Option<u64>,
+    /// Validation share when the data has no val split (stratified) [default: 0.2].
     #[arg(long)]
     val_fraction: Option<f64>,
     /// Input resolution for images (e.g. 96).
@@ -134,8 +142,11 @@ pub struct FinetuneArgs {
     /// Training examples per class (a seeded subset).
     #[arg(long)]
     per_class: Option<usize>,
+    /// At most this many validation examples (a seeded subset).
     #[arg(long)]
     max_val: Option<usize>,
+    /// Test examples: a cap on a test split, or the size of a stratified held-out split carved
+    /// first when the data has none.
     #[arg(long)]
     max_test: Option<usize>,
     /// Re-initialise all weights: the same architecture trained from scratch.
@@ -147,6 +158,7 @@ pub struct FinetuneArgs {
     /// Feature cache folder [default: $ZOO_FEATURE_CACHE or ~/.cache/checkpoint-zoo/features].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Compute frozen features without reading or writing the cache.
     #[arg(long)]
     no_cache: bool,
     /// Continue a killed run from its last checkpoint in --out.

@@ -468,6 +468,12 @@ pub fn finetune(
         ));
         Some((s, values))
     } else {
+        if o.resume {
+            progress.note(&format!(
+                "--resume: no checkpoint in {}, starting from the beginning",
+                ckpt_dir.display()
+            ));
+        }
         None
     };
 
