@@ -311,11 +311,13 @@ pub struct EvalArgs {
     /// Evaluate on at most this many examples (stratified).
     #[arg(long)]
     max: Option<usize>,
+    /// Examples per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Also draw the confusion matrix here.
     #[arg(long)]
     confusion_png: Option<PathBuf>,
+    /// Print the evaluation as JSON (`accuracy`, `top5`, `macro_f1`, `per_class`, `confusion`).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -370,8 +372,10 @@ pub struct PredictArgs {
     /// Images (JPEG, PNG, WebP) for an image model; texts for a text model.
     #[arg(required = true)]
     inputs: Vec<String>,
+    /// How many classes to show per input.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Print JSON: per input, the top classes with `index`, `label`, `score` and `logit`.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
