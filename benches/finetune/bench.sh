@@ -7,7 +7,8 @@
 # Data: Fashion-MNIST from the fixtures, 100 training + 25 validation + 50 test images per
 # class, at 96². Measures
 #   1. head-only fine-tune, 10 epochs, end to end (process start to exit), zoo with a cold
-#      feature cache vs PyTorch recomputing the frozen backbone every epoch; zoo's warm run too;
+#      feature cache vs PyTorch recomputing the frozen backbone every epoch, alternated
+#      $ZOO_BENCH_REPEAT times (default 3), medians; zoo's warm run too;
 #   2. one full fine-tuning epoch (every parameter trains, no augmentation) + its validation.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,19 +38,27 @@ weights="$fx/checkpoints/mobilenet_v2-b0353104.pth"
 now() { date +%s.%N; }
 common=(--data "$data" --image-size 96 --batch-size 32 --patience 100 --seed 0 --json)
 
-echo "== head-only, 10 epochs: zoo (cold feature cache)"
-rm -rf "$work/cache"
-t0=$(now)
-"$zoo" finetune "$work/mnv2" "${common[@]}" --freeze all --no-augment --epochs 10 --cache-dir "$work/cache" --out "$work/zoo-head" > "$work/zoo-head.json"
-zoo_head=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')
+# Head-only, cold cache vs PyTorch: alternated, $ZOO_BENCH_REPEAT times (default 3), medians.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+zoo_runs=(); torch_runs=()
+for i in $(seq 1 "${ZOO_BENCH_REPEAT:-3}"); do
+  echo "== head-only, 10 epochs, run $i: zoo (cold feature cache)"
+  rm -rf "$work/cache"
+  t0=$(now)
+  "$zoo" finetune "$work/mnv2" "${common[@]}" --freeze all --no-augment --epochs 10 --cache-dir "$work/cache" --out "$work/zoo-head" > "$work/zoo-head.json"
+  zoo_runs+=("$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')")
+  echo "== head-only, 10 epochs, run $i: PyTorch (backbone recomputed every epoch)"
+  t0=$(now)
+  "$py" benches/finetune/bench.py head "$weights" "$data" --epochs 10 --threads "$threads" > "$work/torch-head.json"
+  torch_runs+=("$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')")
+done
+zoo_head=$(median "${zoo_runs[@]}")
+torch_head=$(median "${torch_runs[@]}")
+echo "   zoo: ${zoo_runs[*]} s; PyTorch: ${torch_runs[*]} s"
 echo "== head-only, 10 epochs: zoo (warm feature cache)"
 t0=$(now)
 "$zoo" finetune "$work/mnv2" "${common[@]}" --freeze all --no-augment --epochs 10 --cache-dir "$work/cache" --out "$work/zoo-head-warm" > "$work/zoo-head-warm.json"
 zoo_warm=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')
-echo "== head-only, 10 epochs: PyTorch (backbone recomputed every epoch)"
-t0=$(now)
-"$py" benches/finetune/bench.py head "$weights" "$data" --epochs 10 --threads "$threads" > "$work/torch-head.json"
-torch_head=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')
 
 echo "== one full fine-tuning epoch: zoo"
 "$zoo" finetune "$work/mnv2" "${common[@]}" --freeze none --no-augment --epochs 1 --out "$work/zoo-full" > "$work/zoo-full.json"
@@ -63,7 +72,7 @@ acc() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["a
 tacc() { jq_py 'd[0]["test_accuracy"]' "$1"; }
 echo
 printf '%-44s %10s %10s %8s   %s\n' "task (threads: $threads)" zoo_s torch_s ratio "test accuracy zoo / torch"
-printf '%-44s %10.1f %10.1f %7.2fx   %s / %s\n' "head-only, 10 epochs, end to end (cold)" "$zoo_head" "$torch_head" "$(awk -v a="$torch_head" -v b="$zoo_head" 'BEGIN{print a/b}')" "$(acc "$work/zoo-head.json")" "$(tacc "$work/torch-head.json")"
+printf '%-44s %10.1f %10.1f %7.2fx   %s / %s\n' "head-only, 10 epochs, end to end (cold, median)" "$zoo_head" "$torch_head" "$(awk -v a="$torch_head" -v b="$zoo_head" 'BEGIN{print a/b}')" "$(acc "$work/zoo-head.json")" "$(tacc "$work/torch-head.json")"
 printf '%-44s %10.1f %10.1f %7.2fx\n' "head-only, 10 epochs, end to end (warm)" "$zoo_warm" "$torch_head" "$(awk -v a="$torch_head" -v b="$zoo_warm" 'BEGIN{print a/b}')"
 printf '%-44s %10.1f %10.1f %7.2fx   %s / %s\n' "one full fine-tuning epoch (+ validation)" "$zoo_epoch" "$torch_epoch" "$(awk -v a="$torch_epoch" -v b="$zoo_epoch" 'BEGIN{print a/b}')" "$(acc "$work/zoo-full.json")" "$(tacc "$work/torch-full.json")"
 echo "(ratio = PyTorch seconds / zoo seconds; above 1 means zoo is faster; files in $work)"
