@@ -128,6 +128,22 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The options that define a run's result, as its checkpoint records them: without the
+    /// per-process ones (`resume`, checkpoint frequency, the display name, test stops), so a
+    /// resume may change those and nothing else.
+    fn run_defining(&self) -> Options {
+        Options {
+            resume: false,
+            checkpoint_every: None,
+            base_model: None,
+            stop_after: None,
+            stop_after_steps: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -446,13 +462,7 @@ pub fn finetune(
     let state_file = ckpt_dir.join("state.safetensors");
     let resumed = if o.resume && state_file.exists() {
         let (s, values) = read_state(&state_file)?;
-        let mut saved = s.options.clone();
-        saved.resume = o.resume;
-        saved.stop_after = o.stop_after;
-        saved.base_model = o.base_model.clone();
-        saved.stop_after_steps = o.stop_after_steps;
-        saved.checkpoint_every = o.checkpoint_every;
-        if saved != *o {
+        if s.options.run_defining() != o.run_defining() {
             return Err(opt_err(format!(
                 "{}: the run being resumed used other options; resume with the same ones",
                 out.display()
@@ -672,25 +682,26 @@ pub fn finetune(
         unfrozen_blocks: 0,
         partial: Partial::default(),
     };
+    // One frozen block starts training (its BatchNorm too, unless --freeze-bn-stats).
+    let unfreeze = |net: Net, block: &str| {
+        let ids: HashSet<ParamId> = params
+            .iter()
+            .filter(|(_, n)| block_of(n) == block)
+            .map(|(id, _)| *id)
+            .collect();
+        settle(set_trainable(net, &ids, true))
+    };
     if let Some((s, values)) = resumed {
         for b in frozen_blocks.iter().take(s.unfrozen_blocks) {
-            let ids: HashSet<ParamId> = params
-                .iter()
-                .filter(|(_, n)| block_of(n) == *b)
-                .map(|(id, _)| *id)
-                .collect();
-            net = settle(set_trainable(net, &ids, true));
+            net = unfreeze(net, b);
         }
         net = zoo_engine::export::load_state(net, &names, &values)
             .map_err(|m| opt_err(format!("checkpoint lacks {}", m.join(", "))))?;
         opt.restore(&names, s.steps, &values, &zoo_engine::cpu());
         state = s;
-        state.options = o.clone();
     }
-    state.options.stop_after = None;
-    state.options.stop_after_steps = None;
+    state.options = o.run_defining();
     let first_step = state.steps;
-    state.options.resume = false;
     // The best epoch's weights by name (read back from its file when resuming).
     let mut best: Option<HashMap<String, Vec<f32>>> = if state.best_epoch > 0 {
         Some(read_values(&best_path(&ckpt_dir, state.best_epoch))?)
@@ -711,12 +722,7 @@ pub fn finetune(
             && state.unfrozen_blocks < frozen_blocks.len()
         {
             let b = &frozen_blocks[state.unfrozen_blocks];
-            let ids: HashSet<ParamId> = params
-                .iter()
-                .filter(|(_, n)| block_of(n) == *b)
-                .map(|(id, _)| *id)
-                .collect();
-            net = settle(set_trainable(net, &ids, true));
+            net = unfreeze(net, b);
             state.unfrozen_blocks += 1;
             progress.note(&format!("epoch {epoch}: unfreezing {b}"));
         }
