@@ -1,55 +1,66 @@
-//! `zoo bench`: inference and one AdamW training step of ResNet-18 (batch 16, 224²) and
-//! MiniLM-L6 (batch 32, 128 tokens) on the CPU, for `benches/engine/bench.py` to put side by
-//! side with PyTorch.
+//! `zoo bench`: inference and one AdamW training step of the engine's workloads on the CPU —
+//! MobileNetV2 (batch 32, 96²), ResNet-18 (batch 16, 224²), EfficientNet-B0 (batch 32, 96²),
+//! ViT-S/16 (batch 16, 224²) and MiniLM-L6 (batch 32, 128 tokens) — for
+//! `benches/engine/bench.py` to put side by side with PyTorch. `--profile` prints where each
+//! training step goes, per op kind, forward and backward (`zoo_kernels::profile`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use burn::module::Module;
+use anyhow::{Context, Result, bail};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::{Device, Int, Tensor};
 use burn::tensor::{Distribution, TensorData};
 use clap::Args;
 use serde_json::json;
-use zoo_engine::Weights;
 use zoo_engine::bert::{Bert, BertConfig};
-use zoo_engine::resnet::ResNet;
+use zoo_engine::{Model, Weights};
+use zoo_kernels::profile;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// ResNet-18 weights with torchvision names (safetensors or .pth).
+    /// A folder with `resnet18.safetensors`, `mobilenet_v2.safetensors`,
+    /// `efficientnet_b0.safetensors` and `vit_small_patch16_224.safetensors` (torchvision / timm
+    /// names; `benches/engine/bench.py` writes them). Missing files skip that model.
     #[arg(long)]
-    resnet18: PathBuf,
+    weights: PathBuf,
     /// A BERT-family model folder (all-MiniLM-L6-v2).
     #[arg(long)]
-    minilm: PathBuf,
+    minilm: Option<PathBuf>,
     /// Timed repetitions (after one warm-up).
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Only these workloads (comma-separated: mobilenet_v2, resnet18, efficientnet_b0,
+    /// vit_small_patch16_224, minilm).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Print each training step's time per op kind, forward and backward.
+    #[arg(long)]
+    profile: bool,
+    /// Skip the inference measurements.
+    #[arg(long)]
+    no_inference: bool,
     #[arg(long)]
     json: bool,
 }
 
-/// Items per second over `iters` runs after a warm-up.
-fn rate(items: usize, iters: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let t = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    (items * iters) as f64 / t.elapsed().as_secs_f64()
-}
+/// (architecture, batch, image size).
+const IMAGE_WORKLOADS: [(&str, usize, usize); 4] = [
+    ("mobilenet_v2", 32, 96),
+    ("resnet18", 16, 224),
+    ("efficientnet_b0", 32, 96),
+    ("vit_small_patch16_224", 16, 224),
+];
 
-fn weights(path: &std::path::Path, device: &Device) -> Result<Weights> {
+fn weights(path: &Path, device: &Device) -> Result<Weights> {
     let mapped = zoo_checkpoint::Mapped::open(path)?;
     let loaded = zoo_checkpoint::load(&mapped)?;
     Ok(Weights::from_loaded(&loaded, device))
 }
 
-fn cross_entropy(logits: Tensor<2>, classes: usize) -> Tensor<1> {
-    let [b, _] = logits.dims();
+fn cross_entropy(logits: Tensor<2>) -> Tensor<1> {
+    let [b, classes] = logits.dims();
     let device = logits.device();
     let labels: Vec<i64> = (0..b as i64).map(|i| i % classes as i64).collect();
     let onehot = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device)
@@ -62,76 +73,181 @@ fn cross_entropy(logits: Tensor<2>, classes: usize) -> Tensor<1> {
         .reshape([1])
 }
 
+/// Wall times of one training step's parts.
+#[derive(Debug, Default, Clone, Copy)]
+struct StepTimes {
+    forward: Duration,
+    backward: Duration,
+    optimizer: Duration,
+}
+
+/// Runs `iters` training steps after a warm-up; returns items/s and, when profiling, the
+/// per-step profile.
+fn train_steps<M>(
+    mut model: M,
+    items: usize,
+    iters: usize,
+    profiling: bool,
+    forward: impl Fn(&M) -> Tensor<1>,
+) -> (f64, Option<profile::Report>)
+where
+    M: burn::module::Module + Clone,
+{
+    let mut optim = AdamWConfig::new().init();
+    let mut step = |model: M, times: &mut StepTimes| -> (M, Instant) {
+        let t0 = Instant::now();
+        let loss = forward(&model);
+        let _ = loss.clone().into_data();
+        let t1 = Instant::now();
+        let grads = loss.backward();
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(grads, &model);
+        let model = optim.step(1e-4, model, grads);
+        let t3 = Instant::now();
+        times.forward += t1 - t0;
+        times.backward += t2 - t1;
+        times.optimizer += t3 - t2;
+        (model, t1)
+    };
+    let mut warm = StepTimes::default();
+    model = step(model, &mut warm).0;
+    let mut times = StepTimes::default();
+    let mut rows: Vec<profile::Report> = Vec::new();
+    let start = Instant::now();
+    for _ in 0..iters {
+        let mut one = StepTimes::default();
+        if profiling {
+            profile::enable(true);
+        }
+        let (m, backward_start) = step(model, &mut one);
+        model = m;
+        if profiling {
+            rows.push(profile::report(
+                one.forward,
+                backward_start,
+                one.backward,
+                one.optimizer,
+            ));
+            profile::enable(false);
+        }
+        times.forward += one.forward;
+        times.backward += one.backward;
+        times.optimizer += one.optimizer;
+    }
+    let rate = (items * iters) as f64 / start.elapsed().as_secs_f64();
+    // The median step's profile (by total time).
+    rows.sort_by(|a, b| a.step_ms().total_cmp(&b.step_ms()));
+    let median = rows.get(rows.len() / 2).cloned();
+    (rate, median)
+}
+
+/// Items per second over `iters` runs after a warm-up.
+fn rate(items: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    (items * iters) as f64 / t.elapsed().as_secs_f64()
+}
+
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let cpu = zoo_engine::cpu();
     let ad = Device::autodiff(cpu.clone());
-    // ResNet-18.
-    let resnet = ResNet::load(
-        &weights(&a.resnet18, &cpu)?,
-        [2, 2, 2, 2],
-        false,
-        Some(1000),
-    )
-    .context("ResNet-18 weights")?;
-    let x: Tensor<4> = Tensor::random([16, 3, 224, 224], Distribution::Normal(0.0, 1.0), &cpu);
-    let r_inf = rate(16, a.iters, || {
-        let _ = resnet.forward(x.clone()).into_data();
-    });
-    let mut model = ResNet::load(&weights(&a.resnet18, &ad)?, [2, 2, 2, 2], false, Some(1000))?;
-    let mut optim = AdamWConfig::new().init();
-    let xa: Tensor<4> = Tensor::random([16, 3, 224, 224], Distribution::Normal(0.0, 1.0), &ad);
-    let r_train = rate(16, a.iters, || {
-        let loss = cross_entropy(model.forward(xa.clone()), 1000);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
-    });
-    // MiniLM-L6.
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(a.minilm.join("config.json"))?)?;
-    let c = BertConfig::from_json(&config)?;
-    let bert = Bert::load(&weights(&a.minilm.join("model.safetensors"), &cpu)?, &c)?;
-    let ids_data: Vec<i64> = (0..32 * 128).map(|i| 1000 + (i * 7919) % 28000).collect();
-    let inputs = |d: &Device| {
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids_data.clone(), [32, 128]), d);
-        (ids.zeros_like(), ids, Tensor::<2>::ones([32, 128], d))
-    };
-    let (types, ids, mask) = inputs(&cpu);
-    let b_inf = rate(32, a.iters, || {
-        let _ = Bert::mean_pool(
-            bert.forward(ids.clone(), types.clone(), mask.clone()),
-            mask.clone(),
-        )
-        .into_data();
-    });
-    let mut bert_t = Bert::load(&weights(&a.minilm.join("model.safetensors"), &ad)?, &c)?;
-    let mut optim = AdamWConfig::new().init();
-    let (types, ids, mask) = inputs(&ad);
-    let target: Tensor<2> =
-        Tensor::random([32, c.hidden_size], Distribution::Normal(0.0, 1.0), &ad);
-    let b_train = rate(32, a.iters, || {
-        let e = Bert::mean_pool(
-            bert_t.forward(ids.clone(), types.clone(), mask.clone()),
-            mask.clone(),
-        );
-        let loss = (e - target.clone()).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &bert_t);
-        bert_t = optim.step(1e-4, bert_t.clone(), grads);
-    });
-    let doc = json!({
-        "resnet18_inference_img_per_s": r_inf,
-        "resnet18_adamw_step_img_per_s": r_train,
-        "minilm_inference_seq_per_s": b_inf,
-        "minilm_adamw_step_seq_per_s": b_train,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "parameters_resnet18": resnet.num_params(),
-    });
+    let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| o == name);
+    let mut doc = serde_json::Map::new();
+    let mut tables = Vec::new();
+    for (arch, batch, size) in IMAGE_WORKLOADS {
+        if !wanted(arch) {
+            continue;
+        }
+        let path = a.weights.join(format!("{arch}.safetensors"));
+        if !path.exists() {
+            if !a.only.is_empty() {
+                bail!("{}: no such file", path.display());
+            }
+            continue;
+        }
+        if !a.no_inference {
+            let w = weights(&path, &cpu)?;
+            let (model, _) = Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
+            let x: Tensor<4> =
+                Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &cpu);
+            let r = rate(batch, a.iters, || {
+                let _ = model.forward(x.clone()).into_data();
+            });
+            doc.insert(format!("{arch}_inference_img_per_s"), json!(r));
+        }
+        let w = weights(&path, &ad)?;
+        let (model, _) = Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
+        let x: Tensor<4> =
+            Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &ad);
+        let (r, prof) = train_steps(model, batch, a.iters, a.profile, |m: &Model| {
+            cross_entropy(m.forward(x.clone()))
+        });
+        doc.insert(format!("{arch}_adamw_step_img_per_s"), json!(r));
+        if let Some(p) = prof {
+            tables.push(p.table(&format!("{arch} training step (batch {batch}, {size}²)")));
+        }
+    }
+    if let Some(dir) = &a.minilm
+        && wanted("minilm")
+    {
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json"))
+                .with_context(|| dir.join("config.json").display().to_string())?,
+        )?;
+        let c = BertConfig::from_json(&config)?;
+        let ids_data: Vec<i64> = (0..32 * 128).map(|i| 1000 + (i * 7919) % 28000).collect();
+        let inputs = |d: &Device| {
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids_data.clone(), [32, 128]), d);
+            (ids.zeros_like(), ids, Tensor::<2>::ones([32, 128], d))
+        };
+        if !a.no_inference {
+            let bert = Bert::load(&weights(&dir.join("model.safetensors"), &cpu)?, &c)?;
+            let (types, ids, mask) = inputs(&cpu);
+            let r = rate(32, a.iters, || {
+                let _ = Bert::mean_pool(
+                    bert.forward(ids.clone(), types.clone(), mask.clone()),
+                    mask.clone(),
+                )
+                .into_data();
+            });
+            doc.insert("minilm_inference_seq_per_s".into(), json!(r));
+        }
+        let bert = Bert::load(&weights(&dir.join("model.safetensors"), &ad)?, &c)?;
+        let (types, ids, mask) = inputs(&ad);
+        let target: Tensor<2> =
+            Tensor::random([32, c.hidden_size], Distribution::Normal(0.0, 1.0), &ad);
+        let (r, prof) = train_steps(bert, 32, a.iters, a.profile, |m: &Bert| {
+            let e = Bert::mean_pool(m.forward(ids.clone(), types.clone(), mask.clone()), mask.clone());
+            (e - target.clone()).powi_scalar(2).mean().reshape([1])
+        });
+        doc.insert("minilm_adamw_step_seq_per_s".into(), json!(r));
+        if let Some(p) = prof {
+            tables.push(p.table("minilm training step (batch 32, 128 tokens)"));
+        }
+    }
+    doc.insert(
+        "threads".into(),
+        json!(rayon_threads()),
+    );
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(doc))?);
     } else {
-        outln!("resnet18 inference (b16, 224²): {r_inf:.1} img/s");
-        outln!("resnet18 AdamW step (b16):      {r_train:.1} img/s");
-        outln!("minilm inference (b32, 128):    {b_inf:.1} seq/s");
-        outln!("minilm AdamW step (b32, 128):   {b_train:.1} seq/s");
+        for (k, v) in &doc {
+            outln!("{k:40} {v}");
+        }
+        for t in tables {
+            outln!("\n{t}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }

@@ -6,7 +6,8 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::{Int, Tensor};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
+use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
 use serde_json::Value;
 
 use crate::weights::{WeightError, Weights};
@@ -109,19 +110,17 @@ impl Layer {
         let [b, t, h] = x.dims();
         let hd = h / self.heads;
         let split = |y: Tensor<3>| y.reshape([b, t, self.heads, hd]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()) + mask;
-        let ctx = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, t, h]);
-        let x = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
-        let y = self
-            .output
-            .forward(gelu(self.intermediate.forward(x.clone())));
-        self.out_norm.forward(y + x)
+        let q = split(linear(&self.query, x.clone()));
+        let k = split(linear(&self.key, x.clone()));
+        let v = split(linear(&self.value, x.clone()));
+        let ctx = op("attention (matmul, softmax)", q, |q| {
+            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()) + mask;
+            softmax(scores, 3).matmul(v)
+        });
+        let ctx = ctx.swap_dims(1, 2).reshape([b, t, h]);
+        let x = ln(&self.attn_norm, linear(&self.attn_out, ctx) + x);
+        let y = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
+        ln(&self.out_norm, y + x)
     }
 }
 
@@ -248,7 +247,7 @@ impl Bert {
         if let Some(tt) = &self.token_type {
             x = x + tt.forward(token_types);
         }
-        let mut x = self.emb_norm.forward(x);
+        let mut x = ln(&self.emb_norm, x);
         // Padding gets a large negative score before the softmax.
         let additive = (mask.ones_like() - mask)
             .mul_scalar(-1e9)

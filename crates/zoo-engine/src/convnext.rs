@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
-use burn::tensor::activation::gelu;
+use zoo_kernels::nn::{conv2d, gelu, layer_norm as ln, linear};
 
 use crate::weights::{WeightError, Weights};
 
@@ -17,8 +17,8 @@ fn layer_norm(w: &Weights, prefix: &str, d: usize) -> Result<LayerNorm, WeightEr
 }
 
 /// LayerNorm over the channels of an NCHW tensor.
-fn norm2d(ln: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
-    ln.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+fn norm2d(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
+    ln(norm, x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
 }
 
 /// One ConvNeXt block: 7×7 depthwise conv, LayerNorm, MLP ×4 with GELU, layer scale, residual.
@@ -33,11 +33,12 @@ pub struct Block {
 
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.dwconv.forward(x.clone()).permute([0, 2, 3, 1]);
-        let y = self
-            .fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(y))))
-            .permute([0, 3, 1, 2]);
+        let y = conv2d(&self.dwconv, x.clone()).permute([0, 2, 3, 1]);
+        let y = linear(
+            &self.fc2,
+            gelu(linear(&self.fc1, ln(&self.norm, y))),
+        )
+        .permute([0, 3, 1, 2]);
         let [c, _, _] = self.scale.dims();
         x + y * self.scale.val().reshape([1, c, 1, 1])
     }
@@ -139,12 +140,12 @@ impl ConvNext {
 
     /// Feature maps after each stage.
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut y = norm2d(&self.stem_norm, self.stem.forward(x));
+        let mut y = norm2d(&self.stem_norm, conv2d(&self.stem, x));
         let mut out = Vec::new();
         for (s, blocks) in self.stages.iter().enumerate() {
             if s > 0 {
                 let d = &self.downs[s - 1];
-                y = d.conv.forward(norm2d(&d.norm, y));
+                y = conv2d(&d.conv, norm2d(&d.norm, y));
             }
             for b in blocks {
                 y = b.forward(y);
@@ -165,7 +166,7 @@ impl ConvNext {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.head {
-            Some(h) => h.forward(f),
+            Some(h) => linear(h, f),
             None => f,
         }
     }

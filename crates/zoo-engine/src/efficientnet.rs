@@ -6,7 +6,8 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::Tensor;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::sigmoid;
+use zoo_kernels::nn::silu;
 
 use crate::weights::{WeightError, Weights};
 
@@ -71,8 +72,9 @@ pub struct SqueezeExcite {
 impl SqueezeExcite {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let s = x.clone().mean_dim(3).mean_dim(2);
-        let s = sigmoid(self.fc2.forward(silu(self.fc1.forward(s))));
-        x * s
+        let s = zoo_kernels::nn::conv2d(&self.fc1, s);
+        let s = sigmoid(zoo_kernels::nn::conv2d(&self.fc2, silu(s)));
+        zoo_kernels::nn::op("se scale", x, |x| x * s)
     }
 }
 
@@ -95,7 +97,11 @@ impl MbConv {
         let y = self
             .project
             .forward(self.se.forward(self.depthwise.forward(y)));
-        if self.residual { y + x } else { y }
+        if self.residual {
+            zoo_kernels::nn::op("add", y, |y| y + x)
+        } else {
+            y
+        }
     }
 }
 
@@ -210,7 +216,7 @@ impl EfficientNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.classifier {
-            Some(c) => c.forward(f),
+            Some(c) => zoo_kernels::nn::linear(c, f),
             None => f,
         }
     }

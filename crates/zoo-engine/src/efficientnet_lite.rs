@@ -72,7 +72,7 @@ impl SameConvBn {
             x
         };
         let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
-        if self.relu6 { y.clamp(0.0, 6.0) } else { y }
+        if self.relu6 { zoo_kernels::nn::relu6(y) } else { y }
     }
 }
 
@@ -186,7 +186,7 @@ impl EfficientNetLite {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.fc {
-            Some(fc) => fc.forward(f),
+            Some(fc) => zoo_kernels::nn::linear(fc, f),
             None => f,
         }
     }

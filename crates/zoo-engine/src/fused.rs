@@ -2,31 +2,25 @@
 //! its running statistics (inference, or a frozen layer during fine-tuning): the per-channel
 //! scale goes into the kernel and the shift into the bias, so the activation is written once
 //! instead of five times (conv, subtract, divide, multiply, add). With batch statistics
-//! (training) the two layers run as they are.
+//! (training) the two layers run as they are, each through the project's kernels
+//! (`zoo_kernels::nn`).
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::Tensor;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use zoo_kernels::nn;
 
 /// `bn(conv(x))`, the BatchNorm folded into the convolution when it is not training.
 pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    if x.device().is_autodiff() && bn.training.is_enabled() {
-        return bn.forward(conv.forward(x));
+    if nn::bn_trains(bn, &x) {
+        return nn::batch_norm(bn, nn::conv2d(conv, x));
     }
     // Our layers pad explicitly (or not at all); anything else runs unfolded.
-    let ((top, bottom), (left, right)) = match &conv.padding {
-        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
-        PaddingConfig2d::Same => return bn.forward(conv.forward(x)),
+    let pad = match &conv.padding {
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
+        PaddingConfig2d::Same => return nn::batch_norm(bn, nn::conv2d(conv, x)),
     };
-    let options = ConvOptions::new_with_padding(
-        conv.stride,
-        [(top, bottom), (left, right)],
-        conv.dilation,
-        conv.groups,
-    );
     let device = x.device();
     let mean = bn.running_mean.value().to_device(&device);
     let var = bn.running_var.value().to_device(&device);
@@ -38,5 +32,13 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     }
     let [c_out] = scale.dims();
     let weight = conv.weight.val().mul(scale.reshape([c_out, 1, 1, 1]));
-    conv2d(x, weight, Some(shift), options)
+    nn::conv2d_raw(
+        x,
+        weight,
+        Some(shift),
+        conv.stride,
+        Some(pad),
+        conv.dilation,
+        conv.groups,
+    )
 }

@@ -88,7 +88,7 @@ impl ConvBn {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
-        if self.relu6 { y.clamp(0.0, 6.0) } else { y }
+        if self.relu6 { zoo_kernels::nn::relu6(y) } else { y }
     }
 }
 
@@ -105,7 +105,11 @@ impl Block {
         for l in &self.layers {
             y = l.forward(y);
         }
-        if self.residual { y + x } else { y }
+        if self.residual {
+            zoo_kernels::nn::op("add", y, |y| y + x)
+        } else {
+            y
+        }
     }
 }
 
@@ -218,7 +222,7 @@ impl MobileNetV2 {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.classifier {
-            Some(c) => c.forward(f),
+            Some(c) => zoo_kernels::nn::linear(c, f),
             None => f,
         }
     }

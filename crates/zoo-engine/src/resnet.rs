@@ -52,14 +52,14 @@ impl Block {
         for (i, c) in self.convs.iter().enumerate() {
             y = c.forward(y);
             if i < last {
-                y = burn::tensor::activation::relu(y);
+                y = zoo_kernels::nn::relu(y);
             }
         }
         let identity = match &self.downsample {
             Some(d) => d.forward(x),
             None => x,
         };
-        burn::tensor::activation::relu(y + identity)
+        zoo_kernels::nn::relu(zoo_kernels::nn::op("add", y, |y| y + identity))
     }
 }
 
@@ -206,9 +206,8 @@ impl ResNet {
 
     /// Feature maps after each stage (`layer1` … `layer4`).
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut y = self
-            .pool
-            .forward(burn::tensor::activation::relu(self.stem.forward(x)));
+        let y = zoo_kernels::nn::relu(self.stem.forward(x));
+        let mut y = zoo_kernels::nn::op("max_pool", y, |y| self.pool.forward(y));
         let mut out = Vec::new();
         for stage in &self.stages {
             for b in stage {
@@ -227,7 +226,7 @@ impl ResNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.fc {
-            Some(fc) => fc.forward(f),
+            Some(fc) => zoo_kernels::nn::linear(fc, f),
             None => f,
         }
     }

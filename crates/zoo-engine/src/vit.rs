@@ -6,7 +6,8 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
+use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
 
 use crate::weights::{WeightError, Weights};
 
@@ -43,10 +44,7 @@ impl Block {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(self.norm1.forward(x.clone()))
-            .reshape([b, n, 3, self.heads, hd]);
+        let qkv = linear(&self.qkv, ln(&self.norm1, x.clone())).reshape([b, n, 3, self.heads, hd]);
         let part = |i: usize| {
             qkv.clone()
                 .narrow(2, i, 1)
@@ -54,16 +52,20 @@ impl Block {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (part(0), part(1), part(2));
-        let attn = softmax(
-            q.matmul(k.swap_dims(2, 3))
-                .mul_scalar((hd as f64).powf(-0.5)),
-            3,
+        let ctx = op("attention (matmul, softmax)", q, |q| {
+            let attn = softmax(
+                q.matmul(k.swap_dims(2, 3))
+                    .mul_scalar((hd as f64).powf(-0.5)),
+                3,
+            );
+            attn.matmul(v)
+        });
+        let ctx = ctx.swap_dims(1, 2).reshape([b, n, d]);
+        let x = x + linear(&self.proj, ctx);
+        let y = linear(
+            &self.fc2,
+            gelu(linear(&self.fc1, ln(&self.norm2, x.clone()))),
         );
-        let ctx = attn.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
-        let x = x + self.proj.forward(ctx);
-        let y = self
-            .fc2
-            .forward(gelu(self.fc1.forward(self.norm2.forward(x.clone()))));
         x + y
     }
 }
@@ -134,7 +136,7 @@ impl Vit {
     /// Token states after the final norm `[batch, 1 + patches, dim]`.
     pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let [b, _, _, _] = x.dims();
-        let p = self.patch.forward(x); // [b, d, h, w]
+        let p = zoo_kernels::nn::conv2d(&self.patch, x); // [b, d, h, w]
         let [_, d, h, wd] = p.dims();
         let p = p.reshape([b, d, h * wd]).swap_dims(1, 2);
         let cls = self.cls_token.val().repeat_dim(0, b);
@@ -142,7 +144,7 @@ impl Vit {
         for blk in &self.blocks {
             x = blk.forward(x);
         }
-        self.norm.forward(x)
+        ln(&self.norm, x)
     }
 
     /// The class token: the pooled feature.
@@ -155,7 +157,7 @@ impl Vit {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let f = self.features(x);
         match &self.head {
-            Some(h) => h.forward(f),
+            Some(h) => linear(h, f),
             None => f,
         }
     }

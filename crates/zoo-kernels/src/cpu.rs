@@ -1,0 +1,523 @@
+//! The kernels themselves, on plain `f32` slices in NCHW order: no burn types, so each one is
+//! tested on its own against a naive definition and finite differences.
+//!
+//! Determinism: every reduction runs in a fixed order inside one task (a channel, a plane),
+//! and tasks only split *independent* outputs between threads, so the bits of a result do
+//! not depend on the thread count or on scheduling.
+
+use rayon::prelude::*;
+
+/// `[n, c, h, w]` as a struct, for readability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nchw {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Nchw {
+    pub fn plane(&self) -> usize {
+        self.h * self.w
+    }
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sum of a slice in a fixed order: eight interleaved f32 lanes (vectorised by the compiler),
+/// then the lanes and the tail in order, in f64.
+fn sum_f32(xs: &[f32]) -> f64 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mut s: f64 = acc.iter().map(|&a| f64::from(a)).sum();
+    for &t in tail {
+        s += f64::from(t);
+    }
+    s
+}
+
+/// Σ (x - m)² over a slice, like [`sum_f32`].
+fn sum_sq_dev(xs: &[f32], m: f32) -> f64 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            let d = c[i] - m;
+            acc[i] += d * d;
+        }
+    }
+    let mut s: f64 = acc.iter().map(|&a| f64::from(a)).sum();
+    for &t in tail {
+        let d = f64::from(t - m);
+        s += d * d;
+    }
+    s
+}
+
+/// Σ dy and Σ dy·(x - m) over a pair of slices.
+fn sum_dy_dyx(dy: &[f32], x: &[f32], m: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let cd = dy.chunks_exact(8);
+    let cx = x.chunks_exact(8);
+    let (td, tx) = (cd.remainder(), cx.remainder());
+    for (d, xv) in cd.zip(cx) {
+        for i in 0..8 {
+            a[i] += d[i];
+            b[i] += d[i] * (xv[i] - m);
+        }
+    }
+    let mut sa: f64 = a.iter().map(|&v| f64::from(v)).sum();
+    let mut sb: f64 = b.iter().map(|&v| f64::from(v)).sum();
+    for (&d, &xv) in td.iter().zip(tx) {
+        sa += f64::from(d);
+        sb += f64::from(d) * f64::from(xv - m);
+    }
+    (sa, sb)
+}
+
+/// Per-channel statistics of a BatchNorm in training mode: (mean, biased variance).
+pub fn batch_stats(x: &[f32], s: Nchw) -> (Vec<f32>, Vec<f32>) {
+    let hw = s.plane();
+    let count = (s.n * hw).max(1) as f64;
+    let stats: Vec<(f32, f32)> = (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let plane = |n: usize| &x[(n * s.c + c) * hw..(n * s.c + c + 1) * hw];
+            let sum: f64 = (0..s.n).map(|n| sum_f32(plane(n))).sum();
+            let mean = (sum / count) as f32;
+            let sq: f64 = (0..s.n).map(|n| sum_sq_dev(plane(n), mean)).sum();
+            (mean, (sq / count) as f32)
+        })
+        .collect();
+    stats.into_iter().unzip()
+}
+
+/// `y = x * scale[c] + shift[c]` over every plane.
+pub fn channel_affine(x: &[f32], s: Nchw, scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    let hw = s.plane().max(1);
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .enumerate()
+        .for_each(|(i, (yo, xi))| {
+            let c = i % s.c;
+            let (a, b) = (scale[c], shift[c]);
+            for (o, &v) in yo.iter_mut().zip(xi) {
+                *o = v * a + b;
+            }
+        });
+    y
+}
+
+/// BatchNorm with batch statistics: (output, mean, biased variance).
+pub fn batch_norm_train(
+    x: &[f32],
+    s: Nchw,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mean, var) = batch_stats(x, s);
+    let mut scale = vec![0f32; s.c];
+    let mut shift = vec![0f32; s.c];
+    for c in 0..s.c {
+        let inv = 1.0 / (f64::from(var[c]) + eps).sqrt();
+        scale[c] = (f64::from(gamma[c]) * inv) as f32;
+        shift[c] = (f64::from(beta[c]) - f64::from(mean[c]) * f64::from(gamma[c]) * inv) as f32;
+    }
+    (channel_affine(x, s, &scale, &shift), mean, var)
+}
+
+/// Gradients of [`batch_norm_train`]: (dx, dgamma, dbeta).
+pub fn batch_norm_train_backward(
+    x: &[f32],
+    s: Nchw,
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let hw = s.plane();
+    let count = (s.n * hw).max(1) as f64;
+    let sums: Vec<(f64, f64)> = (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let mut a = 0f64;
+            let mut b = 0f64;
+            for n in 0..s.n {
+                let r = (n * s.c + c) * hw..(n * s.c + c + 1) * hw;
+                let (sa, sb) = sum_dy_dyx(&dy[r.clone()], &x[r], mean[c]);
+                a += sa;
+                b += sb;
+            }
+            (a, b)
+        })
+        .collect();
+    let mut dgamma = vec![0f32; s.c];
+    let mut dbeta = vec![0f32; s.c];
+    // dx = A·dy + B·x + C per channel (the normalised input expanded).
+    let mut ka = vec![0f32; s.c];
+    let mut kb = vec![0f32; s.c];
+    let mut kc = vec![0f32; s.c];
+    for c in 0..s.c {
+        let inv = 1.0 / (f64::from(var[c]) + eps).sqrt();
+        let (sum_dy, sum_dyx) = sums[c];
+        let sum_dy_xhat = sum_dyx * inv;
+        dgamma[c] = sum_dy_xhat as f32;
+        dbeta[c] = sum_dy as f32;
+        let a = f64::from(gamma[c]) * inv;
+        let b = -a * inv * sum_dy_xhat / count;
+        ka[c] = a as f32;
+        kb[c] = b as f32;
+        kc[c] = (-a * sum_dy / count - b * f64::from(mean[c])) as f32;
+    }
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(hw.max(1))
+        .zip(dy.par_chunks(hw.max(1)).zip(x.par_chunks(hw.max(1))))
+        .enumerate()
+        .for_each(|(i, (o, (d, xv)))| {
+            let c = i % s.c;
+            let (a, b, k) = (ka[c], kb[c], kc[c]);
+            for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
+                *o = a * d + b * v + k;
+            }
+        });
+    (dx, dgamma, dbeta)
+}
+
+/// `min(max(x, 0), max)`: ReLU (`max = ∞`) and ReLU6.
+pub fn clamp_relu(x: &[f32], max: f32) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(o, i)| {
+            for (o, &v) in o.iter_mut().zip(i) {
+                *o = v.max(0.0).min(max);
+            }
+        });
+    y
+}
+
+/// The gradient of [`clamp_relu`] from its output: `dy` where `0 < y < max`, else 0 — the
+/// convention of PyTorch's `relu` and `hardtanh` backward.
+pub fn clamp_relu_backward(y: &[f32], dy: &[f32], max: f32) -> Vec<f32> {
+    let mut dx = vec![0f32; y.len()];
+    dx.par_chunks_mut(1 << 14)
+        .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
+        .for_each(|(o, (y, d))| {
+            for ((o, &y), &d) in o.iter_mut().zip(y).zip(d) {
+                *o = if y > 0.0 && y < max { d } else { 0.0 };
+            }
+        });
+    dx
+}
+
+/// A 2-d convolution's geometry (one group per channel for the depthwise kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv {
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    /// top, left (bottom and right follow from the output size).
+    pub pad: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Output indices `o` in `0..out` with `0 <= o*stride - pad + k < size`.
+fn valid(out: usize, stride: usize, pad: usize, k: usize, size: usize) -> std::ops::Range<usize> {
+    // o*stride >= pad - k  and  o*stride < size + pad - k
+    let lo = if pad > k {
+        (pad - k).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if size + pad > k {
+        (size + pad - k).div_ceil(stride)
+    } else {
+        0
+    };
+    lo.min(out)..hi.min(out)
+}
+
+/// Depthwise convolution forward (weight `[c, 1, kh, kw]`, no bias), one plane per task.
+pub fn depthwise_forward(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
+    let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
+    let mut y = vec![0f32; s.n * s.c * ohw];
+    y.par_chunks_mut(ohw.max(1)).enumerate().for_each(|(p, out)| {
+        let c = p % s.c;
+        let xp = &x[p * hw..(p + 1) * hw];
+        let wc = &w[c * kk..(c + 1) * kk];
+        for ky in 0..g.kh {
+            let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
+            for kx in 0..g.kw {
+                let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
+                if cols.is_empty() {
+                    continue;
+                }
+                let wv = wc[ky * g.kw + kx];
+                for oy in rows.clone() {
+                    let iy = oy * g.stride[0] + ky - g.pad[0];
+                    let xr = &xp[iy * s.w..(iy + 1) * s.w];
+                    let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
+                    if g.stride[1] == 1 {
+                        let ix0 = cols.start + kx - g.pad[1];
+                        let n = cols.len();
+                        for (o, &v) in orow[cols.clone()].iter_mut().zip(&xr[ix0..ix0 + n]) {
+                            *o += v * wv;
+                        }
+                    } else {
+                        for ox in cols.clone() {
+                            orow[ox] += xr[ox * g.stride[1] + kx - g.pad[1]] * wv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    y
+}
+
+/// Depthwise convolution backward: (dx, dweight).
+pub fn depthwise_backward(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    g: Conv,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
+    // dx: each input plane gathers from its own output-gradient plane.
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(hw.max(1)).enumerate().for_each(|(p, dxp)| {
+        let c = p % s.c;
+        let dyp = &dy[p * ohw..(p + 1) * ohw];
+        let wc = &w[c * kk..(c + 1) * kk];
+        for ky in 0..g.kh {
+            let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
+            for kx in 0..g.kw {
+                let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
+                if cols.is_empty() {
+                    continue;
+                }
+                let wv = wc[ky * g.kw + kx];
+                for oy in rows.clone() {
+                    let iy = oy * g.stride[0] + ky - g.pad[0];
+                    let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
+                    let xr = &mut dxp[iy * s.w..(iy + 1) * s.w];
+                    if g.stride[1] == 1 {
+                        let ix0 = cols.start + kx - g.pad[1];
+                        let n = cols.len();
+                        for (o, &d) in xr[ix0..ix0 + n].iter_mut().zip(&dr[cols.clone()]) {
+                            *o += d * wv;
+                        }
+                    } else {
+                        for ox in cols.clone() {
+                            xr[ox * g.stride[1] + kx - g.pad[1]] += dr[ox] * wv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // dweight: one channel per task, summed over the batch in order.
+    let dw: Vec<Vec<f32>> = (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let mut acc = vec![0f64; kk];
+            for n in 0..s.n {
+                let p = n * s.c + c;
+                let xp = &x[p * hw..(p + 1) * hw];
+                let dyp = &dy[p * ohw..(p + 1) * ohw];
+                for ky in 0..g.kh {
+                    let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
+                    for kx in 0..g.kw {
+                        let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
+                        if cols.is_empty() {
+                            continue;
+                        }
+                        let mut sum = 0f32;
+                        for oy in rows.clone() {
+                            let iy = oy * g.stride[0] + ky - g.pad[0];
+                            let xr = &xp[iy * s.w..(iy + 1) * s.w];
+                            let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
+                            if g.stride[1] == 1 {
+                                let ix0 = cols.start + kx - g.pad[1];
+                                let n = cols.len();
+                                sum += dot(&dr[cols.clone()], &xr[ix0..ix0 + n]);
+                            } else {
+                                for ox in cols.clone() {
+                                    sum += dr[ox] * xr[ox * g.stride[1] + kx - g.pad[1]];
+                                }
+                            }
+                        }
+                        acc[ky * g.kw + kx] += f64::from(sum);
+                    }
+                }
+            }
+            acc.into_iter().map(|v| v as f32).collect()
+        })
+        .collect();
+    (dx, dw.concat())
+}
+
+/// A dot product in a fixed order (eight lanes, then the tail).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ta.iter().zip(tb) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The naive definition of a depthwise convolution.
+    fn naive_dw(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
+        let mut y = vec![0f32; s.n * s.c * g.oh * g.ow];
+        for n in 0..s.n {
+            for c in 0..s.c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = 0f64;
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride[0] + ky) as isize - g.pad[0] as isize;
+                                let ix = (ox * g.stride[1] + kx) as isize - g.pad[1] as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w
+                                {
+                                    acc += f64::from(
+                                        x[((n * s.c + c) * s.h + iy as usize) * s.w + ix as usize],
+                                    ) * f64::from(w[(c * g.kh + ky) * g.kw + kx]);
+                                }
+                            }
+                        }
+                        y[((n * s.c + c) * g.oh + oy) * g.ow + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn depthwise_matches_the_definition_and_its_gradients_the_adjoint() {
+        for (h, stride, k, pad) in [(7, 1, 3, 1), (8, 2, 3, 1), (9, 2, 5, 2), (6, 1, 7, 3)] {
+            let s = Nchw { n: 2, c: 3, h, w: h + 1 };
+            let oh = (h + 2 * pad - k) / stride + 1;
+            let ow = (h + 1 + 2 * pad - k) / stride + 1;
+            let g = Conv { kh: k, kw: k, stride: [stride, stride], pad: [pad, pad], oh, ow };
+            let x = data(s.len(), 1);
+            let w = data(s.c * k * k, 2);
+            let y = depthwise_forward(&x, s, &w, g);
+            let want = naive_dw(&x, s, &w, g);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            // <dy, conv(x)> is linear in x and w: its gradients are the backward's outputs.
+            let dy = data(y.len(), 3);
+            let (dx, dw) = depthwise_backward(&x, s, &w, g, &dy);
+            let f = |x: &[f32], w: &[f32]| -> f64 {
+                naive_dw(x, s, w, g)
+                    .iter()
+                    .zip(&dy)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum()
+            };
+            let eps = 1e-2f32;
+            for i in [0, 5, x.len() / 2, x.len() - 1] {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[i] += eps;
+                xm[i] -= eps;
+                let fd = (f(&xp, &w) - f(&xm, &w)) / (2.0 * f64::from(eps));
+                assert!((fd - f64::from(dx[i])).abs() < 1e-3, "dx[{i}] {fd} vs {}", dx[i]);
+            }
+            for i in 0..w.len() {
+                let (mut wp, mut wm) = (w.clone(), w.clone());
+                wp[i] += eps;
+                wm[i] -= eps;
+                let fd = (f(&x, &wp) - f(&x, &wm)) / (2.0 * f64::from(eps));
+                assert!((fd - f64::from(dw[i])).abs() < 1e-3, "dw[{i}] {fd} vs {}", dw[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn batch_norm_gradients_match_finite_differences() {
+        let s = Nchw { n: 3, c: 2, h: 3, w: 5 };
+        let x = data(s.len(), 4);
+        let gamma = vec![1.3, -0.7];
+        let beta = vec![0.2, 0.5];
+        let dy = data(s.len(), 5);
+        let eps = 1e-5;
+        let f = |x: &[f32], g: &[f32], b: &[f32]| -> f64 {
+            let (y, _, _) = batch_norm_train(x, s, g, b, eps);
+            y.iter().zip(&dy).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+        };
+        let (_, mean, var) = batch_norm_train(&x, s, &gamma, &beta, eps);
+        let (dx, dg, db) = batch_norm_train_backward(&x, s, &gamma, &mean, &var, eps, &dy);
+        let h = 1e-2f32;
+        for i in 0..x.len() {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (f(&xp, &gamma, &beta) - f(&xm, &gamma, &beta)) / (2.0 * f64::from(h));
+            assert!((fd - f64::from(dx[i])).abs() < 2e-3, "dx[{i}] {fd} vs {}", dx[i]);
+        }
+        for c in 0..2 {
+            let (mut gp, mut gm) = (gamma.clone(), gamma.clone());
+            gp[c] += h;
+            gm[c] -= h;
+            let fd = (f(&x, &gp, &beta) - f(&x, &gm, &beta)) / (2.0 * f64::from(h));
+            assert!((fd - f64::from(dg[c])).abs() < 2e-3);
+            let (mut bp, mut bm) = (beta.clone(), beta.clone());
+            bp[c] += h;
+            bm[c] -= h;
+            let fd = (f(&x, &gamma, &bp) - f(&x, &gamma, &bm)) / (2.0 * f64::from(h));
+            assert!((fd - f64::from(db[c])).abs() < 2e-3);
+        }
+    }
+
+    #[test]
+    fn clamp_relu_passes_gradient_only_inside() {
+        let y = clamp_relu(&[-1.0, 0.0, 0.5, 6.0, 7.0], 6.0);
+        assert_eq!(y, vec![0.0, 0.0, 0.5, 6.0, 6.0]);
+        let dx = clamp_relu_backward(&y, &[1.0; 5], 6.0);
+        assert_eq!(dx, vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+    }
+}

@@ -1,0 +1,506 @@
+//! The backend extension: the project's own operations as a burn backend trait
+//! ([`ZooKernels`]), implemented for the `flex` CPU backend with the kernels of
+//! [`crate::cpu`], and for the autodiff backend with hand-written backward passes that call
+//! the same kernels. burn's `#[backend_extension]` generates the routing from a dispatch
+//! tensor to whichever of the two implementations its device runs on.
+//!
+//! Only `f32` tensors take the kernels; any other dtype goes through burn's own composition
+//! of the same maths, so the result never depends on which path ran (beyond rounding).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, DType, Flex, TensorMetadata, backend_extension,
+};
+use burn::tensor::{Shape, TensorData};
+
+use crate::cpu::{self, Conv, Nchw};
+
+/// The project's own kernels. `*_backward` methods are what the autodiff implementation
+/// calls on the backend underneath; models call the forward ones (through [`crate::nn`]).
+#[backend_extension(Flex, Autodiff)]
+pub trait ZooKernels: Backend {
+    /// BatchNorm with the batch's statistics: (output, mean, biased variance).
+    fn zoo_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// (dx, dgamma, dbeta) of [`zoo_batch_norm_train`](ZooKernels::zoo_batch_norm_train).
+    fn zoo_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `min(max(x, 0), max)` (ReLU with `max = ∞`, ReLU6 with 6).
+    fn zoo_clamp_relu(x: FloatTensor<Self>, max: f32) -> FloatTensor<Self>;
+
+    /// The gradient of [`zoo_clamp_relu`](ZooKernels::zoo_clamp_relu) from its output.
+    fn zoo_clamp_relu_backward(
+        output: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        max: f32,
+    ) -> FloatTensor<Self>;
+
+    /// Depthwise convolution (weight `[c, 1, kh, kw]`, no bias, no dilation); padding top,
+    /// left, bottom, right.
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FloatTensor<Self>;
+
+    /// (dx, dweight) of [`zoo_depthwise_conv2d`](ZooKernels::zoo_depthwise_conv2d).
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_depthwise_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// A 1x1 convolution, stride 1, one group, no bias: per image `W · X`.
+    fn zoo_pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// (dx, dweight) of [`zoo_pointwise_conv2d`](ZooKernels::zoo_pointwise_conv2d).
+    fn zoo_pointwise_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The identity; under autodiff its backward notes when the gradient arrived
+    /// ([`crate::profile`]).
+    fn zoo_probe(x: FloatTensor<Self>, label: u32) -> FloatTensor<Self>;
+}
+
+fn dims4(t: &FlexTensor) -> Nchw {
+    let s = t.shape();
+    Nchw {
+        n: s[0],
+        c: s[1],
+        h: s[2],
+        w: s[3],
+    }
+}
+
+/// An `f32` tensor's values in row-major order (no copy when it is already contiguous).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
+    }
+}
+
+fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape.into()))
+}
+
+fn is_f32(ts: &[&FlexTensor]) -> bool {
+    ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn depthwise_geometry(
+    x: Nchw,
+    w: &FlexTensor,
+    stride: [usize; 2],
+    pad: [usize; 4],
+) -> Conv {
+    let ws = w.shape();
+    let (kh, kw) = (ws[2], ws[3]);
+    Conv {
+        kh,
+        kw,
+        stride,
+        pad: [pad[0], pad[1]],
+        oh: (x.h + pad[0] + pad[2] - kh) / stride[0] + 1,
+        ow: (x.w + pad[1] + pad[3] - kw) / stride[1] + 1,
+    }
+}
+
+fn conv_options(stride: [usize; 2], pad: [usize; 4], groups: usize) -> ConvOptions<2> {
+    ConvOptions::new_with_padding(stride, [(pad[0], pad[2]), (pad[1], pad[3])], [1, 1], groups)
+}
+
+impl ZooKernels for Flex {
+    fn zoo_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !is_f32(&[&x, &gamma, &beta]) || x.shape().num_dims() != 4 {
+            let r = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
+            return (r.output, r.mean, r.variance);
+        }
+        let s = dims4(&x);
+        let (y, mean, var) =
+            cpu::batch_norm_train(&values(&x), s, &values(&gamma), &values(&beta), epsilon);
+        (
+            tensor(y, x.shape()),
+            tensor(mean, [s.c]),
+            tensor(var, [s.c]),
+        )
+    }
+
+    fn zoo_batch_norm_train_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if !is_f32(&[&x, &gamma, &mean, &variance, &grad]) || x.shape().num_dims() != 4 {
+            let r = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
+                x, gamma, mean, variance, epsilon, grad,
+            );
+            return (r.x_grad, r.gamma_grad, r.beta_grad);
+        }
+        let s = dims4(&x);
+        let (dx, dg, db) = cpu::batch_norm_train_backward(
+            &values(&x),
+            s,
+            &values(&gamma),
+            &values(&mean),
+            &values(&variance),
+            epsilon,
+            &values(&grad),
+        );
+        (
+            tensor(dx, x.shape()),
+            tensor(dg, [s.c]),
+            tensor(db, [s.c]),
+        )
+    }
+
+    fn zoo_clamp_relu(x: FlexTensor, max: f32) -> FlexTensor {
+        if !is_f32(&[&x]) {
+            return Flex::float_clamp(x, 0.0.into(), max.into());
+        }
+        tensor(cpu::clamp_relu(&values(&x), max), x.shape())
+    }
+
+    fn zoo_clamp_relu_backward(output: FlexTensor, grad: FlexTensor, max: f32) -> FlexTensor {
+        if !is_f32(&[&output, &grad]) {
+            // Other float types: the same kernel on an f32 copy, cast back.
+            let dtype = grad.dtype();
+            let f = |t: FlexTensor| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            let dx = cpu::clamp_relu_backward(&f(output.clone()), &f(grad), max);
+            let data = TensorData::new(dx, output.shape()).convert_dtype(dtype);
+            return FlexTensor::from_data(data);
+        }
+        tensor(
+            cpu::clamp_relu_backward(&values(&output), &values(&grad), max),
+            output.shape(),
+        )
+    }
+
+    fn zoo_depthwise_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FlexTensor {
+        let pad = [pad_top, pad_left, pad_bottom, pad_right];
+        let stride = [stride_h, stride_w];
+        let s = dims4(&x);
+        if !is_f32(&[&x, &weight]) {
+            return Flex::conv2d(x, weight, None, conv_options(stride, pad, s.c));
+        }
+        let g = depthwise_geometry(s, &weight, stride, pad);
+        let y = cpu::depthwise_forward(&values(&x), s, &values(&weight), g);
+        tensor(y, [s.n, s.c, g.oh, g.ow])
+    }
+
+    fn zoo_depthwise_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        let pad = [pad_top, pad_left, pad_bottom, pad_right];
+        let stride = [stride_h, stride_w];
+        let s = dims4(&x);
+        if !is_f32(&[&x, &weight, &grad]) {
+            let o = conv_options(stride, pad, s.c);
+            let dx = Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), o.clone());
+            let dw = Flex::conv2d_weight_backward(x, weight, grad, o);
+            return (dx, dw);
+        }
+        let g = depthwise_geometry(s, &weight, stride, pad);
+        let (dx, dw) =
+            cpu::depthwise_backward(&values(&x), s, &values(&weight), g, &values(&grad));
+        (tensor(dx, x.shape()), tensor(dw, weight.shape()))
+    }
+
+    fn zoo_pointwise_conv2d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        // W [co, ci] · X_n [ci, hw], batched over n by broadcasting W.
+        let s = dims4(&x);
+        let co = weight.shape()[0];
+        let w = weight.reshape(Shape::new([1, co, s.c]));
+        let xs = x.reshape(Shape::new([s.n, s.c, s.h * s.w]));
+        Flex::float_matmul(w, xs).reshape(Shape::new([s.n, co, s.h, s.w]))
+    }
+
+    fn zoo_pointwise_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let s = dims4(&x);
+        let co = weight.shape()[0];
+        let hw = s.h * s.w;
+        // dX_n = Wᵀ · dY_n.
+        let wt = weight.reshape(Shape::new([co, s.c])).transpose(0, 1);
+        let wt = wt.reshape(Shape::new([1, s.c, co]));
+        let dy = grad.reshape(Shape::new([s.n, co, hw]));
+        let dx = Flex::float_matmul(wt, dy.clone()).reshape(x.shape());
+        // dW = Σ_n dY_n · X_nᵀ as one product: [co, n·hw] · [n·hw, ci].
+        let dy_rows = dy.permute(&[1, 0, 2]).to_contiguous().reshape(Shape::new([co, s.n * hw]));
+        let x_cols = x
+            .reshape(Shape::new([s.n, s.c, hw]))
+            .permute(&[0, 2, 1])
+            .to_contiguous()
+            .reshape(Shape::new([s.n * hw, s.c]));
+        let dw = Flex::float_matmul(dy_rows, x_cols).reshape(weight.shape());
+        (dx, dw)
+    }
+
+    fn zoo_probe(x: FlexTensor, _label: u32) -> FlexTensor {
+        x
+    }
+}
+
+impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, C> {
+    fn zoo_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 3> for Op {
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                f64,
+            );
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [nx, ng, nb] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, gamma, mean, var, eps) = ops.state;
+                let (dx, dg, db) = B::zoo_batch_norm_train_backward(x, gamma, mean, var, eps, grad);
+                if let Some(n) = nx {
+                    grads.register::<B>(n.id, dx);
+                }
+                if let Some(n) = ng {
+                    grads.register::<B>(n.id, dg);
+                }
+                if let Some(n) = nb {
+                    grads.register::<B>(n.id, db);
+                }
+            }
+        }
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (xp, gp, bp) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, m, v) = B::zoo_batch_norm_train(xp.clone(), gp.clone(), bp, epsilon);
+                let out = prep.finish((xp, gp, m.clone(), v.clone(), epsilon), y);
+                (out, Self::from_inner(m), Self::from_inner(v))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, m, v) = B::zoo_batch_norm_train(xp, gp, bp, epsilon);
+                (prep.finish(y), Self::from_inner(m), Self::from_inner(v))
+            }
+        }
+    }
+
+    fn zoo_batch_norm_train_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _mean: FloatTensor<Self>,
+        _variance: FloatTensor<Self>,
+        _epsilon: f64,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of BatchNorm are not supported")
+    }
+
+    fn zoo_clamp_relu(x: FloatTensor<Self>, max: f32) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
+            type State = (FloatTensor<B>, f32);
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (y, max) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::zoo_clamp_relu_backward(y, g, max)
+                });
+            }
+        }
+        let nodes = [x.node()];
+        let xp = x.into_primitive();
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::zoo_clamp_relu(xp, max);
+                prep.finish((y.clone(), max), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::zoo_clamp_relu(xp, max)),
+        }
+    }
+
+    fn zoo_clamp_relu_backward(
+        _output: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _max: f32,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of clamped activations are not supported")
+    }
+
+    fn zoo_depthwise_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 2> for Op {
+            type State = (FloatTensor<B>, FloatTensor<B>, [usize; 6]);
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [nx, nw] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w, [sh, sw, pt, pl, pb, pr]) = ops.state;
+                let (dx, dw) = B::zoo_depthwise_conv2d_backward(x, w, grad, sh, sw, pt, pl, pb, pr);
+                if let Some(n) = nx {
+                    grads.register::<B>(n.id, dx);
+                }
+                if let Some(n) = nw {
+                    grads.register::<B>(n.id, dw);
+                }
+            }
+        }
+        let geo = [stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right];
+        let nodes = [x.node(), weight.node()];
+        let (xp, wp) = (x.into_primitive(), weight.into_primitive());
+        let run = |x, w| {
+            B::zoo_depthwise_conv2d(x, w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right)
+        };
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = run(xp.clone(), wp.clone());
+                prep.finish((xp, wp, geo), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(xp, wp)),
+        }
+    }
+
+    fn zoo_depthwise_conv2d_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _stride_h: usize,
+        _stride_w: usize,
+        _pad_top: usize,
+        _pad_left: usize,
+        _pad_bottom: usize,
+        _pad_right: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of convolutions are not supported")
+    }
+
+    fn zoo_pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 2> for Op {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [nx, nw] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w) = ops.state;
+                let (dx, dw) = B::zoo_pointwise_conv2d_backward(x, w, grad);
+                if let Some(n) = nx {
+                    grads.register::<B>(n.id, dx);
+                }
+                if let Some(n) = nw {
+                    grads.register::<B>(n.id, dw);
+                }
+            }
+        }
+        let nodes = [x.node(), weight.node()];
+        let (xp, wp) = (x.into_primitive(), weight.into_primitive());
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::zoo_pointwise_conv2d(xp.clone(), wp.clone());
+                prep.finish((xp, wp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::zoo_pointwise_conv2d(xp, wp)),
+        }
+    }
+
+    fn zoo_pointwise_conv2d_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of convolutions are not supported")
+    }
+
+    fn zoo_probe(x: FloatTensor<Self>, label: u32) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend> Backward<B, 1> for Op {
+            type State = u32;
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                crate::profile::backward_arrived(ops.state);
+                unary::<B, _>(ops.parents, ops.node, grads, |g| g);
+            }
+        }
+        let nodes = [x.node()];
+        let xp = x.into_primitive();
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(label, xp),
+            OpsKind::UnTracked(prep) => prep.finish(xp),
+        }
+    }
+}

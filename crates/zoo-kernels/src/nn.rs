@@ -1,0 +1,255 @@
+//! Layers as the models call them: each one takes the project's kernel when the tensor lives
+//! on the CPU (`flex`, with or without autodiff) and burn's own op everywhere else (the GPU
+//! backend), and each is one profiled op kind ([`crate::profile`]).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, LayerNorm, Linear, PaddingConfig2d};
+use burn::prelude::Tensor;
+use burn::tensor::module::conv2d as burn_conv2d;
+use burn::tensor::ops::ConvOptions;
+
+use crate::ext::ZooKernels;
+use crate::profile::scope;
+
+static OWN: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the project's kernels are used (default) or burn's own ops everywhere — for
+/// comparisons: `ZOO_KERNELS=burn` in the environment, or [`use_own_kernels`].
+pub fn own_kernels() -> bool {
+    match OWN.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let own = std::env::var("ZOO_KERNELS").map_or(true, |v| v != "burn");
+            OWN.store(if own { 1 } else { 2 }, Ordering::Relaxed);
+            own
+        }
+    }
+}
+
+/// Chooses the project's kernels (`true`) or burn's ops (`false`) for what follows.
+pub fn use_own_kernels(on: bool) {
+    OWN.store(if on { 1 } else { 2 }, Ordering::SeqCst);
+}
+
+/// Whether `t` takes the project's kernels: it runs on the `flex` CPU backend (possibly
+/// under autodiff) and they are switched on.
+pub fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    own_kernels() && matches!(t.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+}
+
+fn dispatch<const D: usize>(t: burn::backend::DispatchTensor) -> Tensor<D> {
+    Tensor::from_dispatch(t)
+}
+
+/// How a convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvKind {
+    /// One filter per channel.
+    Depthwise,
+    /// 1x1, stride 1, no padding, one group.
+    Pointwise,
+    /// Anything else: burn's im2col + gemm.
+    General,
+}
+
+fn padding(p: &PaddingConfig2d) -> Option<[usize; 4]> {
+    match p {
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([*top, *left, *bottom, *right]),
+        PaddingConfig2d::Same => None,
+    }
+}
+
+fn conv_kind(weight: &[usize; 4], groups: usize, stride: [usize; 2], dilation: [usize; 2], pad: Option<[usize; 4]>) -> ConvKind {
+    let Some(pad) = pad else {
+        return ConvKind::General;
+    };
+    if dilation != [1, 1] {
+        return ConvKind::General;
+    }
+    if groups > 1 && weight[1] == 1 && weight[0] == groups {
+        return ConvKind::Depthwise;
+    }
+    if groups == 1 && weight[2] == 1 && weight[3] == 1 && stride == [1, 1] && pad == [0; 4] {
+        return ConvKind::Pointwise;
+    }
+    ConvKind::General
+}
+
+/// `conv2d(x, weight) + bias` with the given geometry: the project's depthwise and
+/// pointwise kernels where they apply, burn's convolution otherwise.
+pub fn conv2d_raw(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 2],
+    pad: Option<[usize; 4]>,
+    dilation: [usize; 2],
+    groups: usize,
+) -> Tensor<4> {
+    let dims = weight.dims();
+    let kind = if on_flex(&x) {
+        conv_kind(&dims, groups, stride, dilation, pad)
+    } else {
+        ConvKind::General
+    };
+    let label = match kind {
+        ConvKind::Depthwise => "conv2d depthwise",
+        ConvKind::Pointwise => "conv2d 1x1",
+        ConvKind::General => "conv2d",
+    };
+    scope(label, x, |x| {
+        let with_bias = |y: Tensor<4>, bias: Option<Tensor<1>>| match bias {
+            Some(b) => {
+                let [c] = b.dims();
+                y + b.reshape([1, c, 1, 1])
+            }
+            None => y,
+        };
+        match kind {
+            ConvKind::Depthwise => {
+                let p = pad.unwrap_or([0; 4]);
+                with_bias(dispatch(<Dispatch as ZooKernels>::zoo_depthwise_conv2d(
+                    x.into_dispatch(),
+                    weight.into_dispatch(),
+                    stride[0],
+                    stride[1],
+                    p[0],
+                    p[1],
+                    p[2],
+                    p[3],
+                )), bias)
+            }
+            ConvKind::Pointwise => with_bias(dispatch(<Dispatch as ZooKernels>::zoo_pointwise_conv2d(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+            )), bias),
+            ConvKind::General => match pad {
+                Some(p) => burn_conv2d(
+                    x,
+                    weight,
+                    bias,
+                    ConvOptions::new_with_padding(stride, [(p[0], p[2]), (p[1], p[3])], dilation, groups),
+                ),
+                None => unreachable!("`Same` padding goes through conv2d()"),
+            },
+        }
+    })
+}
+
+/// A burn `Conv2d` layer's forward.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let pad = padding(&conv.padding);
+    if pad.is_none() {
+        return scope("conv2d", x, |x| conv.forward(x));
+    }
+    conv2d_raw(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        conv.stride,
+        pad,
+        conv.dilation,
+        conv.groups,
+    )
+}
+
+/// Whether a BatchNorm computes batch statistics (autodiff device and a training layer).
+pub fn bn_trains<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    x.device().is_autodiff() && bn.training.is_enabled()
+}
+
+/// A burn `BatchNorm` layer's forward. In training the batch statistics come from one pass
+/// of the project's kernel, and the running statistics move as PyTorch moves them (the
+/// *unbiased* batch variance, momentum 0.1 by default).
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !bn_trains(bn, &x) {
+        return scope("batch_norm (running stats)", x, |x| bn.forward(x));
+    }
+    if !on_flex(&x) {
+        return scope("batch_norm train", x, |x| bn.forward(x));
+    }
+    let [n, _, h, w] = x.dims();
+    let count = (n * h * w) as f64;
+    let y = scope("batch_norm train", x, |x| {
+        let (y, mean, var) = <Dispatch as ZooKernels>::zoo_batch_norm_train(
+            x.into_dispatch(),
+            bn.gamma.val().into_dispatch(),
+            bn.beta.val().into_dispatch(),
+            bn.epsilon,
+        );
+        let (mean, var): (Tensor<1>, Tensor<1>) = (dispatch(mean), dispatch(var));
+        let device = mean.device();
+        let unbiased = if count > 1.0 {
+            var.mul_scalar(count / (count - 1.0))
+        } else {
+            var
+        };
+        let m = bn.momentum;
+        let rm = bn.running_mean.value_sync().to_device(&device);
+        let rv = bn.running_var.value_sync().to_device(&device);
+        bn.running_mean
+            .update(rm.mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m)).detach());
+        bn.running_var
+            .update(rv.mul_scalar(1.0 - m).add(unbiased.detach().mul_scalar(m)).detach());
+        dispatch(y)
+    });
+    y
+}
+
+/// `min(max(x, 0), max)` through the project's kernel on the CPU.
+fn clamp_relu<const D: usize>(label: &'static str, x: Tensor<D>, max: f32) -> Tensor<D> {
+    scope(label, x, |x| {
+        if on_flex(&x) {
+            dispatch(<Dispatch as ZooKernels>::zoo_clamp_relu(x.into_dispatch(), max))
+        } else if max.is_finite() {
+            x.clamp(0.0, max)
+        } else {
+            burn::tensor::activation::relu(x)
+        }
+    })
+}
+
+/// ReLU6.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    clamp_relu("relu6", x, 6.0)
+}
+
+/// ReLU.
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    clamp_relu("relu", x, f32::INFINITY)
+}
+
+/// A linear layer (profiled; burn's matmul — flattening `[.., tokens, d]` to one 2-d
+/// product was measured slower on flex: MiniLM step 2.8–3.0 seq/s against 3.4–3.8).
+pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
+    scope("linear", x, |x| l.forward(x))
+}
+
+/// Layer norm (profiled; burn's kernel).
+pub fn layer_norm<const D: usize>(l: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    scope("layer_norm", x, |x| l.forward(x))
+}
+
+/// GELU (profiled).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    scope("gelu", x, burn::tensor::activation::gelu)
+}
+
+/// SiLU (profiled).
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    scope("silu", x, burn::tensor::activation::silu)
+}
+
+/// Any other op, profiled under `kind`.
+pub fn op<const D: usize, const E: usize>(
+    kind: &'static str,
+    x: Tensor<D>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<E>,
+) -> Tensor<E> {
+    scope(kind, x, f)
+}
