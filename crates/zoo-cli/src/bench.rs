@@ -170,7 +170,8 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         }
         if !a.no_inference {
             let w = weights(&path, &cpu)?;
-            let (model, _) = Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
+            let (model, _) =
+                Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
             let x: Tensor<4> =
                 Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &cpu);
             let r = rate(batch, a.iters, || {
@@ -179,7 +180,8 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             doc.insert(format!("{arch}_inference_img_per_s"), json!(r));
         }
         let w = weights(&path, &ad)?;
-        let (model, _) = Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
+        let (model, _) =
+            Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
         let x: Tensor<4> =
             Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &ad);
         let (r, prof) = train_steps(model, batch, a.iters, a.profile, |m: &Model| {
@@ -220,7 +222,10 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         let target: Tensor<2> =
             Tensor::random([32, c.hidden_size], Distribution::Normal(0.0, 1.0), &ad);
         let (r, prof) = train_steps(bert, 32, a.iters, a.profile, |m: &Bert| {
-            let e = Bert::mean_pool(m.forward(ids.clone(), types.clone(), mask.clone()), mask.clone());
+            let e = Bert::mean_pool(
+                m.forward(ids.clone(), types.clone(), mask.clone()),
+                mask.clone(),
+            );
             (e - target.clone()).powi_scalar(2).mean().reshape([1])
         });
         doc.insert("minilm_adamw_step_seq_per_s".into(), json!(r));
@@ -228,12 +233,12 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             tables.push(p.table("minilm training step (batch 32, 128 tokens)"));
         }
     }
-    doc.insert(
-        "threads".into(),
-        json!(rayon_threads()),
-    );
+    doc.insert("threads".into(), json!(rayon_threads()));
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(doc))?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(doc))?
+        );
     } else {
         for (k, v) in &doc {
             outln!("{k:40} {v}");
@@ -249,5 +254,9 @@ fn rayon_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }

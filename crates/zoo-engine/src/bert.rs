@@ -7,8 +7,8 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::{Int, Tensor};
 use burn::tensor::activation::softmax;
-use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
 use serde_json::Value;
+use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
 
 use crate::weights::{WeightError, Weights};
 

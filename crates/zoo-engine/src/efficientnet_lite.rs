@@ -71,8 +71,8 @@ impl SameConvBn {
         } else {
             x
         };
-        let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
-        if self.relu6 { zoo_kernels::nn::relu6(y) } else { y }
+        let act = self.relu6.then_some(6.0);
+        crate::fused::conv_bn_act(&self.conv, &self.bn, x, act)
     }
 }
 

@@ -12,14 +12,37 @@ use zoo_kernels::nn;
 
 /// `bn(conv(x))`, the BatchNorm folded into the convolution when it is not training.
 pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    conv_bn_act(conv, bn, x, None)
+}
+
+/// `act(bn(conv(x)))` with the clamp `[0, act]` (ReLU: `f32::INFINITY`, ReLU6: 6): fused
+/// into the BatchNorm kernel while training, after the folded convolution otherwise.
+pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<4> {
+    let y = conv_bn_inner(conv, bn, x, act);
+    match (act, y) {
+        (_, Fused::Done(y)) => y,
+        (Some(m), Fused::Pending(y)) if m.is_finite() => nn::relu6(y),
+        (Some(_), Fused::Pending(y)) => nn::relu(y),
+        (None, Fused::Pending(y)) => y,
+    }
+}
+
+enum Fused {
+    /// The activation is applied.
+    Done(Tensor<4>),
+    /// The activation is still to apply.
+    Pending(Tensor<4>),
+}
+
+fn conv_bn_inner(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Fused {
     if nn::bn_trains(bn, &x) {
-        return nn::batch_norm(bn, nn::conv2d(conv, x));
+        return Fused::Done(nn::batch_norm_act(bn, nn::conv2d(conv, x), act));
     }
     // Our layers pad explicitly (or not at all); anything else runs unfolded.
     let pad = match &conv.padding {
         PaddingConfig2d::Valid => [0; 4],
         PaddingConfig2d::Explicit(top, left, bottom, right) => [*top, *left, *bottom, *right],
-        PaddingConfig2d::Same => return nn::batch_norm(bn, nn::conv2d(conv, x)),
+        PaddingConfig2d::Same => return Fused::Pending(nn::batch_norm(bn, nn::conv2d(conv, x))),
     };
     let device = x.device();
     let mean = bn.running_mean.value().to_device(&device);
@@ -32,7 +55,7 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     }
     let [c_out] = scale.dims();
     let weight = conv.weight.val().mul(scale.reshape([c_out, 1, 1, 1]));
-    nn::conv2d_raw(
+    Fused::Pending(nn::conv2d_raw(
         x,
         weight,
         Some(shift),
@@ -40,5 +63,5 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         Some(pad),
         conv.dilation,
         conv.groups,
-    )
+    ))
 }

@@ -87,8 +87,8 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
-        if self.relu6 { zoo_kernels::nn::relu6(y) } else { y }
+        let act = self.relu6.then_some(6.0);
+        crate::fused::conv_bn_act(&self.conv, &self.bn, x, act)
     }
 }
 

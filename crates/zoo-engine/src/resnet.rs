@@ -36,6 +36,10 @@ impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         crate::fused::conv_bn(&self.conv, &self.bn, x)
     }
+    /// With a ReLU after it (fused into the BatchNorm while training).
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::fused::conv_bn_act(&self.conv, &self.bn, x, Some(f32::INFINITY))
+    }
 }
 
 /// A basic (two 3×3) or bottleneck (1×1, 3×3, 1×1) residual block.
@@ -50,10 +54,11 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {
-            y = c.forward(y);
-            if i < last {
-                y = zoo_kernels::nn::relu(y);
-            }
+            y = if i < last {
+                c.forward_relu(y)
+            } else {
+                c.forward(y)
+            };
         }
         let identity = match &self.downsample {
             Some(d) => d.forward(x),
@@ -206,7 +211,7 @@ impl ResNet {
 
     /// Feature maps after each stage (`layer1` … `layer4`).
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let y = zoo_kernels::nn::relu(self.stem.forward(x));
+        let y = self.stem.forward_relu(x);
         let mut y = zoo_kernels::nn::op("max_pool", y, |y| self.pool.forward(y));
         let mut out = Vec::new();
         for stage in &self.stages {

@@ -103,8 +103,15 @@ pub fn batch_stats(x: &[f32], s: Nchw) -> (Vec<f32>, Vec<f32>) {
     stats.into_iter().unzip()
 }
 
-/// `y = x * scale[c] + shift[c]` over every plane.
-pub fn channel_affine(x: &[f32], s: Nchw, scale: &[f32], shift: &[f32]) -> Vec<f32> {
+/// `y = x * scale[c] + shift[c]` over every plane, then clamped to `[0, max]` when `max` is
+/// given (a fused ReLU / ReLU6).
+pub fn channel_affine(
+    x: &[f32],
+    s: Nchw,
+    scale: &[f32],
+    shift: &[f32],
+    max: Option<f32>,
+) -> Vec<f32> {
     let hw = s.plane().max(1);
     let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(hw)
@@ -113,20 +120,31 @@ pub fn channel_affine(x: &[f32], s: Nchw, scale: &[f32], shift: &[f32]) -> Vec<f
         .for_each(|(i, (yo, xi))| {
             let c = i % s.c;
             let (a, b) = (scale[c], shift[c]);
-            for (o, &v) in yo.iter_mut().zip(xi) {
-                *o = v * a + b;
+            match max {
+                None => {
+                    for (o, &v) in yo.iter_mut().zip(xi) {
+                        *o = v * a + b;
+                    }
+                }
+                Some(m) => {
+                    for (o, &v) in yo.iter_mut().zip(xi) {
+                        *o = (v * a + b).max(0.0).min(m);
+                    }
+                }
             }
         });
     y
 }
 
-/// BatchNorm with batch statistics: (output, mean, biased variance).
+/// BatchNorm with batch statistics, then the clamp `[0, max]` when given: (output, mean,
+/// biased variance).
 pub fn batch_norm_train(
     x: &[f32],
     s: Nchw,
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
+    max: Option<f32>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mean, var) = batch_stats(x, s);
     let mut scale = vec![0f32; s.c];
@@ -136,10 +154,12 @@ pub fn batch_norm_train(
         scale[c] = (f64::from(gamma[c]) * inv) as f32;
         shift[c] = (f64::from(beta[c]) - f64::from(mean[c]) * f64::from(gamma[c]) * inv) as f32;
     }
-    (channel_affine(x, s, &scale, &shift), mean, var)
+    (channel_affine(x, s, &scale, &shift, max), mean, var)
 }
 
-/// Gradients of [`batch_norm_train`]: (dx, dgamma, dbeta).
+/// Gradients of [`batch_norm_train`]: (dx, dgamma, dbeta). With a fused clamp, `act` is its
+/// output and `max`: the gradient passes where `0 < y < max` (PyTorch's convention).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     x: &[f32],
     s: Nchw,
@@ -148,7 +168,16 @@ pub fn batch_norm_train_backward(
     var: &[f32],
     eps: f64,
     dy: &[f32],
+    act: Option<(&[f32], f32)>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let masked;
+    let dy = match act {
+        Some((y, max)) => {
+            masked = clamp_relu_backward(y, dy, max);
+            &masked[..]
+        }
+        None => dy,
+    };
     let hw = s.plane();
     let count = (s.n * hw).max(1) as f64;
     let sums: Vec<(f64, f64)> = (0..s.c)
@@ -256,37 +285,39 @@ fn valid(out: usize, stride: usize, pad: usize, k: usize, size: usize) -> std::o
 pub fn depthwise_forward(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     let mut y = vec![0f32; s.n * s.c * ohw];
-    y.par_chunks_mut(ohw.max(1)).enumerate().for_each(|(p, out)| {
-        let c = p % s.c;
-        let xp = &x[p * hw..(p + 1) * hw];
-        let wc = &w[c * kk..(c + 1) * kk];
-        for ky in 0..g.kh {
-            let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
-            for kx in 0..g.kw {
-                let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
-                if cols.is_empty() {
-                    continue;
-                }
-                let wv = wc[ky * g.kw + kx];
-                for oy in rows.clone() {
-                    let iy = oy * g.stride[0] + ky - g.pad[0];
-                    let xr = &xp[iy * s.w..(iy + 1) * s.w];
-                    let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                    if g.stride[1] == 1 {
-                        let ix0 = cols.start + kx - g.pad[1];
-                        let n = cols.len();
-                        for (o, &v) in orow[cols.clone()].iter_mut().zip(&xr[ix0..ix0 + n]) {
-                            *o += v * wv;
-                        }
-                    } else {
-                        for ox in cols.clone() {
-                            orow[ox] += xr[ox * g.stride[1] + kx - g.pad[1]] * wv;
+    y.par_chunks_mut(ohw.max(1))
+        .enumerate()
+        .for_each(|(p, out)| {
+            let c = p % s.c;
+            let xp = &x[p * hw..(p + 1) * hw];
+            let wc = &w[c * kk..(c + 1) * kk];
+            for ky in 0..g.kh {
+                let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
+                for kx in 0..g.kw {
+                    let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let wv = wc[ky * g.kw + kx];
+                    for oy in rows.clone() {
+                        let iy = oy * g.stride[0] + ky - g.pad[0];
+                        let xr = &xp[iy * s.w..(iy + 1) * s.w];
+                        let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
+                        if g.stride[1] == 1 {
+                            let ix0 = cols.start + kx - g.pad[1];
+                            let n = cols.len();
+                            for (o, &v) in orow[cols.clone()].iter_mut().zip(&xr[ix0..ix0 + n]) {
+                                *o += v * wv;
+                            }
+                        } else {
+                            for ox in cols.clone() {
+                                orow[ox] += xr[ox * g.stride[1] + kx - g.pad[1]] * wv;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     y
 }
 
@@ -301,37 +332,39 @@ pub fn depthwise_backward(
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     // dx: each input plane gathers from its own output-gradient plane.
     let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(hw.max(1)).enumerate().for_each(|(p, dxp)| {
-        let c = p % s.c;
-        let dyp = &dy[p * ohw..(p + 1) * ohw];
-        let wc = &w[c * kk..(c + 1) * kk];
-        for ky in 0..g.kh {
-            let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
-            for kx in 0..g.kw {
-                let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
-                if cols.is_empty() {
-                    continue;
-                }
-                let wv = wc[ky * g.kw + kx];
-                for oy in rows.clone() {
-                    let iy = oy * g.stride[0] + ky - g.pad[0];
-                    let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
-                    let xr = &mut dxp[iy * s.w..(iy + 1) * s.w];
-                    if g.stride[1] == 1 {
-                        let ix0 = cols.start + kx - g.pad[1];
-                        let n = cols.len();
-                        for (o, &d) in xr[ix0..ix0 + n].iter_mut().zip(&dr[cols.clone()]) {
-                            *o += d * wv;
-                        }
-                    } else {
-                        for ox in cols.clone() {
-                            xr[ox * g.stride[1] + kx - g.pad[1]] += dr[ox] * wv;
+    dx.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(p, dxp)| {
+            let c = p % s.c;
+            let dyp = &dy[p * ohw..(p + 1) * ohw];
+            let wc = &w[c * kk..(c + 1) * kk];
+            for ky in 0..g.kh {
+                let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
+                for kx in 0..g.kw {
+                    let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
+                    if cols.is_empty() {
+                        continue;
+                    }
+                    let wv = wc[ky * g.kw + kx];
+                    for oy in rows.clone() {
+                        let iy = oy * g.stride[0] + ky - g.pad[0];
+                        let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
+                        let xr = &mut dxp[iy * s.w..(iy + 1) * s.w];
+                        if g.stride[1] == 1 {
+                            let ix0 = cols.start + kx - g.pad[1];
+                            let n = cols.len();
+                            for (o, &d) in xr[ix0..ix0 + n].iter_mut().zip(&dr[cols.clone()]) {
+                                *o += d * wv;
+                            }
+                        } else {
+                            for ox in cols.clone() {
+                                xr[ox * g.stride[1] + kx - g.pad[1]] += dr[ox] * wv;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     // dweight: one channel per task, summed over the batch in order.
     let dw: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
@@ -396,7 +429,9 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
                 s = s
@@ -438,10 +473,22 @@ mod tests {
     #[test]
     fn depthwise_matches_the_definition_and_its_gradients_the_adjoint() {
         for (h, stride, k, pad) in [(7, 1, 3, 1), (8, 2, 3, 1), (9, 2, 5, 2), (6, 1, 7, 3)] {
-            let s = Nchw { n: 2, c: 3, h, w: h + 1 };
+            let s = Nchw {
+                n: 2,
+                c: 3,
+                h,
+                w: h + 1,
+            };
             let oh = (h + 2 * pad - k) / stride + 1;
             let ow = (h + 1 + 2 * pad - k) / stride + 1;
-            let g = Conv { kh: k, kw: k, stride: [stride, stride], pad: [pad, pad], oh, ow };
+            let g = Conv {
+                kh: k,
+                kw: k,
+                stride: [stride, stride],
+                pad: [pad, pad],
+                oh,
+                ow,
+            };
             let x = data(s.len(), 1);
             let w = data(s.c * k * k, 2);
             let y = depthwise_forward(&x, s, &w, g);
@@ -465,39 +512,59 @@ mod tests {
                 xp[i] += eps;
                 xm[i] -= eps;
                 let fd = (f(&xp, &w) - f(&xm, &w)) / (2.0 * f64::from(eps));
-                assert!((fd - f64::from(dx[i])).abs() < 1e-3, "dx[{i}] {fd} vs {}", dx[i]);
+                assert!(
+                    (fd - f64::from(dx[i])).abs() < 1e-3,
+                    "dx[{i}] {fd} vs {}",
+                    dx[i]
+                );
             }
             for i in 0..w.len() {
                 let (mut wp, mut wm) = (w.clone(), w.clone());
                 wp[i] += eps;
                 wm[i] -= eps;
                 let fd = (f(&x, &wp) - f(&x, &wm)) / (2.0 * f64::from(eps));
-                assert!((fd - f64::from(dw[i])).abs() < 1e-3, "dw[{i}] {fd} vs {}", dw[i]);
+                assert!(
+                    (fd - f64::from(dw[i])).abs() < 1e-3,
+                    "dw[{i}] {fd} vs {}",
+                    dw[i]
+                );
             }
         }
     }
 
     #[test]
     fn batch_norm_gradients_match_finite_differences() {
-        let s = Nchw { n: 3, c: 2, h: 3, w: 5 };
+        let s = Nchw {
+            n: 3,
+            c: 2,
+            h: 3,
+            w: 5,
+        };
         let x = data(s.len(), 4);
         let gamma = vec![1.3, -0.7];
         let beta = vec![0.2, 0.5];
         let dy = data(s.len(), 5);
         let eps = 1e-5;
         let f = |x: &[f32], g: &[f32], b: &[f32]| -> f64 {
-            let (y, _, _) = batch_norm_train(x, s, g, b, eps);
-            y.iter().zip(&dy).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+            let (y, _, _) = batch_norm_train(x, s, g, b, eps, None);
+            y.iter()
+                .zip(&dy)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum()
         };
-        let (_, mean, var) = batch_norm_train(&x, s, &gamma, &beta, eps);
-        let (dx, dg, db) = batch_norm_train_backward(&x, s, &gamma, &mean, &var, eps, &dy);
+        let (_, mean, var) = batch_norm_train(&x, s, &gamma, &beta, eps, None);
+        let (dx, dg, db) = batch_norm_train_backward(&x, s, &gamma, &mean, &var, eps, &dy, None);
         let h = 1e-2f32;
         for i in 0..x.len() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp[i] += h;
             xm[i] -= h;
             let fd = (f(&xp, &gamma, &beta) - f(&xm, &gamma, &beta)) / (2.0 * f64::from(h));
-            assert!((fd - f64::from(dx[i])).abs() < 2e-3, "dx[{i}] {fd} vs {}", dx[i]);
+            assert!(
+                (fd - f64::from(dx[i])).abs() < 2e-3,
+                "dx[{i}] {fd} vs {}",
+                dx[i]
+            );
         }
         for c in 0..2 {
             let (mut gp, mut gm) = (gamma.clone(), gamma.clone());

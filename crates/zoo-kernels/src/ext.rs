@@ -25,21 +25,27 @@ use crate::cpu::{self, Conv, Nchw};
 /// calls on the backend underneath; models call the forward ones (through [`crate::nn`]).
 #[backend_extension(Flex, Autodiff)]
 pub trait ZooKernels: Backend {
-    /// BatchNorm with the batch's statistics: (output, mean, biased variance).
+    /// BatchNorm with the batch's statistics, then (when `act > 0`) the clamp `[0, act]`:
+    /// ReLU with `act = ∞`, ReLU6 with 6. Returns (output, mean, biased variance).
     fn zoo_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        act: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// (dx, dgamma, dbeta) of [`zoo_batch_norm_train`](ZooKernels::zoo_batch_norm_train).
+    /// (dx, dgamma, dbeta) of [`zoo_batch_norm_train`](ZooKernels::zoo_batch_norm_train);
+    /// `output` is its output (read only when `act > 0`).
+    #[allow(clippy::too_many_arguments)]
     fn zoo_batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
+        output: FloatTensor<Self>,
+        act: f32,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
@@ -122,12 +128,7 @@ fn is_f32(ts: &[&FlexTensor]) -> bool {
     ts.iter().all(|t| t.dtype() == DType::F32)
 }
 
-fn depthwise_geometry(
-    x: Nchw,
-    w: &FlexTensor,
-    stride: [usize; 2],
-    pad: [usize; 4],
-) -> Conv {
+fn depthwise_geometry(x: Nchw, w: &FlexTensor, stride: [usize; 2], pad: [usize; 4]) -> Conv {
     let ws = w.shape();
     let (kh, kw) = (ws[2], ws[3]);
     Conv {
@@ -150,14 +151,26 @@ impl ZooKernels for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        act: f32,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         if !is_f32(&[&x, &gamma, &beta]) || x.shape().num_dims() != 4 {
             let r = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
-            return (r.output, r.mean, r.variance);
+            let y = if act > 0.0 {
+                Self::zoo_clamp_relu(r.output, act)
+            } else {
+                r.output
+            };
+            return (y, r.mean, r.variance);
         }
         let s = dims4(&x);
-        let (y, mean, var) =
-            cpu::batch_norm_train(&values(&x), s, &values(&gamma), &values(&beta), epsilon);
+        let (y, mean, var) = cpu::batch_norm_train(
+            &values(&x),
+            s,
+            &values(&gamma),
+            &values(&beta),
+            epsilon,
+            (act > 0.0).then_some(act),
+        );
         (
             tensor(y, x.shape()),
             tensor(mean, [s.c]),
@@ -171,15 +184,23 @@ impl ZooKernels for Flex {
         mean: FlexTensor,
         variance: FlexTensor,
         epsilon: f64,
+        output: FlexTensor,
+        act: f32,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if !is_f32(&[&x, &gamma, &mean, &variance, &grad]) || x.shape().num_dims() != 4 {
+        if !is_f32(&[&x, &gamma, &mean, &variance, &grad, &output]) || x.shape().num_dims() != 4 {
+            let grad = if act > 0.0 {
+                Self::zoo_clamp_relu_backward(output, grad, act)
+            } else {
+                grad
+            };
             let r = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
                 x, gamma, mean, variance, epsilon, grad,
             );
             return (r.x_grad, r.gamma_grad, r.beta_grad);
         }
         let s = dims4(&x);
+        let y = values(&output);
         let (dx, dg, db) = cpu::batch_norm_train_backward(
             &values(&x),
             s,
@@ -188,12 +209,9 @@ impl ZooKernels for Flex {
             &values(&variance),
             epsilon,
             &values(&grad),
+            (act > 0.0).then(|| (&*y, act)),
         );
-        (
-            tensor(dx, x.shape()),
-            tensor(dg, [s.c]),
-            tensor(db, [s.c]),
-        )
+        (tensor(dx, x.shape()), tensor(dg, [s.c]), tensor(db, [s.c]))
     }
 
     fn zoo_clamp_relu(x: FlexTensor, max: f32) -> FlexTensor {
@@ -207,7 +225,12 @@ impl ZooKernels for Flex {
         if !is_f32(&[&output, &grad]) {
             // Other float types: the same kernel on an f32 copy, cast back.
             let dtype = grad.dtype();
-            let f = |t: FlexTensor| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            let f = |t: FlexTensor| {
+                t.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+            };
             let dx = cpu::clamp_relu_backward(&f(output.clone()), &f(grad), max);
             let data = TensorData::new(dx, output.shape()).convert_dtype(dtype);
             return FlexTensor::from_data(data);
@@ -260,8 +283,7 @@ impl ZooKernels for Flex {
             return (dx, dw);
         }
         let g = depthwise_geometry(s, &weight, stride, pad);
-        let (dx, dw) =
-            cpu::depthwise_backward(&values(&x), s, &values(&weight), g, &values(&grad));
+        let (dx, dw) = cpu::depthwise_backward(&values(&x), s, &values(&weight), g, &values(&grad));
         (tensor(dx, x.shape()), tensor(dw, weight.shape()))
     }
 
@@ -288,7 +310,10 @@ impl ZooKernels for Flex {
         let dy = grad.reshape(Shape::new([s.n, co, hw]));
         let dx = Flex::float_matmul(wt, dy.clone()).reshape(x.shape());
         // dW = Σ_n dY_n · X_nᵀ as one product: [co, n·hw] · [n·hw, ci].
-        let dy_rows = dy.permute(&[1, 0, 2]).to_contiguous().reshape(Shape::new([co, s.n * hw]));
+        let dy_rows = dy
+            .permute(&[1, 0, 2])
+            .to_contiguous()
+            .reshape(Shape::new([co, s.n * hw]));
         let x_cols = x
             .reshape(Shape::new([s.n, s.c, hw]))
             .permute(&[0, 2, 1])
@@ -309,22 +334,24 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        act: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Debug)]
         struct Op;
         impl<B: Backend + ZooKernels> Backward<B, 3> for Op {
-            type State = (
-                FloatTensor<B>,
-                FloatTensor<B>,
-                FloatTensor<B>,
-                FloatTensor<B>,
-                f64,
-            );
-            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+            #[allow(clippy::type_complexity)]
+            type State = ([FloatTensor<B>; 5], f64, f32);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let [nx, ng, nb] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (x, gamma, mean, var, eps) = ops.state;
-                let (dx, dg, db) = B::zoo_batch_norm_train_backward(x, gamma, mean, var, eps, grad);
+                let ([x, gamma, mean, var, y], eps, act) = ops.state;
+                let (dx, dg, db) =
+                    B::zoo_batch_norm_train_backward(x, gamma, mean, var, eps, y, act, grad);
                 if let Some(n) = nx {
                     grads.register::<B>(n.id, dx);
                 }
@@ -337,15 +364,20 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
             }
         }
         let nodes = [x.node(), gamma.node(), beta.node()];
-        let (xp, gp, bp) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+        let (xp, gp, bp) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
         match Op.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (y, m, v) = B::zoo_batch_norm_train(xp.clone(), gp.clone(), bp, epsilon);
-                let out = prep.finish((xp, gp, m.clone(), v.clone(), epsilon), y);
+                let (y, m, v) = B::zoo_batch_norm_train(xp.clone(), gp.clone(), bp, epsilon, act);
+                let state = ([xp, gp, m.clone(), v.clone(), y.clone()], epsilon, act);
+                let out = prep.finish(state, y);
                 (out, Self::from_inner(m), Self::from_inner(v))
             }
             OpsKind::UnTracked(prep) => {
-                let (y, m, v) = B::zoo_batch_norm_train(xp, gp, bp, epsilon);
+                let (y, m, v) = B::zoo_batch_norm_train(xp, gp, bp, epsilon, act);
                 (prep.finish(y), Self::from_inner(m), Self::from_inner(v))
             }
         }
@@ -357,6 +389,8 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         _mean: FloatTensor<Self>,
         _variance: FloatTensor<Self>,
         _epsilon: f64,
+        _output: FloatTensor<Self>,
+        _act: f32,
         _grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("second derivatives of BatchNorm are not supported")
@@ -367,7 +401,12 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         struct Op;
         impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
             type State = (FloatTensor<B>, f32);
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let (y, max) = ops.state;
                 unary::<B, _>(ops.parents, ops.node, grads, |g| {
                     B::zoo_clamp_relu_backward(y, g, max)
@@ -407,7 +446,12 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         struct Op;
         impl<B: Backend + ZooKernels> Backward<B, 2> for Op {
             type State = (FloatTensor<B>, FloatTensor<B>, [usize; 6]);
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let [nx, nw] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, w, [sh, sw, pt, pl, pb, pr]) = ops.state;
@@ -424,7 +468,9 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         let nodes = [x.node(), weight.node()];
         let (xp, wp) = (x.into_primitive(), weight.into_primitive());
         let run = |x, w| {
-            B::zoo_depthwise_conv2d(x, w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right)
+            B::zoo_depthwise_conv2d(
+                x, w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
+            )
         };
         match Op.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -454,7 +500,12 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         struct Op;
         impl<B: Backend + ZooKernels> Backward<B, 2> for Op {
             type State = (FloatTensor<B>, FloatTensor<B>);
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 let [nx, nw] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, w) = ops.state;
@@ -491,7 +542,12 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         struct Op;
         impl<B: Backend> Backward<B, 1> for Op {
             type State = u32;
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
                 crate::profile::backward_arrived(ops.state);
                 unary::<B, _>(ops.parents, ops.node, grads, |g| g);
             }

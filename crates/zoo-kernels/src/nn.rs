@@ -38,7 +38,11 @@ pub fn use_own_kernels(on: bool) {
 /// Whether `t` takes the project's kernels: it runs on the `flex` CPU backend (possibly
 /// under autodiff) and they are switched on.
 pub fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
-    own_kernels() && matches!(t.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+    own_kernels()
+        && matches!(
+            t.device().as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
 }
 
 fn dispatch<const D: usize>(t: burn::backend::DispatchTensor) -> Tensor<D> {
@@ -64,7 +68,13 @@ fn padding(p: &PaddingConfig2d) -> Option<[usize; 4]> {
     }
 }
 
-fn conv_kind(weight: &[usize; 4], groups: usize, stride: [usize; 2], dilation: [usize; 2], pad: Option<[usize; 4]>) -> ConvKind {
+fn conv_kind(
+    weight: &[usize; 4],
+    groups: usize,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: Option<[usize; 4]>,
+) -> ConvKind {
     let Some(pad) = pad else {
         return ConvKind::General;
     };
@@ -113,27 +123,38 @@ pub fn conv2d_raw(
         match kind {
             ConvKind::Depthwise => {
                 let p = pad.unwrap_or([0; 4]);
-                with_bias(dispatch(<Dispatch as ZooKernels>::zoo_depthwise_conv2d(
+                with_bias(
+                    dispatch(<Dispatch as ZooKernels>::zoo_depthwise_conv2d(
+                        x.into_dispatch(),
+                        weight.into_dispatch(),
+                        stride[0],
+                        stride[1],
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                    )),
+                    bias,
+                )
+            }
+            ConvKind::Pointwise => with_bias(
+                dispatch(<Dispatch as ZooKernels>::zoo_pointwise_conv2d(
                     x.into_dispatch(),
                     weight.into_dispatch(),
-                    stride[0],
-                    stride[1],
-                    p[0],
-                    p[1],
-                    p[2],
-                    p[3],
-                )), bias)
-            }
-            ConvKind::Pointwise => with_bias(dispatch(<Dispatch as ZooKernels>::zoo_pointwise_conv2d(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-            )), bias),
+                )),
+                bias,
+            ),
             ConvKind::General => match pad {
                 Some(p) => burn_conv2d(
                     x,
                     weight,
                     bias,
-                    ConvOptions::new_with_padding(stride, [(p[0], p[2]), (p[1], p[3])], dilation, groups),
+                    ConvOptions::new_with_padding(
+                        stride,
+                        [(p[0], p[2]), (p[1], p[3])],
+                        dilation,
+                        groups,
+                    ),
                 ),
                 None => unreachable!("`Same` padding goes through conv2d()"),
             },
@@ -167,20 +188,37 @@ pub fn bn_trains<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
 /// of the project's kernel, and the running statistics move as PyTorch moves them (the
 /// *unbiased* batch variance, momentum 0.1 by default).
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    batch_norm_act(bn, x, None)
+}
+
+/// [`batch_norm`] followed by the clamp `[0, act]` (ReLU: `f32::INFINITY`, ReLU6: 6), fused
+/// into one kernel while training on the CPU.
+pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<4> {
+    let then_act = |y: Tensor<4>| match act {
+        Some(m) if m.is_finite() => clamp_relu("relu6", y, m),
+        Some(_) => relu(y),
+        None => y,
+    };
     if !bn_trains(bn, &x) {
-        return scope("batch_norm (running stats)", x, |x| bn.forward(x));
+        return then_act(scope("batch_norm (running stats)", x, |x| bn.forward(x)));
     }
     if !on_flex(&x) {
-        return scope("batch_norm train", x, |x| bn.forward(x));
+        return then_act(scope("batch_norm train", x, |x| bn.forward(x)));
     }
+    let label = match act {
+        Some(m) if m.is_finite() => "batch_norm train + relu6",
+        Some(_) => "batch_norm train + relu",
+        None => "batch_norm train",
+    };
     let [n, _, h, w] = x.dims();
     let count = (n * h * w) as f64;
-    let y = scope("batch_norm train", x, |x| {
+    let y = scope(label, x, |x| {
         let (y, mean, var) = <Dispatch as ZooKernels>::zoo_batch_norm_train(
             x.into_dispatch(),
             bn.gamma.val().into_dispatch(),
             bn.beta.val().into_dispatch(),
             bn.epsilon,
+            act.unwrap_or(0.0),
         );
         let (mean, var): (Tensor<1>, Tensor<1>) = (dispatch(mean), dispatch(var));
         let device = mean.device();
@@ -192,10 +230,16 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         let m = bn.momentum;
         let rm = bn.running_mean.value_sync().to_device(&device);
         let rv = bn.running_var.value_sync().to_device(&device);
-        bn.running_mean
-            .update(rm.mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m)).detach());
-        bn.running_var
-            .update(rv.mul_scalar(1.0 - m).add(unbiased.detach().mul_scalar(m)).detach());
+        bn.running_mean.update(
+            rm.mul_scalar(1.0 - m)
+                .add(mean.detach().mul_scalar(m))
+                .detach(),
+        );
+        bn.running_var.update(
+            rv.mul_scalar(1.0 - m)
+                .add(unbiased.detach().mul_scalar(m))
+                .detach(),
+        );
         dispatch(y)
     });
     y
@@ -205,7 +249,10 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 fn clamp_relu<const D: usize>(label: &'static str, x: Tensor<D>, max: f32) -> Tensor<D> {
     scope(label, x, |x| {
         if on_flex(&x) {
-            dispatch(<Dispatch as ZooKernels>::zoo_clamp_relu(x.into_dispatch(), max))
+            dispatch(<Dispatch as ZooKernels>::zoo_clamp_relu(
+                x.into_dispatch(),
+                max,
+            ))
         } else if max.is_finite() {
             x.clamp(0.0, max)
         } else {

@@ -69,7 +69,10 @@ pub fn reset() {
 }
 
 fn probe<const D: usize>(x: Tensor<D>, label: u32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as ZooKernels>::zoo_probe(x.into_dispatch(), label))
+    Tensor::from_dispatch(<Dispatch as ZooKernels>::zoo_probe(
+        x.into_dispatch(),
+        label,
+    ))
 }
 
 /// Runs `f(x)` as one op of `kind`: timed, and probed for the backward pass when `x` is on
