@@ -161,6 +161,10 @@ pub struct FinetuneArgs {
     /// Compute frozen features without reading or writing the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Run the frozen first blocks every step instead of once (`--freeze stages:N` without
+    /// augmentation computes their output once by default; the result is the same).
+    #[arg(long)]
+    no_prefix_cache: bool,
     /// Continue a killed run from its last checkpoint in --out.
     #[arg(long)]
     resume: bool,
@@ -246,6 +250,9 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
     }
     if a.no_cache {
         o.use_cache = false;
+    }
+    if a.no_prefix_cache {
+        o.prefix_cache = false;
     }
     o.resume |= a.resume;
     if a.checkpoint_every.is_some() {

@@ -210,11 +210,30 @@ impl MobileNetV2 {
 
     /// Pooled features `[batch, num_features]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut y = self.stem.forward(x);
-        for b in &self.blocks {
-            y = b.forward(y);
+        self.features_from(x, 0)
+    }
+
+    /// The sequential units of the trunk: `features.0` (stem) … `features.18` (last conv).
+    pub fn units(&self) -> usize {
+        self.blocks.len() + 2
+    }
+
+    /// Runs units `range` (indices as in `features.N`) on `y`.
+    pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        let n = self.blocks.len();
+        for i in range {
+            y = match i {
+                0 => self.stem.forward(y),
+                i if i <= n => self.blocks[i - 1].forward(y),
+                _ => self.last.forward(y),
+            };
         }
-        let y = self.last.forward(y);
+        y
+    }
+
+    /// Pooled features from the activation entering unit `start` (0: the image).
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        let y = self.run_units(x, start..self.units());
         y.mean_dim(3).mean_dim(2).flatten(1, 3)
     }
 

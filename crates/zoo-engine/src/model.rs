@@ -175,6 +175,35 @@ impl Model {
         }
     }
 
+    /// The block names (as `export::block_of` spells them) of the sequential units a frozen
+    /// prefix can be cut at, in forward order; `None` for architectures without the split
+    /// (today only MobileNetV2 has it).
+    pub fn prefix_units(&self) -> Option<Vec<String>> {
+        match self {
+            Model::MobileNetV2(m) => {
+                Some((0..m.units()).map(|i| format!("features.{i}")).collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// The activation after the first `k` units of [`prefix_units`](Model::prefix_units).
+    pub fn run_prefix(&self, x: Tensor<4>, k: usize) -> Tensor<4> {
+        match self {
+            Model::MobileNetV2(m) => m.run_units(x, 0..k),
+            _ => panic!("run_prefix: this architecture has no prefix split"),
+        }
+    }
+
+    /// Pooled features from the activation after the first `k` units.
+    pub fn features_from(&self, x: Tensor<4>, k: usize) -> Tensor<2> {
+        match self {
+            Model::MobileNetV2(m) => m.features_from(x, k),
+            _ if k == 0 => self.features(x),
+            _ => panic!("features_from: this architecture has no prefix split"),
+        }
+    }
+
     /// Pooled features, no head.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         match self {

@@ -32,8 +32,23 @@ impl FeatureCache {
 
     /// The key of `examples` under `source`'s backbone and preprocessing.
     pub fn key(source: &Source, examples: &[Example]) -> Result<String, TrainError> {
+        Self::key_tagged(source, examples, "")
+    }
+
+    /// [`key`](FeatureCache::key) for another kind of cached value (`tag`, such as
+    /// `prefix:8` for the activations after the first 8 frozen blocks).
+    pub fn key_tagged(
+        source: &Source,
+        examples: &[Example],
+        tag: &str,
+    ) -> Result<String, TrainError> {
         let mut h = Sha256::new();
         h.update(b"zoo-features-v1\0");
+        if !tag.is_empty() {
+            // The engine's kernels decide the bits of these values: a change of engine
+            // invalidates them.
+            h.update(format!("{tag}|zoo-kernels-{}\0", env!("CARGO_PKG_VERSION")).as_bytes());
+        }
         h.update(source.weights_sha256.as_bytes());
         match &source.kind {
             Kind::Image {
@@ -75,6 +90,34 @@ impl FeatureCache {
             return None;
         }
         Some((zoo_formats::dtype::to_f32(&t.data, t.dtype)?, t.shape[1]))
+    }
+
+    /// Cached rows of any shape (`[n, ...]`), if present and readable.
+    pub fn get_rows(&self, key: &str) -> Option<(Vec<f32>, Vec<usize>)> {
+        let mapped = zoo_checkpoint::Mapped::open(self.path(key)).ok()?;
+        let loaded = zoo_checkpoint::load(&mapped).ok()?;
+        let t = loaded.tensors.iter().find(|t| t.name == "features")?;
+        if t.dtype != zoo_formats::Dtype::F32 {
+            return None;
+        }
+        Some((
+            zoo_formats::dtype::to_f32(&t.data, t.dtype)?,
+            t.shape.clone(),
+        ))
+    }
+
+    /// Stores rows of any shape atomically.
+    pub fn put_rows(&self, key: &str, values: &[f32], shape: &[usize]) -> Result<(), TrainError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
+        let data: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = zoo_formats::safetensors::TensorData {
+            name: "features".into(),
+            dtype: zoo_formats::Dtype::F32,
+            shape: shape.to_vec(),
+            data: std::borrow::Cow::Owned(data),
+        };
+        zoo_checkpoint::write_safetensors(&self.path(key), &[t], None)?;
+        Ok(())
     }
 
     /// Stores features atomically (a killed run leaves no half file).

@@ -75,6 +75,9 @@ pub struct Options {
     pub pooling: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub use_cache: bool,
+    /// Compute the frozen prefix (`--freeze stages:N` without augmentation) once and train
+    /// every epoch on the blocks above it; off with `--no-prefix-cache` (same result).
+    pub prefix_cache: bool,
     pub resume: bool,
     /// A checkpoint every this many steps (default: every two minutes of training), besides
     /// the one at every epoch's end.
@@ -119,6 +122,7 @@ impl Default for Options {
             pooling: None,
             cache_dir: None,
             use_cache: true,
+            prefix_cache: true,
             resume: false,
             checkpoint_every: None,
             base_model: None,
@@ -139,6 +143,7 @@ impl Options {
             base_model: None,
             stop_after: None,
             stop_after_steps: None,
+            prefix_cache: true,
             ..self.clone()
         }
     }
@@ -321,6 +326,147 @@ fn features(
         c.put(k, &out, dim)?;
     }
     Ok((out, dim, batches, false))
+}
+
+/// How many leading units of the image backbone are entirely frozen (their parameters all
+/// in `frozen`), when the architecture can be cut there; `None` when none are.
+fn frozen_prefix(
+    net: &Net,
+    params: &[(ParamId, String)],
+    frozen: &HashSet<ParamId>,
+) -> Option<usize> {
+    let units = net.image_backbone()?.prefix_units()?;
+    let mut k = 0;
+    for unit in &units[..units.len() - 1] {
+        let mut any = false;
+        for (id, n) in params {
+            if block_of(n) == *unit {
+                any = true;
+                if !frozen.contains(id) {
+                    return (k > 0).then_some(k);
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+        k += 1;
+    }
+    (k > 0).then_some(k)
+}
+
+/// Activations at the freeze boundary, one row per example.
+#[derive(Debug)]
+struct Activations {
+    values: Vec<f32>,
+    /// `[c, h, w]` of one example.
+    shape: [usize; 3],
+}
+
+impl Activations {
+    fn row(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The rows of `idx` as a `[len, c, h, w]` tensor.
+    fn batch(&self, idx: &[usize], device: &Device) -> Tensor<4> {
+        let r = self.row();
+        let mut x = Vec::with_capacity(idx.len() * r);
+        for &i in idx {
+            x.extend_from_slice(&self.values[i * r..(i + 1) * r]);
+        }
+        let [c, h, w] = self.shape;
+        Tensor::from_data(TensorData::new(x, [idx.len(), c, h, w]), device)
+    }
+}
+
+/// Most bytes the frozen-prefix activations may take (`ZOO_PREFIX_CACHE_MAX_MB`, default
+/// 4096): above it the run computes the whole network every step, and says so.
+fn prefix_limit() -> usize {
+    std::env::var("ZOO_PREFIX_CACHE_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4096)
+        << 20
+}
+
+/// The output of the first `k` frozen units for every example of `d` (evaluation transform),
+/// from the feature cache when it has them; `None` when they would exceed the size limit.
+#[allow(clippy::too_many_arguments)]
+fn prefix_activations(
+    net: &Net,
+    source: &Source,
+    d: &Dataset,
+    k: usize,
+    o: &Options,
+    cache: Option<&FeatureCache>,
+    phase: &str,
+    progress: &dyn Progress,
+) -> Result<Option<Activations>, TrainError> {
+    let key = match cache {
+        Some(_) => Some(FeatureCache::key_tagged(
+            source,
+            &d.examples,
+            &format!("prefix:{k}"),
+        )?),
+        None => None,
+    };
+    if let (Some(c), Some(key)) = (cache, &key)
+        && let Some((values, shape)) = c.get_rows(key)
+        && shape.len() == 4
+        && shape[0] == d.len()
+    {
+        progress.note(&format!(
+            "{phase}: frozen-prefix activations of {} examples from the cache ({})",
+            d.len(),
+            c.dir.display()
+        ));
+        return Ok(Some(Activations {
+            values,
+            shape: [shape[1], shape[2], shape[3]],
+        }));
+    }
+    let device = zoo_engine::cpu();
+    let valid = net.valid();
+    let backbone = valid.image_backbone().expect("an image network");
+    let refs: Vec<&Example> = d.examples.iter().collect();
+    let mut values = Vec::new();
+    let mut shape = [0; 3];
+    progress.start(&format!("{phase} frozen prefix"), d.len() as u64);
+    for chunk in refs.chunks(inference_batch(source, o)) {
+        let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
+        let crate::net::Batch::Image(x) = b else {
+            unreachable!("an image source prepares images")
+        };
+        let y = backbone.run_prefix(x, k);
+        let [_, c, h, w] = y.dims();
+        shape = [c, h, w];
+        let bytes = d.len() * c * h * w * 4;
+        if bytes > prefix_limit() {
+            progress.finish();
+            progress.note(&format!(
+                "the frozen prefix's activations for {phase} would take {} MB, more than ZOO_PREFIX_CACHE_MAX_MB ({} MB): every step computes the whole network",
+                bytes >> 20,
+                prefix_limit() >> 20
+            ));
+            return Ok(None);
+        }
+        values.extend(
+            y.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default(),
+        );
+        for _ in chunk {
+            progress.step("");
+        }
+    }
+    progress.finish();
+    if let (Some(c), Some(key)) = (cache, &key) {
+        let [ch, h, w] = shape;
+        c.put_rows(key, &values, &[d.len(), ch, h, w])?;
+    }
+    Ok(Some(Activations { values, shape }))
 }
 
 /// A tensor by name: (name, shape, values).
@@ -669,6 +815,62 @@ pub fn finetune(
         cached = Some((tf, vf, dim));
     }
 
+    // The frozen prefix, computed once (image models, no augmentation, a fixed freeze).
+    let prefix = if !use_features
+        && !is_text
+        && !o.augment
+        && o.prefix_cache
+        && !o.from_scratch
+        && schedule.is_empty()
+    {
+        frozen_prefix(&net, &params, &frozen)
+    } else {
+        None
+    };
+    let prefix = match prefix {
+        Some(k) => {
+            let cache = o.use_cache.then(|| FeatureCache {
+                dir: o
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(FeatureCache::default_dir),
+            });
+            let t = prefix_activations(
+                &net,
+                &source,
+                &train,
+                k,
+                o,
+                cache.as_ref(),
+                "train",
+                progress,
+            )?;
+            let v = match &t {
+                Some(_) => prefix_activations(
+                    &net,
+                    &source,
+                    &val,
+                    k,
+                    o,
+                    cache.as_ref(),
+                    "validation",
+                    progress,
+                )?,
+                None => None,
+            };
+            match (t, v) {
+                (Some(t), Some(v)) => {
+                    progress.note(&format!(
+                        "the first {k} blocks are frozen: their output is computed once and every epoch trains the blocks above"
+                    ));
+                    Some((k, t, v))
+                }
+                _ => None,
+            }
+        }
+        None => None,
+    };
+
     // Resume.
     std::fs::create_dir_all(&ckpt_dir).map_err(|e| TrainError::io(&ckpt_dir, e))?;
     let mut state = RunState {
@@ -761,6 +963,10 @@ pub fn finetune(
                         Tensor::from_data(TensorData::new(x, [chunk.len(), *dim]), &device);
                     net.head_forward(x)
                 }
+                None if prefix.is_some() => {
+                    let (k, acts, _) = prefix.as_ref().unwrap();
+                    net.logits_from(acts.batch(chunk, &device), *k)
+                }
                 None => {
                     let ex: Vec<&Example> = chunk.iter().map(|&i| &train.examples[i]).collect();
                     let prep = if o.augment && !is_text {
@@ -832,11 +1038,23 @@ pub fn finetune(
                 );
                 to_vec(head.forward(x))
             }
-            None => {
-                let b = inference_batch(&source, o);
-                backbone_batches += val.len().div_ceil(b);
-                predict_logits(&net, &source, &val, b, &crate::Silent)?
-            }
+            None => match &prefix {
+                Some((k, _, va)) => {
+                    let valid = net.valid();
+                    let cpu = zoo_engine::cpu();
+                    let idx: Vec<usize> = (0..val.len()).collect();
+                    let mut out = Vec::with_capacity(val.len() * classes.len());
+                    for chunk in idx.chunks(inference_batch(&source, o)) {
+                        out.extend(to_vec(valid.logits_from(va.batch(chunk, &cpu), *k)));
+                    }
+                    out
+                }
+                None => {
+                    let b = inference_batch(&source, o);
+                    backbone_batches += val.len().div_ceil(b);
+                    predict_logits(&net, &source, &val, b, &crate::Silent)?
+                }
+            },
         };
         let labels: Vec<usize> = val.examples.iter().map(|e| e.label).collect();
         let ev = evaluate(&val_logits, &labels, &classes);

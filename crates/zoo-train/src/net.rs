@@ -320,6 +320,22 @@ impl Net {
         }
     }
 
+    /// The image backbone, if this is an image network.
+    pub fn image_backbone(&self) -> Option<&zoo_engine::Model> {
+        match self {
+            Net::Image(m) => Some(&m.backbone),
+            Net::Text(_) => None,
+        }
+    }
+
+    /// Logits from the activation after the first `k` backbone units (the frozen prefix).
+    pub fn logits_from(&self, x: Tensor<4>, k: usize) -> Tensor<2> {
+        match self {
+            Net::Image(m) => m.head.forward(m.backbone.features_from(x, k)),
+            Net::Text(_) => panic!("logits_from: a text network has no image prefix"),
+        }
+    }
+
     pub fn head(&self) -> &Head {
         match self {
             Net::Image(m) => &m.head,

@@ -326,3 +326,59 @@ fn bad_data_is_named() {
         .to_string();
     assert!(e.contains("t.csv:3") && e.contains("neutral"), "{e}");
 }
+
+/// Issue 11: with the first blocks frozen and no augmentation, their output is computed once
+/// and every epoch trains the blocks above it — and the fine-tuned model is byte-identical
+/// to the one that runs the whole network every step.
+#[test]
+fn the_frozen_prefix_computed_once_gives_the_same_bytes_issue_11() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = mobilenet(tmp.path());
+    let data = fixtures().join("fashion-mnist");
+    let o = small(Options {
+        epochs: 2,
+        freeze: "stages:8".into(),
+        augment: false,
+        per_class: Some(5),
+        max_test: Some(20),
+        batch_size: 16,
+        cache_dir: Some(tmp.path().join("cache")),
+        ..Options::default()
+    });
+    let once = finetune(&model, &data, &tmp.path().join("once"), &o, &Silent).unwrap();
+    let every = finetune(
+        &model,
+        &data,
+        &tmp.path().join("every"),
+        &Options {
+            prefix_cache: false,
+            ..o.clone()
+        },
+        &Silent,
+    )
+    .unwrap();
+    // The training steps and validation passes never ran the backbone's bottom.
+    assert!(
+        once.backbone_batches < every.backbone_batches,
+        "{} vs {}",
+        once.backbone_batches,
+        every.backbone_batches
+    );
+    let (a, b) = (
+        tensors(&tmp.path().join("once/model.safetensors")),
+        tensors(&tmp.path().join("every/model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    let differ: Vec<&String> = a.keys().filter(|k| a[*k] != b[*k]).collect();
+    assert!(
+        differ.is_empty(),
+        "{} tensors differ: {:?}",
+        differ.len(),
+        &differ[..differ.len().min(5)]
+    );
+    assert_eq!(once.eval.accuracy, every.eval.accuracy);
+    // A second run reads the activations from the cache and ends the same.
+    let again = finetune(&model, &data, &tmp.path().join("again"), &o, &Silent).unwrap();
+    assert_eq!(tensors(&tmp.path().join("again/model.safetensors")), a);
+    assert_eq!(again.eval.accuracy, once.eval.accuracy);
+}
