@@ -2,12 +2,14 @@
 """Engine benchmark (not part of CI): PyTorch and zoo side by side in one run, same machine,
 same shapes, as ratios.
 
-    python3 bench.py [--iters 3]        # needs torch + torchvision (pip install torch torchvision)
+    python3 bench.py [--iters 3]        # needs torch, torchvision, timm, transformers
 
-Measures ResNet-18 inference (batch 16, 224²) and one AdamW training step, and MiniLM-L6
-inference (batch 32, 128 tokens) and one AdamW step. The ResNet-18 weights are torchvision's
-random initialisation, saved once and read by both; MiniLM comes from the fixtures
-(scripts/fetch-fixtures.sh). zoo runs `zoo bench` (release build).
+Measures inference and one AdamW training step of MobileNetV2 (batch 32, 96²), ResNet-18
+(batch 16, 224²), EfficientNet-B0 (batch 32, 96²), ViT-S/16 (batch 16, 224²) and MiniLM-L6
+(batch 32, 128 tokens). The image weights are torchvision's / timm's random initialisation,
+saved once by weights.py and read by both; MiniLM comes from the fixtures
+(scripts/fetch-fixtures.sh). zoo runs `zoo bench` (the project's one build profile).
+`zoo bench --weights DIR --profile` prints where each of zoo's steps goes, per op kind.
 """
 import argparse
 import json
@@ -32,6 +34,15 @@ def rate(items, iters, f):
     return items * iters / (time.perf_counter() - t)
 
 
+# (name, batch, image size) of the image training steps, as in `zoo bench`.
+IMAGE_WORKLOADS = [
+    ("mobilenet_v2", 32, 96),
+    ("resnet18", 16, 224),
+    ("efficientnet_b0", 32, 96),
+    ("vit_small_patch16_224", 16, 224),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=3)
@@ -39,27 +50,37 @@ def main():
     fixtures = os.environ.get("ZOO_FIXTURES", os.path.expanduser("~/.cache/checkpoint-zoo/fixtures"))
     minilm_dir = os.path.join(fixtures, "checkpoints", "all-MiniLM-L6-v2")
     tmp = tempfile.mkdtemp()
-    torch.manual_seed(0)
-    resnet = torchvision.models.resnet18()
-    weights = os.path.join(tmp, "resnet18.safetensors")
-    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, weights)
+    weights_dir = os.path.join(tmp, "weights")
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.py"), weights_dir],
+                   check=True, capture_output=True)
+    from safetensors.torch import load_file
+    import timm
 
-    # PyTorch side.
     torch_res = {}
-    resnet.eval()
-    x = torch.randn(16, 3, 224, 224)
-    with torch.no_grad():
-        torch_res["resnet18_inference_img_per_s"] = rate(16, args.iters, lambda: resnet(x))
-    resnet.train()
-    opt = torch.optim.AdamW(resnet.parameters(), lr=1e-4)
-    labels = torch.arange(16) % 1000
+    builders = {
+        "resnet18": torchvision.models.resnet18,
+        "mobilenet_v2": torchvision.models.mobilenet_v2,
+        "efficientnet_b0": torchvision.models.efficientnet_b0,
+        "vit_small_patch16_224": lambda: timm.create_model("vit_small_patch16_224", pretrained=False),
+    }
+    for name, batch, size in IMAGE_WORKLOADS:
+        model = builders[name]()
+        model.load_state_dict(load_file(os.path.join(weights_dir, f"{name}.safetensors")), strict=False)
+        x = torch.randn(batch, 3, size, size)
+        model.eval()
+        with torch.no_grad():
+            torch_res[f"{name}_inference_img_per_s"] = rate(batch, args.iters, lambda: model(x))
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        labels = torch.arange(batch) % 1000
 
-    def rstep():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(resnet(x), labels).backward()
-        opt.step()
+        def step():
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), labels).backward()
+            opt.step()
 
-    torch_res["resnet18_adamw_step_img_per_s"] = rate(16, args.iters, rstep)
+        torch_res[f"{name}_adamw_step_img_per_s"] = rate(batch, args.iters, step)
+
     from transformers import BertModel
     bert = BertModel.from_pretrained(minilm_dir).eval()
     ids = (torch.arange(32 * 128).reshape(32, 128) * 7919) % 28000 + 1000
@@ -82,17 +103,18 @@ def main():
 
     torch_res["minilm_adamw_step_seq_per_s"] = rate(32, args.iters, bstep)
 
-    # zoo side.
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "zoo-cli"], cwd=ROOT, check=True)
+    # zoo side: the same weights and shapes.
+    subprocess.run(["cargo", "build", "--locked", "-q", "-p", "zoo-cli"], cwd=ROOT, check=True)
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    out = subprocess.run([os.path.join(target_dir, "release", "zoo"), "bench", "--resnet18", weights, "--minilm", minilm_dir,
+    out = subprocess.run([os.path.join(target_dir, "debug", "zoo"), "bench", "--weights", weights_dir, "--minilm", minilm_dir,
                           "--iters", str(args.iters), "--json"], check=True, capture_output=True, text=True)
     zoo_res = json.loads(out.stdout)
 
     print(f"threads: torch {torch.get_num_threads()}, zoo {zoo_res['threads']}")
-    print(f"{'workload':36} {'PyTorch':>10} {'zoo':>10} {'zoo/PyTorch':>12}")
-    for k in ("resnet18_inference_img_per_s", "resnet18_adamw_step_img_per_s", "minilm_inference_seq_per_s", "minilm_adamw_step_seq_per_s"):
-        print(f"{k:36} {torch_res[k]:10.2f} {zoo_res[k]:10.2f} {zoo_res[k] / torch_res[k]:11.2f}x")
+    print(f"{'workload':44} {'PyTorch':>10} {'zoo':>10} {'zoo/PyTorch':>12}")
+    for k in torch_res:
+        if k in zoo_res:
+            print(f"{k:44} {torch_res[k]:10.2f} {zoo_res[k]:10.2f} {zoo_res[k] / torch_res[k]:11.2f}x")
 
 
 if __name__ == "__main__":

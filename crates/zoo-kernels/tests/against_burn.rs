@@ -1,0 +1,139 @@
+//! Each kernel against burn's own composition of the same maths, through the public layer
+//! functions and burn's autodiff: outputs and every gradient agree to a relative tolerance
+//! (issue 11). One test function, because the kernel switch is process-wide.
+
+use burn::module::Param;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::prelude::{Device, Tensor};
+use burn::tensor::{Distribution, TensorData};
+use zoo_kernels::nn;
+
+fn close(what: &str, a: Tensor<4>, b: Tensor<4>) {
+    close_values(what, values(a), values(b));
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn close_values(what: &str, a: Vec<f32>, b: Vec<f32>) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 2e-5 * scale + 1e-6,
+        "{what}: max |diff| {worst} (largest value {scale})"
+    );
+    eprintln!("{what}: max |diff| {worst:.2e} of {scale:.2e}");
+}
+
+/// Runs `f` with the project's kernels and with burn's ops; compares the output and the
+/// gradients of `<output, r>` for a random `r` with respect to the input and `params`.
+fn compare(
+    what: &str,
+    x: &Tensor<4>,
+    f: &dyn Fn(Tensor<4>) -> (Tensor<4>, Vec<Tensor<4>>, Vec<Tensor<1>>),
+) {
+    let mut runs = Vec::new();
+    for own in [true, false] {
+        nn::use_own_kernels(own);
+        let xi = x.clone().require_grad();
+        let (y, p4, p1) = f(xi.clone());
+        let n: usize = y.dims().iter().product();
+        let r: Vec<f32> = (0..n)
+            .map(|i| (i * 7919 % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let r: Tensor<4> = Tensor::from_data(TensorData::new(r, y.dims()), &y.device());
+        let grads = (y.clone() * r).sum().backward();
+        let mut g = vec![values(xi.grad(&grads).expect("input gradient"))];
+        g.extend(
+            p4.iter()
+                .map(|p| values(p.grad(&grads).expect("parameter gradient"))),
+        );
+        g.extend(
+            p1.iter()
+                .map(|p| values(p.grad(&grads).expect("parameter gradient"))),
+        );
+        runs.push((values(y), g));
+    }
+    nn::use_own_kernels(true);
+    let (own, burn) = (runs.remove(0), runs.remove(0));
+    close_values(&format!("{what} output"), own.0, burn.0);
+    for (i, (a, b)) in own.1.into_iter().zip(burn.1).enumerate() {
+        close_values(&format!("{what} gradient {i}"), a, b);
+    }
+}
+
+#[test]
+fn every_kernel_agrees_with_burns_composition() {
+    let device = Device::autodiff(Device::flex());
+    let x: Tensor<4> = Tensor::random([3, 8, 9, 7], Distribution::Normal(0.5, 1.5), &device);
+
+    // Depthwise 3x3, stride 2 and 1, and 5x5 with asymmetric padding.
+    for (k, stride, pad) in [
+        (3, 2, [1, 1, 1, 1]),
+        (3, 1, [1, 1, 1, 1]),
+        (5, 1, [2, 1, 2, 3]),
+    ] {
+        let mut conv = Conv2dConfig::new([8, 8], [k, k])
+            .with_stride([stride, stride])
+            .with_groups(8)
+            .with_bias(true)
+            .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[2], pad[3]))
+            .init(&device);
+        conv.weight = Param::from_tensor(conv.weight.val().detach().require_grad());
+        compare(&format!("depthwise {k}x{k} /{stride}"), &x, &|x| {
+            let y = nn::conv2d(&conv, x);
+            (
+                y,
+                vec![conv.weight.val()],
+                vec![conv.bias.as_ref().unwrap().val()],
+            )
+        });
+    }
+    // 1x1.
+    let conv = Conv2dConfig::new([8, 5], [1, 1])
+        .with_bias(true)
+        .init(&device);
+    compare("1x1 conv", &x, &|x| {
+        (
+            nn::conv2d(&conv, x),
+            vec![conv.weight.val()],
+            vec![conv.bias.as_ref().unwrap().val()],
+        )
+    });
+    // BatchNorm in training mode, alone and with ReLU6 / ReLU fused.
+    for act in [None, Some(6.0), Some(f32::INFINITY)] {
+        let mut bn = BatchNormConfig::new(8).init(&device);
+        bn.gamma = Param::from_tensor(
+            Tensor::random([8], Distribution::Normal(1.0, 0.3), &device).require_grad(),
+        );
+        bn.beta = Param::from_tensor(
+            Tensor::random([8], Distribution::Normal(0.0, 0.3), &device).require_grad(),
+        );
+        compare(&format!("batch_norm train {act:?}"), &x, &|x| {
+            (
+                nn::batch_norm_act(&bn, x, act),
+                vec![],
+                vec![bn.gamma.val(), bn.beta.val()],
+            )
+        });
+    }
+    // ReLU6 alone.
+    compare("relu6", &x, &|x| (nn::relu6(x), vec![], vec![]));
+    // Inference (no autodiff) gives the same values too.
+    let plain: Tensor<4> = Tensor::from_data(x.clone().into_data(), &Device::flex());
+    let conv = Conv2dConfig::new([8, 8], [3, 3])
+        .with_groups(8)
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&Device::flex());
+    nn::use_own_kernels(false);
+    let b = nn::conv2d(&conv, plain.clone());
+    nn::use_own_kernels(true);
+    close("depthwise inference", nn::conv2d(&conv, plain), b);
+}
