@@ -9,7 +9,8 @@
 #   1. head-only fine-tune, 10 epochs, end to end (process start to exit), zoo with a cold
 #      feature cache vs PyTorch recomputing the frozen backbone every epoch, alternated
 #      $ZOO_BENCH_REPEAT times (default 3), medians; zoo's warm run too;
-#   2. one full fine-tuning epoch (every parameter trains, no augmentation) + its validation.
+#   2. one full fine-tuning epoch (every parameter trains, no augmentation) + its validation;
+#   3. --freeze stages:8 for 4 epochs, zoo with the frozen prefix computed once against without.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py="${ZOO_TORCH_PYTHON:-python3}"
@@ -68,6 +69,15 @@ echo "== one full fine-tuning epoch: PyTorch"
 "$py" benches/finetune/bench.py full "$weights" "$data" --epochs 1 --threads "$threads" > "$work/torch-full.json"
 torch_epoch=$(jq_py 'd[0]["epochs"][0]["seconds"]' "$work/torch-full.json")
 
+echo "== --freeze stages:8, 4 epochs, end to end: zoo with the frozen prefix computed once, and without"
+t0=$(now)
+"$zoo" finetune "$work/mnv2" "${common[@]}" --freeze stages:8 --no-augment --epochs 4 --cache-dir "$work/cache-prefix" --out "$work/zoo-prefix" > "$work/zoo-prefix.json"
+zoo_prefix=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')
+t0=$(now)
+"$zoo" finetune "$work/mnv2" "${common[@]}" --freeze stages:8 --no-augment --epochs 4 --no-prefix-cache --out "$work/zoo-noprefix" > "$work/zoo-noprefix.json"
+zoo_noprefix=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{print a-b}')
+cmp "$work/zoo-prefix/model.safetensors" "$work/zoo-noprefix/model.safetensors" && echo "   the same model bytes"
+
 acc() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"]["accuracy"])' "$1"; }
 tacc() { jq_py 'd[0]["test_accuracy"]' "$1"; }
 echo
@@ -75,4 +85,5 @@ printf '%-44s %10s %10s %8s   %s\n' "task (threads: $threads)" zoo_s torch_s rat
 printf '%-44s %10.1f %10.1f %7.2fx   %s / %s\n' "head-only, 10 epochs, end to end (cold, median)" "$zoo_head" "$torch_head" "$(awk -v a="$torch_head" -v b="$zoo_head" 'BEGIN{print a/b}')" "$(acc "$work/zoo-head.json")" "$(tacc "$work/torch-head.json")"
 printf '%-44s %10.1f %10.1f %7.2fx\n' "head-only, 10 epochs, end to end (warm)" "$zoo_warm" "$torch_head" "$(awk -v a="$torch_head" -v b="$zoo_warm" 'BEGIN{print a/b}')"
 printf '%-44s %10.1f %10.1f %7.2fx   %s / %s\n' "one full fine-tuning epoch (+ validation)" "$zoo_epoch" "$torch_epoch" "$(awk -v a="$torch_epoch" -v b="$zoo_epoch" 'BEGIN{print a/b}')" "$(acc "$work/zoo-full.json")" "$(tacc "$work/torch-full.json")"
+printf '%-44s %10.1f %10.1f %7.2fx   (zoo without the prefix cache in the torch_s column)\n' "stages:8, 4 epochs, prefix computed once" "$zoo_prefix" "$zoo_noprefix" "$(awk -v a="$zoo_noprefix" -v b="$zoo_prefix" 'BEGIN{print a/b}')"
 echo "(ratio = PyTorch seconds / zoo seconds; above 1 means zoo is faster; files in $work)"
