@@ -212,7 +212,7 @@ pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<
     };
     let [n, _, h, w] = x.dims();
     let count = (n * h * w) as f64;
-    let y = scope(label, x, |x| {
+    scope(label, x, |x| {
         let (y, mean, var) = <Dispatch as ZooKernels>::zoo_batch_norm_train(
             x.into_dispatch(),
             bn.gamma.val().into_dispatch(),
@@ -241,8 +241,7 @@ pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<
                 .detach(),
         );
         dispatch(y)
-    });
-    y
+    })
 }
 
 /// `min(max(x, 0), max)` through the project's kernel on the CPU.

@@ -10,19 +10,19 @@ use burn::tensor::{Distribution, TensorData};
 use zoo_kernels::nn;
 
 fn close(what: &str, a: Tensor<4>, b: Tensor<4>) {
-    close_values(what, values(a), values(b));
+    close_values(what, &values(a), &values(b));
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
-fn close_values(what: &str, a: Vec<f32>, b: Vec<f32>) {
+fn close_values(what: &str, a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let worst = a
         .iter()
-        .zip(&b)
+        .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
     assert!(
@@ -63,9 +63,9 @@ fn compare(
     }
     nn::use_own_kernels(true);
     let (own, burn) = (runs.remove(0), runs.remove(0));
-    close_values(&format!("{what} output"), own.0, burn.0);
+    close_values(&format!("{what} output"), &own.0, &burn.0);
     for (i, (a, b)) in own.1.into_iter().zip(burn.1).enumerate() {
-        close_values(&format!("{what} gradient {i}"), a, b);
+        close_values(&format!("{what} gradient {i}"), &a, &b);
     }
 }
 
@@ -127,7 +127,7 @@ fn every_kernel_agrees_with_burns_composition() {
     // ReLU6 alone.
     compare("relu6", &x, &|x| (nn::relu6(x), vec![], vec![]));
     // Inference (no autodiff) gives the same values too.
-    let plain: Tensor<4> = Tensor::from_data(x.clone().into_data(), &Device::flex());
+    let plain: Tensor<4> = Tensor::from_data(x.into_data(), &Device::flex());
     let conv = Conv2dConfig::new([8, 8], [3, 3])
         .with_groups(8)
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
