@@ -281,6 +281,71 @@ fn valid(out: usize, stride: usize, pad: usize, k: usize, size: usize) -> std::o
     lo.min(out)..hi.min(out)
 }
 
+/// One output row of one kernel tap that reads inside the image: tap `ky * kw + kx`, output
+/// row `oy` reading input row `iy`, output columns `ox` reading input columns
+/// `ix0, ix0 + stride_w, ...`.
+struct TapRow {
+    tap: usize,
+    oy: usize,
+    iy: usize,
+    ox: std::ops::Range<usize>,
+    ix0: usize,
+}
+
+/// Every [`TapRow`] of a convolution over an `h x w` plane, taps in order, rows in order —
+/// the one walk every convolution kernel here shares (padding handled by the bounds, no
+/// per-element test).
+fn tap_rows(h: usize, w: usize, g: Conv, mut f: impl FnMut(TapRow)) {
+    for tap in 0..g.kh * g.kw {
+        rows_of_tap(h, w, g, tap, &mut f);
+    }
+}
+
+/// The [`TapRow`]s of one tap, rows in order.
+fn rows_of_tap(h: usize, w: usize, g: Conv, tap: usize, mut f: impl FnMut(TapRow)) {
+    let (ky, kx) = (tap / g.kw, tap % g.kw);
+    let ox = valid(g.ow, g.stride[1], g.pad[1], kx, w);
+    if ox.is_empty() {
+        return;
+    }
+    let ix0 = ox.start * g.stride[1] + kx - g.pad[1];
+    for oy in valid(g.oh, g.stride[0], g.pad[0], ky, h) {
+        f(TapRow {
+            tap,
+            oy,
+            iy: oy * g.stride[0] + ky - g.pad[0],
+            ox: ox.clone(),
+            ix0,
+        });
+    }
+}
+
+/// `out[i] += a * inp[i * stride]` over `out` (a contiguous loop when `stride` is 1).
+fn axpy_gather(out: &mut [f32], inp: &[f32], stride: usize, a: f32) {
+    if stride == 1 {
+        for (o, &v) in out.iter_mut().zip(inp) {
+            *o += v * a;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(inp.iter().step_by(stride)) {
+            *o += v * a;
+        }
+    }
+}
+
+/// `out[i * stride] += a * inp[i]` over `inp`.
+fn axpy_scatter(out: &mut [f32], inp: &[f32], stride: usize, a: f32) {
+    if stride == 1 {
+        for (o, &v) in out.iter_mut().zip(inp) {
+            *o += v * a;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().step_by(stride).zip(inp) {
+            *o += v * a;
+        }
+    }
+}
+
 /// Depthwise convolution forward (weight `[c, 1, kh, kw]`, no bias), one plane per task.
 pub fn depthwise_forward(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
@@ -291,32 +356,11 @@ pub fn depthwise_forward(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
             let c = p % s.c;
             let xp = &x[p * hw..(p + 1) * hw];
             let wc = &w[c * kk..(c + 1) * kk];
-            for ky in 0..g.kh {
-                let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
-                for kx in 0..g.kw {
-                    let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
-                    if cols.is_empty() {
-                        continue;
-                    }
-                    let wv = wc[ky * g.kw + kx];
-                    for oy in rows.clone() {
-                        let iy = oy * g.stride[0] + ky - g.pad[0];
-                        let xr = &xp[iy * s.w..(iy + 1) * s.w];
-                        let orow = &mut out[oy * g.ow..(oy + 1) * g.ow];
-                        if g.stride[1] == 1 {
-                            let ix0 = cols.start + kx - g.pad[1];
-                            let n = cols.len();
-                            for (o, &v) in orow[cols.clone()].iter_mut().zip(&xr[ix0..ix0 + n]) {
-                                *o += v * wv;
-                            }
-                        } else {
-                            for ox in cols.clone() {
-                                orow[ox] += xr[ox * g.stride[1] + kx - g.pad[1]] * wv;
-                            }
-                        }
-                    }
-                }
-            }
+            tap_rows(s.h, s.w, g, |t| {
+                let orow = &mut out[t.oy * g.ow..(t.oy + 1) * g.ow];
+                let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
+                axpy_gather(&mut orow[t.ox], xr, g.stride[1], wc[t.tap]);
+            });
         });
     y
 }
@@ -338,72 +382,95 @@ pub fn depthwise_backward(
             let c = p % s.c;
             let dyp = &dy[p * ohw..(p + 1) * ohw];
             let wc = &w[c * kk..(c + 1) * kk];
-            for ky in 0..g.kh {
-                let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
-                for kx in 0..g.kw {
-                    let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
-                    if cols.is_empty() {
-                        continue;
-                    }
-                    let wv = wc[ky * g.kw + kx];
-                    for oy in rows.clone() {
-                        let iy = oy * g.stride[0] + ky - g.pad[0];
-                        let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
-                        let xr = &mut dxp[iy * s.w..(iy + 1) * s.w];
-                        if g.stride[1] == 1 {
-                            let ix0 = cols.start + kx - g.pad[1];
-                            let n = cols.len();
-                            for (o, &d) in xr[ix0..ix0 + n].iter_mut().zip(&dr[cols.clone()]) {
-                                *o += d * wv;
-                            }
-                        } else {
-                            for ox in cols.clone() {
-                                xr[ox * g.stride[1] + kx - g.pad[1]] += dr[ox] * wv;
-                            }
-                        }
-                    }
-                }
-            }
+            tap_rows(s.h, s.w, g, |t| {
+                let dr = &dyp[t.oy * g.ow..(t.oy + 1) * g.ow];
+                let xr = &mut dxp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
+                axpy_scatter(xr, &dr[t.ox], g.stride[1], wc[t.tap]);
+            });
         });
-    // dweight: one channel per task, summed over the batch in order.
+    // dweight: one channel per task, each tap's rows summed in f32 per image, images in
+    // order in f64.
     let dw: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![0f64; kk];
+            let mut sums = vec![0f32; kk];
             for n in 0..s.n {
                 let p = n * s.c + c;
                 let xp = &x[p * hw..(p + 1) * hw];
                 let dyp = &dy[p * ohw..(p + 1) * ohw];
-                for ky in 0..g.kh {
-                    let rows = valid(g.oh, g.stride[0], g.pad[0], ky, s.h);
-                    for kx in 0..g.kw {
-                        let cols = valid(g.ow, g.stride[1], g.pad[1], kx, s.w);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let mut sum = 0f32;
-                        for oy in rows.clone() {
-                            let iy = oy * g.stride[0] + ky - g.pad[0];
-                            let xr = &xp[iy * s.w..(iy + 1) * s.w];
-                            let dr = &dyp[oy * g.ow..(oy + 1) * g.ow];
-                            if g.stride[1] == 1 {
-                                let ix0 = cols.start + kx - g.pad[1];
-                                let n = cols.len();
-                                sum += dot(&dr[cols.clone()], &xr[ix0..ix0 + n]);
-                            } else {
-                                for ox in cols.clone() {
-                                    sum += dr[ox] * xr[ox * g.stride[1] + kx - g.pad[1]];
-                                }
-                            }
-                        }
-                        acc[ky * g.kw + kx] += f64::from(sum);
-                    }
+                sums.fill(0.0);
+                tap_rows(s.h, s.w, g, |t| {
+                    let dr = &dyp[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox.clone()];
+                    let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
+                    sums[t.tap] += if g.stride[1] == 1 {
+                        dot(dr, &xr[..dr.len()])
+                    } else {
+                        dr.iter()
+                            .zip(xr.iter().step_by(g.stride[1]))
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                    };
+                });
+                for (a, &v) in acc.iter_mut().zip(&sums) {
+                    *a += f64::from(v);
                 }
             }
             acc.into_iter().map(|v| v as f32).collect()
         })
         .collect();
     (dx, dw.concat())
+}
+
+/// The columns of a convolution (one group, no dilation) as a `[c·kh·kw, n·oh·ow]` matrix:
+/// row `(ci, ky, kx)`, column `(n, oy, ox)` holds the input value that tap meets there (0 in
+/// the padding). `W [co, c·kh·kw] · cols` is then the convolution, and the weight gradient
+/// is `dY [co, n·oh·ow] · colsᵀ`. One row per task.
+pub fn im2col(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
+    let (hw, l, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
+    let width = s.n * l;
+    let mut cols = vec![0f32; s.c * kk * width];
+    cols.par_chunks_mut(width.max(1))
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (ci, tap) = (row / kk, row % kk);
+            for n in 0..s.n {
+                let xp = &x[(n * s.c + ci) * hw..(n * s.c + ci + 1) * hw];
+                let seg = &mut out[n * l..(n + 1) * l];
+                rows_of_tap(s.h, s.w, g, tap, |t| {
+                    let o = &mut seg[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox];
+                    let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
+                    if g.stride[1] == 1 {
+                        o.copy_from_slice(&xr[..o.len()]);
+                    } else {
+                        for (o, &v) in o.iter_mut().zip(xr.iter().step_by(g.stride[1])) {
+                            *o = v;
+                        }
+                    }
+                });
+            }
+        });
+    cols
+}
+
+/// The adjoint of [`im2col`]: sums a `[c·kh·kw, n·oh·ow]` column gradient back onto the
+/// `[n, c, h, w]` input, one input plane per task, taps in order.
+pub fn col2im(cols: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
+    let (hw, l, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
+    let width = s.n * l;
+    let mut dx = vec![0f32; s.len()];
+    dx.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(p, dxp)| {
+            let (n, ci) = (p / s.c, p % s.c);
+            tap_rows(s.h, s.w, g, |t| {
+                let row = &cols[(ci * kk + t.tap) * width + n * l..][..l];
+                let dr = &row[t.oy * g.ow..(t.oy + 1) * g.ow];
+                let xr = &mut dxp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
+                axpy_scatter(xr, &dr[t.ox], g.stride[1], 1.0);
+            });
+        });
+    dx
 }
 
 /// A dot product in a fixed order (eight lanes, then the tail).
@@ -468,6 +535,71 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn im2col_holds_what_each_tap_meets_and_col2im_is_its_adjoint() {
+        for (h, stride, k, pad) in [
+            (7, 1, 3, 1),
+            (8, 2, 3, 1),
+            (9, 2, 7, 3),
+            (5, 1, 1, 0),
+            (6, 3, 2, 0),
+        ] {
+            let s = Nchw {
+                n: 2,
+                c: 3,
+                h,
+                w: h + 2,
+            };
+            let g = Conv {
+                kh: k,
+                kw: k,
+                stride: [stride, stride],
+                pad: [pad, pad],
+                oh: (h + 2 * pad - k) / stride + 1,
+                ow: (h + 2 + 2 * pad - k) / stride + 1,
+            };
+            let x = data(s.len(), 4);
+            let cols = im2col(&x, s, g);
+            let l = g.oh * g.ow;
+            assert_eq!(cols.len(), s.c * k * k * s.n * l);
+            for ci in 0..s.c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        for n in 0..s.n {
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    let iy = (oy * stride + ky) as isize - pad as isize;
+                                    let ix = (ox * stride + kx) as isize - pad as isize;
+                                    let want = if iy >= 0
+                                        && ix >= 0
+                                        && (iy as usize) < s.h
+                                        && (ix as usize) < s.w
+                                    {
+                                        x[((n * s.c + ci) * s.h + iy as usize) * s.w + ix as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                    let row = (ci * k + ky) * k + kx;
+                                    let got = cols[row * s.n * l + n * l + oy * g.ow + ox];
+                                    assert_eq!(got, want, "row {row} n {n} ({oy}, {ox})");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // <im2col(x), c> = <x, col2im(c)> for any c.
+            let c = data(cols.len(), 5);
+            let back = col2im(&c, s, g);
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{lhs} vs {rhs}"
+            );
+        }
     }
 
     #[test]

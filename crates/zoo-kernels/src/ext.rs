@@ -87,6 +87,48 @@ pub trait ZooKernels: Backend {
         pad_right: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// A convolution with one group, no dilation, no bias (padding top, left, bottom,
+    /// right); forward through flex's own im2col + gemm, backward through ours.
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FloatTensor<Self>;
+
+    /// The input gradient of [`zoo_conv2d`](ZooKernels::zoo_conv2d) for an `in_h x in_w`
+    /// input: `col2im(Wᵀ · dY)`.
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_conv2d_x_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        in_h: usize,
+        in_w: usize,
+    ) -> FloatTensor<Self>;
+
+    /// The weight gradient of [`zoo_conv2d`](ZooKernels::zoo_conv2d) for a `kh x kw`
+    /// kernel: `dY · im2col(x)ᵀ`, one matrix product over the whole batch.
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        kh: usize,
+        kw: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+    ) -> FloatTensor<Self>;
+
     /// A 1x1 convolution, stride 1, one group, no bias: per image `W · X`.
     fn zoo_pointwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -139,6 +181,27 @@ fn depthwise_geometry(x: Nchw, w: &FlexTensor, stride: [usize; 2], pad: [usize; 
         oh: (x.h + pad[0] + pad[2] - kh) / stride[0] + 1,
         ow: (x.w + pad[1] + pad[3] - kw) / stride[1] + 1,
     }
+}
+
+/// The full padding (top, left, bottom, right) of a convolution from its top and left and
+/// the output size it produced.
+fn conv_pad_for(s: Nchw, g: Conv, pad: [usize; 4]) -> [usize; 4] {
+    let bottom = ((g.oh - 1) * g.stride[0] + g.kh).saturating_sub(s.h + pad[0]);
+    let right = ((g.ow - 1) * g.stride[1] + g.kw).saturating_sub(s.w + pad[1]);
+    [pad[0], pad[1], bottom, right]
+}
+
+/// `[n, c, h, w]` as the `[c, n·h·w]` matrix of its channels (a copy unless `n` is 1).
+fn channel_rows(t: &FlexTensor) -> FlexTensor {
+    let s = t.shape();
+    let (n, c, l) = (s[0], s[1], s[2] * s[3]);
+    let t = t.reshape(Shape::new([n, c, l]));
+    let t = if n == 1 {
+        t
+    } else {
+        t.permute(&[1, 0, 2]).to_contiguous()
+    };
+    t.reshape(Shape::new([c, n * l]))
 }
 
 fn conv_options(stride: [usize; 2], pad: [usize; 4], groups: usize) -> ConvOptions<2> {
@@ -285,6 +348,103 @@ impl ZooKernels for Flex {
         let g = depthwise_geometry(s, &weight, stride, pad);
         let (dx, dw) = cpu::depthwise_backward(&values(&x), s, &values(&weight), g, &values(&grad));
         (tensor(dx, x.shape()), tensor(dw, weight.shape()))
+    }
+
+    fn zoo_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FlexTensor {
+        let pad = [pad_top, pad_left, pad_bottom, pad_right];
+        Flex::conv2d(x, weight, None, conv_options([stride_h, stride_w], pad, 1))
+    }
+
+    fn zoo_conv2d_x_backward(
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        in_h: usize,
+        in_w: usize,
+    ) -> FlexTensor {
+        let (ws, gs) = (weight.shape(), grad.shape());
+        let s = Nchw {
+            n: gs[0],
+            c: ws[1],
+            h: in_h,
+            w: in_w,
+        };
+        let g = Conv {
+            kh: ws[2],
+            kw: ws[3],
+            stride: [stride_h, stride_w],
+            pad: [pad_top, pad_left],
+            oh: gs[2],
+            ow: gs[3],
+        };
+        if !is_f32(&[&weight, &grad]) {
+            let pad = [pad_top, pad_left, 0, 0];
+            let pad = conv_pad_for(s, g, pad);
+            let o = conv_options([stride_h, stride_w], pad, 1);
+            let x = Flex::float_zeros(
+                Shape::new([s.n, s.c, s.h, s.w]),
+                &Default::default(),
+                grad.dtype().into(),
+            );
+            return Flex::conv2d_x_backward(x, weight, grad, o);
+        }
+        // dcols [c·kh·kw, n·L] = Wᵀ [c·kh·kw, co] · dY [co, n·L].
+        let co = ws[0];
+        let wt = weight
+            .reshape(Shape::new([co, s.c * g.kh * g.kw]))
+            .transpose(0, 1);
+        let dcols = Flex::float_matmul(wt, channel_rows(&grad));
+        tensor(cpu::col2im(&values(&dcols), s, g), [s.n, s.c, s.h, s.w])
+    }
+
+    fn zoo_conv2d_weight_backward(
+        x: FlexTensor,
+        grad: FlexTensor,
+        kh: usize,
+        kw: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+    ) -> FlexTensor {
+        let s = dims4(&x);
+        let gs = grad.shape();
+        let g = Conv {
+            kh,
+            kw,
+            stride: [stride_h, stride_w],
+            pad: [pad_top, pad_left],
+            oh: gs[2],
+            ow: gs[3],
+        };
+        let co = gs[1];
+        if !is_f32(&[&x, &grad]) {
+            let pad = conv_pad_for(s, g, [pad_top, pad_left, 0, 0]);
+            let o = conv_options([stride_h, stride_w], pad, 1);
+            let w = Flex::float_zeros(
+                Shape::new([co, s.c, kh, kw]),
+                &Default::default(),
+                grad.dtype().into(),
+            );
+            return Flex::conv2d_weight_backward(x, w, grad, o);
+        }
+        // dW [co, c·kh·kw] = dY [co, n·L] · colsᵀ [n·L, c·kh·kw].
+        let k = s.c * kh * kw;
+        let cols = tensor(cpu::im2col(&values(&x), s, g), [k, s.n * g.oh * g.ow]);
+        Flex::float_matmul(channel_rows(&grad), cols.transpose(0, 1))
+            .reshape(Shape::new([co, s.c, kh, kw]))
     }
 
     fn zoo_pointwise_conv2d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
@@ -492,6 +652,94 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         _pad_bottom: usize,
         _pad_right: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of convolutions are not supported")
+    }
+
+    fn zoo_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 2> for Op {
+            type State = (FloatTensor<B>, FloatTensor<B>, [usize; 4]);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [nx, nw] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w, [sh, sw, pt, pl]) = ops.state;
+                // Only the gradients a parent needs: a frozen weight costs no dW, an input
+                // image no dX.
+                if let Some(n) = nw {
+                    let ws = w.shape();
+                    let dw = B::zoo_conv2d_weight_backward(
+                        x.clone(),
+                        grad.clone(),
+                        ws[2],
+                        ws[3],
+                        sh,
+                        sw,
+                        pt,
+                        pl,
+                    );
+                    grads.register::<B>(n.id, dw);
+                }
+                if let Some(n) = nx {
+                    let xs = x.shape();
+                    let dx = B::zoo_conv2d_x_backward(w, grad, sh, sw, pt, pl, xs[2], xs[3]);
+                    grads.register::<B>(n.id, dx);
+                }
+            }
+        }
+        let nodes = [x.node(), weight.node()];
+        let (xp, wp) = (x.into_primitive(), weight.into_primitive());
+        let run = |x, w| {
+            B::zoo_conv2d(
+                x, w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
+            )
+        };
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = run(xp.clone(), wp.clone());
+                prep.finish((xp, wp, [stride_h, stride_w, pad_top, pad_left]), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(run(xp, wp)),
+        }
+    }
+
+    fn zoo_conv2d_x_backward(
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _stride_h: usize,
+        _stride_w: usize,
+        _pad_top: usize,
+        _pad_left: usize,
+        _in_h: usize,
+        _in_w: usize,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of convolutions are not supported")
+    }
+
+    fn zoo_conv2d_weight_backward(
+        _x: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _kh: usize,
+        _kw: usize,
+        _stride_h: usize,
+        _stride_w: usize,
+        _pad_top: usize,
+        _pad_left: usize,
+    ) -> FloatTensor<Self> {
         unimplemented!("second derivatives of convolutions are not supported")
     }
 

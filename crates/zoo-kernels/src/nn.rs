@@ -56,7 +56,10 @@ enum ConvKind {
     Depthwise,
     /// 1x1, stride 1, no padding, one group.
     Pointwise,
-    /// Anything else: burn's im2col + gemm.
+    /// Any other single-group convolution without dilation: flex's forward, the project's
+    /// im2col + gemm backward.
+    Gemm,
+    /// Anything else (grouped, dilated, `Same` padding): burn's convolution.
     General,
 }
 
@@ -87,6 +90,9 @@ fn conv_kind(
     if groups == 1 && weight[2] == 1 && weight[3] == 1 && stride == [1, 1] && pad == [0; 4] {
         return ConvKind::Pointwise;
     }
+    if groups == 1 {
+        return ConvKind::Gemm;
+    }
     ConvKind::General
 }
 
@@ -115,7 +121,7 @@ pub fn conv2d_raw(
     let label = match kind {
         ConvKind::Depthwise => "conv2d depthwise",
         ConvKind::Pointwise => "conv2d 1x1",
-        ConvKind::General => "conv2d",
+        ConvKind::Gemm | ConvKind::General => "conv2d",
     };
     scope(label, x, |x| {
         let with_bias = |y: Tensor<4>, bias: Option<Tensor<1>>| match bias {
@@ -149,6 +155,22 @@ pub fn conv2d_raw(
                 )),
                 bias,
             ),
+            ConvKind::Gemm => {
+                let p = pad.unwrap_or([0; 4]);
+                with_bias(
+                    dispatch(<Dispatch as ZooKernels>::zoo_conv2d(
+                        x.into_dispatch(),
+                        weight.into_dispatch(),
+                        stride[0],
+                        stride[1],
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                    )),
+                    bias,
+                )
+            }
             ConvKind::General => match pad {
                 Some(p) => burn_conv2d(
                     x,

@@ -96,6 +96,30 @@ fn every_kernel_agrees_with_burns_composition() {
             )
         });
     }
+    // General single-group convolutions (im2col + gemm backward): 3x3 /1 and /2, a 7x7 /2
+    // stem, a 2x2 /2 with asymmetric padding, a 4x4 patch embedding (stride = kernel).
+    for (k, stride, pad) in [
+        (3, 1, [1, 1, 1, 1]),
+        (3, 2, [1, 1, 1, 1]),
+        (7, 2, [3, 3, 3, 3]),
+        (2, 2, [0, 1, 1, 0]),
+        (4, 4, [0, 0, 0, 0]),
+    ] {
+        let mut conv = Conv2dConfig::new([8, 6], [k, k])
+            .with_stride([stride, stride])
+            .with_bias(true)
+            .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[2], pad[3]))
+            .init(&device);
+        conv.weight = Param::from_tensor(conv.weight.val().detach().require_grad());
+        compare(&format!("conv {k}x{k} /{stride}"), &x, &|x| {
+            let y = nn::conv2d(&conv, x);
+            (
+                y,
+                vec![conv.weight.val()],
+                vec![conv.bias.as_ref().unwrap().val()],
+            )
+        });
+    }
     // 1x1.
     let conv = Conv2dConfig::new([8, 5], [1, 1])
         .with_bias(true)
