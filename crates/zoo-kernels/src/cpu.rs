@@ -422,11 +422,143 @@ pub fn depthwise_backward(
     (dx, dw.concat())
 }
 
+/// A strided matrix over a slice: element `(i, j)` at `i * rs + j * cs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Mat {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    fn last(&self) -> usize {
+        (self.rows - 1) * self.rs + (self.cols - 1) * self.cs
+    }
+}
+
+/// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major with row stride
+/// `dst_rs`, on the calling thread: the convolution kernels parallelise over images or
+/// output rows themselves, each product on one thread (`gemm`'s own threading gains little
+/// at these shapes, and one thread per product keeps every result independent of the
+/// thread count).
+pub fn matmul_into(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    assert_eq!(a.cols, b.rows, "matmul_into: inner dimensions");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        dst_rs >= n && dst.len() > (m - 1) * dst_rs + n - 1,
+        "matmul_into: dst"
+    );
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    assert!(
+        a.data.len() > a.last() && b.data.len() > b.last(),
+        "matmul_into: operands"
+    );
+    // SAFETY: `gemm` reads `a` and `b` and writes `dst` only at the indices of their
+    // `m x k`, `k x n` and `m x n` shapes under the given strides; the asserts above keep the
+    // largest of those indices inside each slice, and `dst` is borrowed mutably, so it
+    // aliases neither operand.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// One row of the columns of a convolution: what tap `tap` meets at every output position
+/// of one input plane (0 in the padding), into `out` (`oh · ow` long).
+fn fill_col_row(plane: &[f32], h: usize, w: usize, g: Conv, tap: usize, out: &mut [f32]) {
+    rows_of_tap(h, w, g, tap, |t| {
+        let o = &mut out[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox];
+        let xr = &plane[t.iy * w + t.ix0..(t.iy + 1) * w];
+        if g.stride[1] == 1 {
+            o.copy_from_slice(&xr[..o.len()]);
+        } else {
+            for (o, &v) in o.iter_mut().zip(xr.iter().step_by(g.stride[1])) {
+                *o = v;
+            }
+        }
+    });
+}
+
+/// The columns of one image (`[c, h, w]`) as a `[c·kh·kw, oh·ow]` matrix into `out` (which
+/// must hold zeros where the padding falls: a fresh buffer, or one filled by the same
+/// geometry before).
+fn im2col_image(xn: &[f32], c: usize, h: usize, w: usize, g: Conv, out: &mut [f32]) {
+    let (hw, l, kk) = (h * w, g.oh * g.ow, g.kh * g.kw);
+    for ci in 0..c {
+        for tap in 0..kk {
+            let row = ci * kk + tap;
+            fill_col_row(
+                &xn[ci * hw..(ci + 1) * hw],
+                h,
+                w,
+                g,
+                tap,
+                &mut out[row * l..(row + 1) * l],
+            );
+        }
+    }
+}
+
 /// The columns of a convolution (one group, no dilation) as a `[c·kh·kw, n·oh·ow]` matrix:
 /// row `(ci, ky, kx)`, column `(n, oy, ox)` holds the input value that tap meets there (0 in
-/// the padding). `W [co, c·kh·kw] · cols` is then the convolution, and the weight gradient
-/// is `dY [co, n·oh·ow] · colsᵀ`. One row per task.
-pub fn im2col(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
+/// the padding). One row per task. (The kernels use one image's columns at a time; this
+/// whole-batch layout is the definition the tests check them against.)
+#[cfg(test)]
+fn im2col(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
     let (hw, l, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     let width = s.n * l;
     let mut cols = vec![0f32; s.c * kk * width];
@@ -435,42 +567,119 @@ pub fn im2col(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
         .for_each(|(row, out)| {
             let (ci, tap) = (row / kk, row % kk);
             for n in 0..s.n {
-                let xp = &x[(n * s.c + ci) * hw..(n * s.c + ci + 1) * hw];
-                let seg = &mut out[n * l..(n + 1) * l];
-                rows_of_tap(s.h, s.w, g, tap, |t| {
-                    let o = &mut seg[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox];
-                    let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
-                    if g.stride[1] == 1 {
-                        o.copy_from_slice(&xr[..o.len()]);
-                    } else {
-                        for (o, &v) in o.iter_mut().zip(xr.iter().step_by(g.stride[1])) {
-                            *o = v;
-                        }
-                    }
-                });
+                let p = n * s.c + ci;
+                fill_col_row(
+                    &x[p * hw..(p + 1) * hw],
+                    s.h,
+                    s.w,
+                    g,
+                    tap,
+                    &mut out[n * l..(n + 1) * l],
+                );
             }
         });
     cols
 }
 
-/// The adjoint of [`im2col`]: sums a `[c·kh·kw, n·oh·ow]` column gradient back onto the
-/// `[n, c, h, w]` input, one input plane per task, taps in order.
-pub fn col2im(cols: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
-    let (hw, l, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
-    let width = s.n * l;
-    let mut dx = vec![0f32; s.len()];
-    dx.par_chunks_mut(hw.max(1))
-        .enumerate()
-        .for_each(|(p, dxp)| {
-            let (n, ci) = (p / s.c, p % s.c);
-            tap_rows(s.h, s.w, g, |t| {
-                let row = &cols[(ci * kk + t.tap) * width + n * l..][..l];
-                let dr = &row[t.oy * g.ow..(t.oy + 1) * g.ow];
-                let xr = &mut dxp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
-                axpy_scatter(xr, &dr[t.ox], g.stride[1], 1.0);
-            });
+/// The adjoint of [`im2col_image`]: sums a `[c·kh·kw, oh·ow]` column gradient onto one
+/// image's `[c, h, w]` gradient, taps in order.
+fn col2im_image(cols: &[f32], c: usize, h: usize, w: usize, g: Conv, dxn: &mut [f32]) {
+    let (hw, l, kk) = (h * w, g.oh * g.ow, g.kh * g.kw);
+    for ci in 0..c {
+        let dxp = &mut dxn[ci * hw..(ci + 1) * hw];
+        tap_rows(h, w, g, |t| {
+            let row = &cols[(ci * kk + t.tap) * l..][..l];
+            let dr = &row[t.oy * g.ow..(t.oy + 1) * g.ow];
+            let xr = &mut dxp[t.iy * w + t.ix0..(t.iy + 1) * w];
+            axpy_scatter(xr, &dr[t.ox], g.stride[1], 1.0);
         });
+    }
+}
+
+/// A single-group convolution without bias (weight `[co, c, kh, kw]`): per image, im2col
+/// and one product `W · cols`; one image per task.
+pub fn conv_forward(x: &[f32], s: Nchw, w: &[f32], co: usize, g: Conv) -> Vec<f32> {
+    let (hw, l, k) = (s.plane(), g.oh * g.ow, s.c * g.kh * g.kw);
+    let mut y = vec![0f32; s.n * co * l];
+    y.par_chunks_mut((co * l).max(1)).enumerate().for_each_init(
+        || vec![0f32; k * l],
+        |cols, (n, yn)| {
+            im2col_image(&x[n * s.c * hw..(n + 1) * s.c * hw], s.c, s.h, s.w, g, cols);
+            matmul_into(yn, l, Mat::rows(w, co, k), Mat::rows(cols, k, l), false);
+        },
+    );
+    y
+}
+
+/// The input gradient of [`conv_forward`]: per image `col2im(Wᵀ · dY_n)`, one image per task.
+pub fn conv_backward_x(dy: &[f32], s: Nchw, w: &[f32], co: usize, g: Conv) -> Vec<f32> {
+    let (hw, l, k) = (s.plane(), g.oh * g.ow, s.c * g.kh * g.kw);
+    let mut dx = vec![0f32; s.len()];
+    dx.par_chunks_mut((s.c * hw).max(1))
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; k * l],
+            |dcols, (n, dxn)| {
+                let dyn_ = &dy[n * co * l..(n + 1) * co * l];
+                matmul_into(
+                    dcols,
+                    l,
+                    Mat::rows(w, co, k).t(),
+                    Mat::rows(dyn_, co, l),
+                    false,
+                );
+                col2im_image(dcols, s.c, s.h, s.w, g, dxn);
+            },
+        );
     dx
+}
+
+/// How many partial sums [`conv_backward_w`] splits a batch into: a function of the batch
+/// size only, so the result does not depend on the thread count.
+const DW_GROUPS: usize = 8;
+
+/// The weight gradient of [`conv_forward`]: `Σ_n dY_n · cols_nᵀ`. The batch is cut into at
+/// most [`DW_GROUPS`] runs of consecutive images, one task each (its own im2col, one
+/// product per image accumulated in order); the partial sums are then added in run order.
+pub fn conv_backward_w(x: &[f32], s: Nchw, dy: &[f32], co: usize, g: Conv) -> Vec<f32> {
+    let (hw, l, k) = (s.plane(), g.oh * g.ow, s.c * g.kh * g.kw);
+    let size = co * k;
+    let per = s.n.div_ceil(DW_GROUPS).max(1);
+    let runs = s.n.div_ceil(per);
+    let mut partial = vec![0f32; runs * size];
+    partial
+        .par_chunks_mut(size.max(1))
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; k * l],
+            |cols, (r, out)| {
+                for (i, n) in (r * per..((r + 1) * per).min(s.n)).enumerate() {
+                    im2col_image(&x[n * s.c * hw..(n + 1) * s.c * hw], s.c, s.h, s.w, g, cols);
+                    let dyn_ = &dy[n * co * l..(n + 1) * co * l];
+                    matmul_into(
+                        out,
+                        k,
+                        Mat::rows(dyn_, co, l),
+                        Mat::rows(cols, k, l).t(),
+                        i > 0,
+                    );
+                }
+            },
+        );
+    if runs == 1 {
+        return partial;
+    }
+    let mut dw = vec![0f32; size];
+    dw.par_chunks_mut(4096).enumerate().for_each(|(b, out)| {
+        let base = b * 4096;
+        for r in 0..runs {
+            let p = &partial[r * size + base..][..out.len()];
+            for (o, &v) in out.iter_mut().zip(p) {
+                *o += v;
+            }
+        }
+    });
+    dw
 }
 
 /// A dot product in a fixed order (eight lanes, then the tail).
@@ -538,7 +747,7 @@ mod tests {
     }
 
     #[test]
-    fn im2col_holds_what_each_tap_meets_and_col2im_is_its_adjoint() {
+    fn im2col_holds_what_each_tap_meets_and_col2im_is_its_adjoint_issue_11() {
         for (h, stride, k, pad) in [
             (7, 1, 3, 1),
             (8, 2, 3, 1),
@@ -590,15 +799,26 @@ mod tests {
                     }
                 }
             }
+            // Image by image: the same columns, and col2im is the adjoint,
             // <im2col(x), c> = <x, col2im(c)> for any c.
-            let c = data(cols.len(), 5);
-            let back = col2im(&c, s, g);
-            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
-            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
-            assert!(
-                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
-                "{lhs} vs {rhs}"
-            );
+            let k = s.c * g.kh * g.kw;
+            for n in 0..s.n {
+                let xn = &x[n * s.c * s.h * s.w..(n + 1) * s.c * s.h * s.w];
+                let mut one = vec![0f32; k * l];
+                im2col_image(xn, s.c, s.h, s.w, g, &mut one);
+                for r in 0..k {
+                    assert_eq!(one[r * l..(r + 1) * l], cols[r * s.n * l + n * l..][..l]);
+                }
+                let c = data(one.len(), 5 + n as u64);
+                let mut back = vec![0f32; xn.len()];
+                col2im_image(&c, s.c, s.h, s.w, g, &mut back);
+                let lhs: f64 = one.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
+                let rhs: f64 = xn.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+                assert!(
+                    (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                    "{lhs} vs {rhs}"
+                );
+            }
         }
     }
 

@@ -116,7 +116,7 @@ pub trait ZooKernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// The weight gradient of [`zoo_conv2d`](ZooKernels::zoo_conv2d) for a `kh x kw`
-    /// kernel: `dY · im2col(x)ᵀ`, one matrix product over the whole batch.
+    /// kernel: `Σ_n dY_n · im2col(x_n)ᵀ`.
     #[allow(clippy::too_many_arguments)]
     fn zoo_conv2d_weight_backward(
         x: FloatTensor<Self>,
@@ -170,7 +170,7 @@ fn is_f32(ts: &[&FlexTensor]) -> bool {
     ts.iter().all(|t| t.dtype() == DType::F32)
 }
 
-fn depthwise_geometry(x: Nchw, w: &FlexTensor, stride: [usize; 2], pad: [usize; 4]) -> Conv {
+fn conv_geometry(x: Nchw, w: &FlexTensor, stride: [usize; 2], pad: [usize; 4]) -> Conv {
     let ws = w.shape();
     let (kh, kw) = (ws[2], ws[3]);
     Conv {
@@ -189,19 +189,6 @@ fn conv_pad_for(s: Nchw, g: Conv, pad: [usize; 4]) -> [usize; 4] {
     let bottom = ((g.oh - 1) * g.stride[0] + g.kh).saturating_sub(s.h + pad[0]);
     let right = ((g.ow - 1) * g.stride[1] + g.kw).saturating_sub(s.w + pad[1]);
     [pad[0], pad[1], bottom, right]
-}
-
-/// `[n, c, h, w]` as the `[c, n·h·w]` matrix of its channels (a copy unless `n` is 1).
-fn channel_rows(t: &FlexTensor) -> FlexTensor {
-    let s = t.shape();
-    let (n, c, l) = (s[0], s[1], s[2] * s[3]);
-    let t = t.reshape(Shape::new([n, c, l]));
-    let t = if n == 1 {
-        t
-    } else {
-        t.permute(&[1, 0, 2]).to_contiguous()
-    };
-    t.reshape(Shape::new([c, n * l]))
 }
 
 fn conv_options(stride: [usize; 2], pad: [usize; 4], groups: usize) -> ConvOptions<2> {
@@ -320,7 +307,7 @@ impl ZooKernels for Flex {
         if !is_f32(&[&x, &weight]) {
             return Flex::conv2d(x, weight, None, conv_options(stride, pad, s.c));
         }
-        let g = depthwise_geometry(s, &weight, stride, pad);
+        let g = conv_geometry(s, &weight, stride, pad);
         let y = cpu::depthwise_forward(&values(&x), s, &values(&weight), g);
         tensor(y, [s.n, s.c, g.oh, g.ow])
     }
@@ -345,7 +332,7 @@ impl ZooKernels for Flex {
             let dw = Flex::conv2d_weight_backward(x, weight, grad, o);
             return (dx, dw);
         }
-        let g = depthwise_geometry(s, &weight, stride, pad);
+        let g = conv_geometry(s, &weight, stride, pad);
         let (dx, dw) = cpu::depthwise_backward(&values(&x), s, &values(&weight), g, &values(&grad));
         (tensor(dx, x.shape()), tensor(dw, weight.shape()))
     }
@@ -361,7 +348,16 @@ impl ZooKernels for Flex {
         pad_right: usize,
     ) -> FlexTensor {
         let pad = [pad_top, pad_left, pad_bottom, pad_right];
-        Flex::conv2d(x, weight, None, conv_options([stride_h, stride_w], pad, 1))
+        let s = dims4(&x);
+        // One image per task: with fewer images than threads flex's own (threaded) product
+        // does better.
+        if !is_f32(&[&x, &weight]) || s.n < rayon::current_num_threads() {
+            return Flex::conv2d(x, weight, None, conv_options([stride_h, stride_w], pad, 1));
+        }
+        let co = weight.shape()[0];
+        let g = conv_geometry(s, &weight, [stride_h, stride_w], pad);
+        let y = cpu::conv_forward(&values(&x), s, &values(&weight), co, g);
+        tensor(y, [s.n, co, g.oh, g.ow])
     }
 
     fn zoo_conv2d_x_backward(
@@ -390,8 +386,7 @@ impl ZooKernels for Flex {
             ow: gs[3],
         };
         if !is_f32(&[&weight, &grad]) {
-            let pad = [pad_top, pad_left, 0, 0];
-            let pad = conv_pad_for(s, g, pad);
+            let pad = conv_pad_for(s, g, [pad_top, pad_left, 0, 0]);
             let o = conv_options([stride_h, stride_w], pad, 1);
             let x = Flex::float_zeros(
                 Shape::new([s.n, s.c, s.h, s.w]),
@@ -400,13 +395,9 @@ impl ZooKernels for Flex {
             );
             return Flex::conv2d_x_backward(x, weight, grad, o);
         }
-        // dcols [c·kh·kw, n·L] = Wᵀ [c·kh·kw, co] · dY [co, n·L].
-        let co = ws[0];
-        let wt = weight
-            .reshape(Shape::new([co, s.c * g.kh * g.kw]))
-            .transpose(0, 1);
-        let dcols = Flex::float_matmul(wt, channel_rows(&grad));
-        tensor(cpu::col2im(&values(&dcols), s, g), [s.n, s.c, s.h, s.w])
+        let dx = cpu::conv_backward_x(&values(&grad), s, &values(&weight), ws[0], g);
+
+        tensor(dx, [s.n, s.c, s.h, s.w])
     }
 
     fn zoo_conv2d_weight_backward(
@@ -440,11 +431,9 @@ impl ZooKernels for Flex {
             );
             return Flex::conv2d_weight_backward(x, w, grad, o);
         }
-        // dW [co, c·kh·kw] = dY [co, n·L] · colsᵀ [n·L, c·kh·kw].
-        let k = s.c * kh * kw;
-        let cols = tensor(cpu::im2col(&values(&x), s, g), [k, s.n * g.oh * g.ow]);
-        Flex::float_matmul(channel_rows(&grad), cols.transpose(0, 1))
-            .reshape(Shape::new([co, s.c, kh, kw]))
+        let dw = cpu::conv_backward_w(&values(&x), s, &values(&grad), co, g);
+
+        tensor(dw, [co, s.c, kh, kw])
     }
 
     fn zoo_pointwise_conv2d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {

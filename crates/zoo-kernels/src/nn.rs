@@ -56,8 +56,8 @@ enum ConvKind {
     Depthwise,
     /// 1x1, stride 1, no padding, one group.
     Pointwise,
-    /// Any other single-group convolution without dilation: flex's forward, the project's
-    /// im2col + gemm backward.
+    /// Any other single-group convolution without dilation: the project's im2col + gemm,
+    /// forward and backward, one image per task.
     Gemm,
     /// Anything else (grouped, dilated, `Same` padding): burn's convolution.
     General,
