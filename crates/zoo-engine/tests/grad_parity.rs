@@ -153,6 +153,26 @@ fn compare(what: &str, ours: &BTreeMap<String, Vec<f32>>, theirs: &Fixture) {
     );
 }
 
+/// Collects the gradients of every parameter `visit` walks under its standard name and
+/// compares them with the fixture's.
+fn check(
+    what: &str,
+    names: &Names,
+    grads: &Gradients,
+    theirs: &Fixture,
+    visit: impl FnOnce(&mut Collect<'_>),
+) {
+    let mut c = Collect {
+        names,
+        grads,
+        out: BTreeMap::new(),
+        unnamed: 0,
+    };
+    visit(&mut c);
+    assert_eq!(c.unnamed, 0, "{what}: parameters without a standard name");
+    compare(what, &c.out, theirs);
+}
+
 /// `train_bn = false`: BatchNorm on running statistics (as PyTorch's eval mode).
 fn image_model(name: &str, arch: &str, train_bn: bool) {
     let theirs = read(&format!("{name}.grads.safetensors"));
@@ -172,16 +192,7 @@ fn image_model(name: &str, arch: &str, train_bn: bool) {
     let x: Tensor<4> = tensor(&theirs, "input", &device);
     let r: Tensor<2> = tensor(&theirs, "r.logits", &device);
     let grads = (model.forward(x) * r).sum().backward();
-    let names = w.names();
-    let mut c = Collect {
-        names: &names,
-        grads: &grads,
-        out: BTreeMap::new(),
-        unnamed: 0,
-    };
-    model.visit(&mut c);
-    assert_eq!(c.unnamed, 0, "{arch}: parameters without a standard name");
-    compare(arch, &c.out, &theirs);
+    check(arch, &w.names(), &grads, &theirs, |c| model.visit(c));
 }
 
 #[test]
@@ -222,16 +233,7 @@ fn vit_gradients_match_timm_issue_11() {
     let x: Tensor<4> = tensor(&theirs, "input", &device);
     let r: Tensor<2> = tensor(&theirs, "r.logits", &device);
     let grads = (vit.forward(x) * r).sum().backward();
-    let names = w.names();
-    let mut c = Collect {
-        names: &names,
-        grads: &grads,
-        out: BTreeMap::new(),
-        unnamed: 0,
-    };
-    vit.visit(&mut c);
-    assert_eq!(c.unnamed, 0);
-    compare("vit", &c.out, &theirs);
+    check("vit", &w.names(), &grads, &theirs, |c| vit.visit(c));
 }
 
 fn encoder(name: &str) {
@@ -265,16 +267,7 @@ fn encoder(name: &str) {
         loss = loss + (bert.pool_cls(hidden).expect("a pooler") * r).sum();
     }
     let grads = loss.backward();
-    let names = w.names();
-    let mut c = Collect {
-        names: &names,
-        grads: &grads,
-        out: BTreeMap::new(),
-        unnamed: 0,
-    };
-    bert.visit(&mut c);
-    assert_eq!(c.unnamed, 0);
-    compare(name, &c.out, &theirs);
+    check(name, &w.names(), &grads, &theirs, |c| bert.visit(c));
 }
 
 #[test]

@@ -132,10 +132,15 @@ pub fn conv2d_raw(
             None => y,
         };
         match kind {
-            ConvKind::Depthwise => {
+            ConvKind::Depthwise | ConvKind::Gemm => {
                 let p = pad.unwrap_or([0; 4]);
+                let run = if kind == ConvKind::Depthwise {
+                    <Dispatch as ZooKernels>::zoo_depthwise_conv2d
+                } else {
+                    <Dispatch as ZooKernels>::zoo_conv2d
+                };
                 with_bias(
-                    dispatch(<Dispatch as ZooKernels>::zoo_depthwise_conv2d(
+                    dispatch(run(
                         x.into_dispatch(),
                         weight.into_dispatch(),
                         stride[0],
@@ -155,22 +160,6 @@ pub fn conv2d_raw(
                 )),
                 bias,
             ),
-            ConvKind::Gemm => {
-                let p = pad.unwrap_or([0; 4]);
-                with_bias(
-                    dispatch(<Dispatch as ZooKernels>::zoo_conv2d(
-                        x.into_dispatch(),
-                        weight.into_dispatch(),
-                        stride[0],
-                        stride[1],
-                        p[0],
-                        p[1],
-                        p[2],
-                        p[3],
-                    )),
-                    bias,
-                )
-            }
             ConvKind::General => match pad {
                 Some(p) => burn_conv2d(
                     x,
