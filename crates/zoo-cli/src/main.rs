@@ -21,6 +21,24 @@ macro_rules! outln {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h (the same index in its v2 and v3 enums;
+/// libmimalloc-sys names no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// For the engine's commands: freed memory stays with the process instead of going back to
+/// the kernel. A training step frees and reallocates the same tensor-sized buffers, and
+/// mimalloc's purging made every reuse a fresh page fault: ~290 000 minor faults in a
+/// three-model `zoo bench` against ~3 600 without, ViT-S and MiniLM training steps 1.3x
+/// faster, for ~10% more peak memory. (The hub keeps the default: it returns idle memory.)
+fn keep_freed_memory() {
+    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table (atomic);
+    // -1 is the documented "never purge" value of this option.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
+}
+
 mod bench;
 mod client;
 mod hub;
@@ -110,6 +128,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Predict(_)
+            | Command::Finetune(_)
+            | Command::Eval(_)
+            | Command::Embed(_)
+            | Command::Bench(_)
+    ) {
+        keep_freed_memory();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -6,9 +6,8 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::{Int, Tensor};
-use burn::tensor::activation::softmax;
 use serde_json::Value;
-use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
+use zoo_kernels::nn::{attention, gelu, layer_norm as ln, linear, linear_many};
 
 use crate::weights::{WeightError, Weights};
 
@@ -106,18 +105,9 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4>) -> Tensor<3> {
-        let [b, t, h] = x.dims();
-        let hd = h / self.heads;
-        let split = |y: Tensor<3>| y.reshape([b, t, self.heads, hd]).swap_dims(1, 2);
-        let q = split(linear(&self.query, x.clone()));
-        let k = split(linear(&self.key, x.clone()));
-        let v = split(linear(&self.value, x.clone()));
-        let ctx = op("attention (matmul, softmax)", q, |q| {
-            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()) + mask;
-            softmax(scores, 3).matmul(v)
-        });
-        let ctx = ctx.swap_dims(1, 2).reshape([b, t, h]);
+    fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
+        let qkv = linear_many(&[&self.query, &self.key, &self.value], x.clone());
+        let ctx = attention(qkv, Some(mask), self.heads);
         let x = ln(&self.attn_norm, linear(&self.attn_out, ctx) + x);
         let y = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
         ln(&self.out_norm, y + x)
@@ -249,9 +239,7 @@ impl Bert {
         }
         let mut x = ln(&self.emb_norm, x);
         // Padding gets a large negative score before the softmax.
-        let additive = (mask.ones_like() - mask)
-            .mul_scalar(-1e9)
-            .reshape([b, 1, 1, t]);
+        let additive = (mask.ones_like() - mask).mul_scalar(-1e9);
         for l in &self.layers {
             x = l.forward(x, additive.clone());
         }

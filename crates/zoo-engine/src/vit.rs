@@ -6,8 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
-use burn::tensor::activation::softmax;
-use zoo_kernels::nn::{gelu, layer_norm as ln, linear, op};
+use zoo_kernels::nn::{attention, gelu, layer_norm as ln, linear};
 
 use crate::weights::{WeightError, Weights};
 
@@ -42,25 +41,8 @@ pub struct Block {
 
 impl Block {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, d] = x.dims();
-        let hd = d / self.heads;
-        let qkv = linear(&self.qkv, ln(&self.norm1, x.clone())).reshape([b, n, 3, self.heads, hd]);
-        let part = |i: usize| {
-            qkv.clone()
-                .narrow(2, i, 1)
-                .reshape([b, n, self.heads, hd])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let ctx = op("attention (matmul, softmax)", q, |q| {
-            let attn = softmax(
-                q.matmul(k.swap_dims(2, 3))
-                    .mul_scalar((hd as f64).powf(-0.5)),
-                3,
-            );
-            attn.matmul(v)
-        });
-        let ctx = ctx.swap_dims(1, 2).reshape([b, n, d]);
+        let qkv = linear(&self.qkv, ln(&self.norm1, x.clone()));
+        let ctx = attention(qkv, None, self.heads);
         let x = x + linear(&self.proj, ctx);
         let y = linear(
             &self.fc2,

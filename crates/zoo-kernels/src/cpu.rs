@@ -455,6 +455,28 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Rows `r0 .. r0 + r` (no copy).
+    pub fn row_block(&self, r0: usize, r: usize) -> Mat<'a> {
+        Mat {
+            data: &self.data[r0 * self.rs..],
+            rows: r,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+
+    /// The view starting `offset` values into the data (a column block of a wider matrix).
+    pub fn strided(data: &'a [f32], offset: usize, rows: usize, cols: usize, rs: usize) -> Self {
+        Mat {
+            data: &data[offset..],
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        }
+    }
+
     fn last(&self) -> usize {
         (self.rows - 1) * self.rs + (self.cols - 1) * self.cs
     }

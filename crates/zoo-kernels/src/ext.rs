@@ -20,6 +20,7 @@ use burn::backend::{
 use burn::tensor::{Shape, TensorData};
 
 use crate::cpu::{self, Conv, Nchw};
+use crate::dense;
 
 /// The project's own kernels. `*_backward` methods are what the autodiff implementation
 /// calls on the backend underneath; models call the forward ones (through [`crate::nn`]).
@@ -139,6 +140,50 @@ pub trait ZooKernels: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// A linear layer on rows: `x · weight + bias` for `x` `[rows, k]`, `weight` `[k, n]`
+    /// (burn's layout), `bias` `[n]`.
+    fn zoo_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The input gradient of [`zoo_linear`](ZooKernels::zoo_linear): `dY · weightᵀ`.
+    fn zoo_linear_x_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The weight and bias gradients of [`zoo_linear`](ZooKernels::zoo_linear): `xᵀ · dY`
+    /// and the column sums of `dY`.
+    fn zoo_linear_weight_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Multi-head self-attention over packed projections `qkv` (`[b, t, 3·d]`, as
+    /// [`crate::dense::Attn`] lays them out) with an additive key mask `[b, t]`, scaled by
+    /// `1/sqrt(d / heads)`. Returns (context `[b, t, d]`, probabilities `[b, heads, t, t]`).
+    fn zoo_attention(
+        qkv: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradient of [`zoo_attention`](ZooKernels::zoo_attention) with respect to `qkv`.
+    fn zoo_attention_backward(
+        qkv: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self>;
+
+    /// GELU (erf-based, PyTorch's default).
+    fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The gradient of [`zoo_gelu`](ZooKernels::zoo_gelu) from its input.
+    fn zoo_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// The identity; under autodiff its backward notes when the gradient arrived
     /// ([`crate::profile`]).
     fn zoo_probe(x: FloatTensor<Self>, label: u32) -> FloatTensor<Self>;
@@ -168,6 +213,45 @@ fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
 
 fn is_f32(ts: &[&FlexTensor]) -> bool {
     ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// Any float tensor's values as `f32` (a copy unless it is a contiguous `f32` tensor).
+fn as_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    if t.dtype() == DType::F32 {
+        values(t)
+    } else {
+        std::borrow::Cow::Owned(
+            t.clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap(),
+        )
+    }
+}
+
+/// `f32` values as a tensor of `dtype` (the kernels compute in `f32` for every float type).
+fn tensor_as(v: Vec<f32>, shape: impl Into<Shape>, dtype: DType) -> FlexTensor {
+    let data = TensorData::new(v, shape.into());
+    if dtype == DType::F32 {
+        FlexTensor::from_data(data)
+    } else {
+        FlexTensor::from_data(data.convert_dtype(dtype))
+    }
+}
+
+fn attn_shape(qkv: &FlexTensor, heads: usize) -> dense::Attn {
+    let s = qkv.shape();
+    dense::Attn {
+        b: s[0],
+        t: s[1],
+        heads,
+        hd: s[2] / 3 / heads,
+    }
+}
+
+fn attn_scale(a: dense::Attn) -> f32 {
+    (a.hd as f32).sqrt().recip()
 }
 
 fn conv_geometry(x: Nchw, w: &FlexTensor, stride: [usize; 2], pad: [usize; 4]) -> Conv {
@@ -472,6 +556,73 @@ impl ZooKernels for Flex {
         (dx, dw)
     }
 
+    fn zoo_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let (rows, k, n) = (x.shape()[0], weight.shape()[0], weight.shape()[1]);
+        if !is_f32(&[&x, &weight, &bias]) {
+            let b = bias.reshape(Shape::new([1, n]));
+            return Flex::float_add(Flex::float_matmul(x, weight), b);
+        }
+        let y = dense::linear_forward(&values(&x), rows, &values(&weight), k, n, &values(&bias));
+        tensor(y, [rows, n])
+    }
+
+    fn zoo_linear_x_backward(weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (rows, k, n) = (grad.shape()[0], weight.shape()[0], weight.shape()[1]);
+        if !is_f32(&[&weight, &grad]) {
+            return Flex::float_matmul(grad, weight.transpose(0, 1));
+        }
+        let dx = dense::linear_backward_x(&values(&grad), rows, &values(&weight), k, n);
+        tensor(dx, [rows, k])
+    }
+
+    fn zoo_linear_weight_backward(x: FlexTensor, grad: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let (rows, k, n) = (x.shape()[0], x.shape()[1], grad.shape()[1]);
+        if !is_f32(&[&x, &grad]) {
+            let dw = Flex::float_matmul(x.transpose(0, 1), grad.clone());
+            let db = Flex::float_sum_dim(grad, 0).reshape(Shape::new([n]));
+            return (dw, db);
+        }
+        let (dw, db) = dense::linear_backward_w(&values(&x), rows, &values(&grad), k, n);
+        (tensor(dw, [k, n]), tensor(db, [n]))
+    }
+
+    fn zoo_attention(qkv: FlexTensor, mask: FlexTensor, heads: usize) -> (FlexTensor, FlexTensor) {
+        let a = attn_shape(&qkv, heads);
+        let dtype = qkv.dtype();
+        let (ctx, probs) =
+            dense::attention_forward(&as_f32(&qkv), a, &as_f32(&mask), attn_scale(a));
+        (
+            tensor_as(ctx, [a.b, a.t, heads * a.hd], dtype),
+            tensor_as(probs, [a.b, heads, a.t, a.t], dtype),
+        )
+    }
+
+    fn zoo_attention_backward(
+        qkv: FlexTensor,
+        probs: FlexTensor,
+        grad: FlexTensor,
+        heads: usize,
+    ) -> FlexTensor {
+        let a = attn_shape(&qkv, heads);
+        let d = dense::attention_backward(
+            &as_f32(&qkv),
+            a,
+            &as_f32(&probs),
+            &as_f32(&grad),
+            attn_scale(a),
+        );
+        tensor_as(d, qkv.shape(), qkv.dtype())
+    }
+
+    fn zoo_gelu(x: FlexTensor) -> FlexTensor {
+        tensor_as(dense::gelu(&as_f32(&x)), x.shape(), x.dtype())
+    }
+
+    fn zoo_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let dx = dense::gelu_backward(&as_f32(&x), &as_f32(&grad));
+        tensor_as(dx, x.shape(), grad.dtype())
+    }
+
     fn zoo_probe(x: FlexTensor, _label: u32) -> FlexTensor {
         x
     }
@@ -772,6 +923,144 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         _grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("second derivatives of convolutions are not supported")
+    }
+
+    fn zoo_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 3> for Op {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [nx, nw, nb] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w) = ops.state;
+                // Only what a parent needs: a frozen layer costs no dW, the first layer no dX.
+                if nw.is_some() || nb.is_some() {
+                    let (dw, db) = B::zoo_linear_weight_backward(x, grad.clone());
+                    if let Some(n) = nw {
+                        grads.register::<B>(n.id, dw);
+                    }
+                    if let Some(n) = nb {
+                        grads.register::<B>(n.id, db);
+                    }
+                }
+                if let Some(n) = nx {
+                    grads.register::<B>(n.id, B::zoo_linear_x_backward(w, grad));
+                }
+            }
+        }
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (xp, wp, bp) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::zoo_linear(xp.clone(), wp.clone(), bp);
+                prep.finish((xp, wp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::zoo_linear(xp, wp, bp)),
+        }
+    }
+
+    fn zoo_linear_x_backward(
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of linear layers are not supported")
+    }
+
+    fn zoo_linear_weight_backward(
+        _x: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of linear layers are not supported")
+    }
+
+    fn zoo_attention(
+        qkv: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
+            type State = (FloatTensor<B>, FloatTensor<B>, usize);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (qkv, probs, heads) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::zoo_attention_backward(qkv, probs, g, heads)
+                });
+            }
+        }
+        // The mask is data, never trained: it takes no gradient.
+        let nodes = [qkv.node()];
+        let (qp, mp) = (qkv.into_primitive(), Self::inner(mask));
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (ctx, probs) = B::zoo_attention(qp.clone(), mp, heads);
+                let p = Self::from_inner(probs.clone());
+                (prep.finish((qp, probs, heads), ctx), p)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (ctx, probs) = B::zoo_attention(qp, mp, heads);
+                (prep.finish(ctx), Self::from_inner(probs))
+            }
+        }
+    }
+
+    fn zoo_attention_backward(
+        _qkv: FloatTensor<Self>,
+        _probs: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _heads: usize,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of attention are not supported")
+    }
+
+    fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
+            type State = FloatTensor<B>;
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| B::zoo_gelu_backward(x, g));
+            }
+        }
+        let nodes = [x.node()];
+        let xp = x.into_primitive();
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::zoo_gelu(xp.clone());
+                prep.finish(xp, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::zoo_gelu(xp)),
+        }
+    }
+
+    fn zoo_gelu_backward(_x: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of GELU are not supported")
     }
 
     fn zoo_probe(x: FloatTensor<Self>, label: u32) -> FloatTensor<Self> {

@@ -11,6 +11,7 @@
 //! products forward and backward, ReLU/ReLU6 with a one-pass backward.
 
 pub mod cpu;
+pub mod dense;
 pub mod ext;
 pub mod nn;
 pub mod profile;

@@ -286,10 +286,95 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     clamp_relu("relu", x, f32::INFINITY)
 }
 
-/// A linear layer (profiled; burn's matmul — flattening `[.., tokens, d]` to one 2-d
-/// product was measured slower on flex: MiniLM step 2.8–3.0 seq/s against 3.4–3.8).
+/// A linear layer: on the CPU the project's kernel on the rows of `x` flattened to one
+/// `[rows, d]` matrix (products cut into blocks by the shape, one thread each), burn's
+/// `Linear` elsewhere.
 pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
-    scope("linear", x, |x| l.forward(x))
+    if !on_flex(&x) {
+        return scope("linear", x, |x| l.forward(x));
+    }
+    scope("linear", x, |x| linear_rows(x, l.weight.val(), bias_of(l)))
+}
+
+/// Several linear layers on the same input as one product, their outputs side by side on
+/// the last axis (BERT's query, key and value): weights and biases are concatenated for the
+/// product (a copy of the weights per call) and the gradients split back by autodiff.
+pub fn linear_many<const D: usize>(ls: &[&Linear], x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x) {
+        return scope("linear", x, |x| {
+            Tensor::cat(ls.iter().map(|l| l.forward(x.clone())).collect(), D - 1)
+        });
+    }
+    scope("linear", x, |x| {
+        let w = Tensor::cat(ls.iter().map(|l| l.weight.val()).collect(), 1);
+        let b = Tensor::cat(ls.iter().map(|l| bias_of(l)).collect(), 0);
+        linear_rows(x, w, b)
+    })
+}
+
+fn bias_of(l: &Linear) -> Tensor<1> {
+    match &l.bias {
+        Some(b) => b.val(),
+        None => {
+            let [_, n] = l.weight.dims();
+            Tensor::zeros([n], &l.weight.device())
+        }
+    }
+}
+
+/// `x · w + b` on the rows of `x` through the project's kernel.
+fn linear_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Tensor<1>) -> Tensor<D> {
+    let dims = x.dims();
+    let [k, n] = w.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y: Tensor<2> = dispatch(<Dispatch as ZooKernels>::zoo_linear(
+        x.reshape([rows, k]).into_dispatch(),
+        w.into_dispatch(),
+        b.into_dispatch(),
+    ));
+    let mut out = dims;
+    out[D - 1] = n;
+    y.reshape(out)
+}
+
+/// Multi-head self-attention, `softmax(q kᵀ / sqrt(hd) + mask) v`, over the packed output
+/// of one `[d, 3·d]` projection (`qkv` `[b, t, 3·d]`: query, key, value, each `heads`
+/// heads side by side — timm's `qkv` layout); `mask` `[b, t]` is added to the score of each
+/// key (0 to attend, a large negative number for padding). Returns the context
+/// `[b, t, d]`, heads side by side. On the CPU one fused kernel per sequence, forward and
+/// backward (no head transposes, no score tensors between ops); burn's ops elsewhere.
+pub fn attention(qkv: Tensor<3>, mask: Option<Tensor<2>>, heads: usize) -> Tensor<3> {
+    let [b, t, d3] = qkv.dims();
+    let (d, hd) = (d3 / 3, d3 / 3 / heads);
+    scope("attention (matmul, softmax)", qkv, |qkv| {
+        if on_flex(&qkv) {
+            let mask = mask.unwrap_or_else(|| Tensor::zeros([b, t], &qkv.device()));
+            let (ctx, _probs) = <Dispatch as ZooKernels>::zoo_attention(
+                qkv.into_dispatch(),
+                mask.into_dispatch(),
+                heads,
+            );
+            return dispatch(ctx);
+        }
+        let qkv = qkv.reshape([b, t, 3, heads, hd]);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, t, heads, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let mut scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar((hd as f64).powf(-0.5));
+        if let Some(m) = mask {
+            scores = scores + m.reshape([b, 1, 1, t]);
+        }
+        burn::tensor::activation::softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d])
+    })
 }
 
 /// Layer norm (profiled; burn's kernel).
@@ -297,9 +382,16 @@ pub fn layer_norm<const D: usize>(l: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
     scope("layer_norm", x, |x| l.forward(x))
 }
 
-/// GELU (profiled).
+/// GELU (erf-based, as PyTorch's default): the project's kernel on the CPU, forward and
+/// backward in one pass each.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    scope("gelu", x, burn::tensor::activation::gelu)
+    scope("gelu", x, |x| {
+        if on_flex(&x) {
+            dispatch(<Dispatch as ZooKernels>::zoo_gelu(x.into_dispatch()))
+        } else {
+            burn::tensor::activation::gelu(x)
+        }
+    })
 }
 
 /// SiLU (profiled).

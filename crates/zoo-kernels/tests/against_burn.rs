@@ -4,17 +4,34 @@
 
 use burn::module::Param;
 use burn::nn::conv::Conv2dConfig;
-use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
 use burn::tensor::{Distribution, TensorData};
 use zoo_kernels::nn;
 
-fn close(what: &str, a: Tensor<4>, b: Tensor<4>) {
+fn close<const D: usize>(what: &str, a: Tensor<D>, b: Tensor<D>) {
     close_values(what, &values(a), &values(b));
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// A parameter whose gradient is compared.
+enum P {
+    P4(Tensor<4>),
+    P2(Tensor<2>),
+    P1(Tensor<1>),
+}
+
+impl P {
+    fn grad(&self, grads: &burn::tensor::Gradients) -> Vec<f32> {
+        match self {
+            P::P4(t) => values(t.grad(grads).expect("parameter gradient")),
+            P::P2(t) => values(t.grad(grads).expect("parameter gradient")),
+            P::P1(t) => values(t.grad(grads).expect("parameter gradient")),
+        }
+    }
 }
 
 fn close_values(what: &str, a: &[f32], b: &[f32]) {
@@ -33,32 +50,25 @@ fn close_values(what: &str, a: &[f32], b: &[f32]) {
 }
 
 /// Runs `f` with the project's kernels and with burn's ops; compares the output and the
-/// gradients of `<output, r>` for a random `r` with respect to the input and `params`.
-fn compare(
+/// gradients of `<output, r>` for a random `r` with respect to the input and the parameters.
+fn compare<const D: usize, const E: usize>(
     what: &str,
-    x: &Tensor<4>,
-    f: &dyn Fn(Tensor<4>) -> (Tensor<4>, Vec<Tensor<4>>, Vec<Tensor<1>>),
+    x: &Tensor<D>,
+    f: &dyn Fn(Tensor<D>) -> (Tensor<E>, Vec<P>),
 ) {
     let mut runs = Vec::new();
     for own in [true, false] {
         nn::use_own_kernels(own);
         let xi = x.clone().require_grad();
-        let (y, p4, p1) = f(xi.clone());
+        let (y, params) = f(xi.clone());
         let n: usize = y.dims().iter().product();
         let r: Vec<f32> = (0..n)
             .map(|i| (i * 7919 % 997) as f32 / 997.0 - 0.5)
             .collect();
-        let r: Tensor<4> = Tensor::from_data(TensorData::new(r, y.dims()), &y.device());
+        let r: Tensor<E> = Tensor::from_data(TensorData::new(r, y.dims()), &y.device());
         let grads = (y.clone() * r).sum().backward();
         let mut g = vec![values(xi.grad(&grads).expect("input gradient"))];
-        g.extend(
-            p4.iter()
-                .map(|p| values(p.grad(&grads).expect("parameter gradient"))),
-        );
-        g.extend(
-            p1.iter()
-                .map(|p| values(p.grad(&grads).expect("parameter gradient"))),
-        );
+        g.extend(params.iter().map(|p| p.grad(&grads)));
         runs.push((values(y), g));
     }
     nn::use_own_kernels(true);
@@ -91,8 +101,10 @@ fn every_kernel_agrees_with_burns_composition() {
             let y = nn::conv2d(&conv, x);
             (
                 y,
-                vec![conv.weight.val()],
-                vec![conv.bias.as_ref().unwrap().val()],
+                vec![
+                    P::P4(conv.weight.val()),
+                    P::P1(conv.bias.as_ref().unwrap().val()),
+                ],
             )
         });
     }
@@ -115,8 +127,10 @@ fn every_kernel_agrees_with_burns_composition() {
             let y = nn::conv2d(&conv, x);
             (
                 y,
-                vec![conv.weight.val()],
-                vec![conv.bias.as_ref().unwrap().val()],
+                vec![
+                    P::P4(conv.weight.val()),
+                    P::P1(conv.bias.as_ref().unwrap().val()),
+                ],
             )
         });
     }
@@ -127,8 +141,10 @@ fn every_kernel_agrees_with_burns_composition() {
     compare("1x1 conv", &x, &|x| {
         (
             nn::conv2d(&conv, x),
-            vec![conv.weight.val()],
-            vec![conv.bias.as_ref().unwrap().val()],
+            vec![
+                P::P4(conv.weight.val()),
+                P::P1(conv.bias.as_ref().unwrap().val()),
+            ],
         )
     });
     // BatchNorm in training mode, alone and with ReLU6 / ReLU fused.
@@ -143,13 +159,12 @@ fn every_kernel_agrees_with_burns_composition() {
         compare(&format!("batch_norm train {act:?}"), &x, &|x| {
             (
                 nn::batch_norm_act(&bn, x, act),
-                vec![],
-                vec![bn.gamma.val(), bn.beta.val()],
+                vec![P::P1(bn.gamma.val()), P::P1(bn.beta.val())],
             )
         });
     }
     // ReLU6 alone.
-    compare("relu6", &x, &|x| (nn::relu6(x), vec![], vec![]));
+    compare("relu6", &x, &|x| (nn::relu6(x), vec![]));
     // Inference (no autodiff) gives the same values too.
     let plain: Tensor<4> = Tensor::from_data(x.into_data(), &Device::flex());
     let conv = Conv2dConfig::new([8, 8], [3, 3])
@@ -160,4 +175,41 @@ fn every_kernel_agrees_with_burns_composition() {
     let b = nn::conv2d(&conv, plain.clone());
     nn::use_own_kernels(true);
     close("depthwise inference", nn::conv2d(&conv, plain), b);
+
+    transformer_kernels(&device);
+}
+
+/// Linear layers (row-split and transposed products, with and without bias, several
+/// layers as one product), attention over packed projections with a padding mask, GELU.
+fn transformer_kernels(device: &Device) {
+    let x: Tensor<3> = Tensor::random([3, 5, 12], Distribution::Normal(0.2, 1.0), device);
+    for (k, n, bias) in [(12, 5, true), (12, 40, false), (12, 9, true)] {
+        let xk = x.clone().narrow(2, 0, k);
+        let mut l = LinearConfig::new(k, n).with_bias(bias).init(device);
+        l.weight = Param::from_tensor(l.weight.val().detach().require_grad());
+        compare(&format!("linear {k}->{n} bias {bias}"), &xk, &|x| {
+            let mut p = vec![P::P2(l.weight.val())];
+            p.extend(l.bias.as_ref().map(|b| P::P1(b.val())));
+            (nn::linear(&l, x), p)
+        });
+    }
+    let ls: Vec<_> = (0..3)
+        .map(|_| LinearConfig::new(12, 8).init(device))
+        .collect();
+    compare("linear_many", &x, &|x| {
+        let y = nn::linear_many(&[&ls[0], &ls[1], &ls[2]], x);
+        (y, ls.iter().map(|l| P::P2(l.weight.val())).collect())
+    });
+    // Packed qkv for 2 heads of 4; the second sequence's last two keys are padding.
+    let qkv: Tensor<3> = Tensor::random([2, 5, 24], Distribution::Normal(0.0, 1.0), device);
+    let keep = TensorData::new(vec![1f32, 1., 1., 1., 1., 1., 1., 1., 0., 0.], [2, 5]);
+    let mask: Tensor<2> = Tensor::<2>::from_data(keep, device);
+    let additive = (mask.ones_like() - mask).mul_scalar(-1e9);
+    compare("attention", &qkv, &|q| {
+        (nn::attention(q, Some(additive.clone()), 2), vec![])
+    });
+    compare("attention without mask", &qkv, &|q| {
+        (nn::attention(q, None, 2), vec![])
+    });
+    compare("gelu", &x, &|x| (nn::gelu(x), vec![]));
 }
