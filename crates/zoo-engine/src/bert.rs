@@ -4,10 +4,10 @@
 //! each optionally under its task-model prefix (`bert.`, `roberta.`, `distilbert.`).
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::prelude::{Int, Tensor};
 use serde_json::Value;
-use zoo_kernels::nn::{attention, gelu, layer_norm as ln, linear, linear_many};
+use zoo_kernels::nn::{LayerNorm, attention, gelu, layer_norm as ln, linear, linear_many};
 
 use crate::weights::{WeightError, Weights};
 

@@ -3,10 +3,10 @@
 //! depths and widths are read from the weights (`convnext_tiny`: [3, 3, 9, 3] × [96…768]).
 
 use burn::module::{Module, Param};
+use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{conv2d, gelu, layer_norm as ln, linear};
+use zoo_kernels::nn::{LayerNorm, conv2d, gelu, layer_norm as ln, linear};
 
 use crate::weights::{WeightError, Weights};
 

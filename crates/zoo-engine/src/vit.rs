@@ -3,10 +3,10 @@
 //! blocks, LayerNorm eps 1e-6, exact GELU, the class token as the pooled feature.
 
 use burn::module::{Module, Param};
+use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, Linear};
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{attention, gelu, layer_norm as ln, linear};
+use zoo_kernels::nn::{LayerNorm, attention, gelu, layer_norm as ln, linear};
 
 use crate::weights::{WeightError, Weights};
 

@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::{Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::{Device, Tensor};
 use burn::tensor::TensorData;
 use zoo_formats::Dtype;
+use zoo_kernels::nn::LayerNorm;
 
 /// Why weights do not fit an architecture.
 #[derive(Debug, thiserror::Error)]
@@ -277,10 +276,11 @@ impl Weights {
 
     /// LayerNorm named `prefix` (`prefix.weight`, `prefix.bias`).
     pub fn layer_norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, WeightError> {
-        let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
-        ln.gamma = self.param(&format!("{prefix}.weight"), [d])?;
-        ln.beta = Some(self.param(&format!("{prefix}.bias"), [d])?);
-        Ok(ln)
+        Ok(LayerNorm {
+            gamma: self.param(&format!("{prefix}.weight"), [d])?,
+            beta: self.param(&format!("{prefix}.bias"), [d])?,
+            epsilon: eps,
+        })
     }
 
     /// A linear layer named `prefix`, PyTorch's `[out, in]` weight transposed to burn's `[in, out]`.

@@ -177,17 +177,14 @@ pub fn attention_forward(qkv: &[f32], a: Attn, mask: &[f32], scale: f32) -> (Vec
 /// `row = softmax(scale · row + mask)` in place.
 #[inline(always)]
 fn softmax_row(row: &mut [f32], mask: &[f32], scale: f32) {
-    let mut max = f32::NEG_INFINITY;
     for (v, &m) in row.iter_mut().zip(mask) {
         *v = *v * scale + m;
-        max = max.max(*v);
     }
-    let mut sum = 0f32;
+    let max = lane_max(row);
     for v in row.iter_mut() {
         *v = exp(*v - max);
-        sum += *v;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / lane_sum(row, |v| v);
     for v in row.iter_mut() {
         *v *= inv;
     }
@@ -221,12 +218,14 @@ pub fn attention_backward(
                 let v_off = 2 * d + h * a.hd;
                 matmul_into(&mut dseq[v_off..], 3 * d, p_mat.t(), d_o, false);
                 matmul_into(ds, t, d_o, a.part(seq, 2, h).t(), false);
-                for (dr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-                    let dot: f32 = dr.iter().zip(pr).map(|(x, y)| x * y).sum();
-                    for (x, &y) in dr.iter_mut().zip(pr) {
-                        *x = y * (*x - dot) * scale;
+                simd(|| {
+                    for (dr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
+                        let dot = lane_sum2(dr, pr, |x, y| x * y);
+                        for (x, &y) in dr.iter_mut().zip(pr) {
+                            *x = y * (*x - dot) * scale;
+                        }
                     }
-                }
+                });
                 let s_mat = Mat::rows(ds, t, t);
                 matmul_into(
                     &mut dseq[h * a.hd..],
@@ -338,6 +337,200 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
             })
         });
     dx
+}
+
+/// Lanes of the fixed-order reductions below: 16 partial results side by side (two AVX
+/// registers), combined in the same order every time.
+const LANES: usize = 16;
+
+/// `Σ f(x_i)` over a slice in [`LANES`] interleaved partial sums (so the loop vectorises;
+/// a plain left-to-right float sum cannot), the same order on every call.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(v);
+    }
+    fold(acc)
+}
+
+/// `Σ f(x_i, y_i)` as [`lane_sum`] adds.
+#[inline(always)]
+fn lane_sum2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (mut cx, mut cy) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    for (a, b) in (&mut cx).zip(&mut cy) {
+        for ((s, &u), &v) in acc.iter_mut().zip(a).zip(b) {
+            *s += f(u, v);
+        }
+    }
+    for ((s, &u), &v) in acc.iter_mut().zip(cx.remainder()).zip(cy.remainder()) {
+        *s += f(u, v);
+    }
+    fold(acc)
+}
+
+/// The largest value of a non-empty slice (NaN-free input), vectorised.
+#[inline(always)]
+fn lane_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = if v > *a { v } else { *a };
+    }
+    acc.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// The partial sums of [`lane_sum`] added pairwise, always in the same order.
+#[inline(always)]
+fn fold(mut acc: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+/// Rows per task of the layer-norm kernels (the gradients of `gamma` and `beta` are summed
+/// per block of this many rows, then over the blocks in order: fixed by the shape alone).
+const NORM_ROWS: usize = 32;
+
+/// Layer norm over the last dimension of a row-major `[rows, d]` matrix, as
+/// `torch.nn.LayerNorm`: `y = (x − mean) / sqrt(var + eps) · gamma + beta` with the biased
+/// variance. Returns `y` and each row's mean and `1 / sqrt(var + eps)` for the backward pass.
+pub fn layer_norm_forward(
+    x: &[f32],
+    d: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "layer_norm: {} values in rows of {d}",
+        x.len()
+    );
+    assert_eq!(
+        (gamma.len(), beta.len()),
+        (d, d),
+        "layer_norm: gamma/beta length"
+    );
+    let rows = x.len() / d;
+    let mut y = vec![0f32; x.len()];
+    let mut mean = vec![0f32; rows];
+    let mut rstd = vec![0f32; rows];
+    y.par_chunks_mut(NORM_ROWS * d)
+        .zip(
+            mean.par_chunks_mut(NORM_ROWS)
+                .zip(rstd.par_chunks_mut(NORM_ROWS)),
+        )
+        .enumerate()
+        .for_each(|(blk, (yb, (mb, rb)))| {
+            simd(|| {
+                let xb = &x[blk * NORM_ROWS * d..][..yb.len()];
+                for (((yr, xr), m), r) in yb
+                    .chunks_exact_mut(d)
+                    .zip(xb.chunks_exact(d))
+                    .zip(mb.iter_mut())
+                    .zip(rb.iter_mut())
+                {
+                    let mu = lane_sum(xr, |v| v) / d as f32;
+                    let var = lane_sum(xr, |v| (v - mu) * (v - mu)) / d as f32;
+                    let inv = 1.0 / (var + eps).sqrt();
+                    for (((o, &v), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                        *o = (v - mu) * inv * g + b;
+                    }
+                    (*m, *r) = (mu, inv);
+                }
+            })
+        });
+    (y, mean, rstd)
+}
+
+/// The gradients of [`layer_norm_forward`] with respect to `x`, `gamma` and `beta`:
+/// with `x̂ = (x − mean)·rstd` and `g = dy ⊙ gamma`,
+/// `dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂))`, `dgamma = Σ dy ⊙ x̂`, `dbeta = Σ dy`.
+pub fn layer_norm_backward(
+    x: &[f32],
+    d: usize,
+    gamma: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows = mean.len();
+    assert_eq!(
+        (x.len(), dy.len(), rstd.len()),
+        (rows * d, rows * d, rows),
+        "layer_norm_backward: shapes"
+    );
+    let mut dx = vec![0f32; x.len()];
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(NORM_ROWS * d)
+        .enumerate()
+        .map(|(blk, db)| {
+            let off = blk * NORM_ROWS * d;
+            let (xb, gb) = (&x[off..][..db.len()], &dy[off..][..db.len()]);
+            let mut dgamma = vec![0f32; d];
+            let mut dbeta = vec![0f32; d];
+            let mut g = vec![0f32; d];
+            simd(|| {
+                for (i, ((dr, xr), gr)) in db
+                    .chunks_exact_mut(d)
+                    .zip(xb.chunks_exact(d))
+                    .zip(gb.chunks_exact(d))
+                    .enumerate()
+                {
+                    let (mu, inv) = (mean[blk * NORM_ROWS + i], rstd[blk * NORM_ROWS + i]);
+                    for ((gi, &dyv), &gm) in g.iter_mut().zip(gr).zip(gamma) {
+                        *gi = dyv * gm;
+                    }
+                    let mean_g = lane_sum(&g, |v| v) / d as f32;
+                    let mean_gx = lane_sum2(&g, xr, |gv, v| gv * (v - mu) * inv) / d as f32;
+                    for ((((o, &gv), &v), &dyv), (dg, dbv)) in dr
+                        .iter_mut()
+                        .zip(&g)
+                        .zip(xr)
+                        .zip(gr)
+                        .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+                    {
+                        let xh = (v - mu) * inv;
+                        *o = inv * (gv - mean_g - xh * mean_gx);
+                        *dg += dyv * xh;
+                        *dbv += dyv;
+                    }
+                }
+            });
+            (dgamma, dbeta)
+        })
+        .collect();
+    let mut dgamma = vec![0f32; d];
+    let mut dbeta = vec![0f32; d];
+    for (pg, pb) in &partials {
+        for ((a, b), (&u, &v)) in dgamma
+            .iter_mut()
+            .zip(dbeta.iter_mut())
+            .zip(pg.iter().zip(pb))
+        {
+            *a += u;
+            *b += v;
+        }
+    }
+    (dx, dgamma, dbeta)
 }
 
 #[cfg(test)]
@@ -556,6 +749,62 @@ mod tests {
                 "gelu'({v}): {} against {want}",
                 dx[i]
             );
+        }
+    }
+    #[test]
+    fn layer_norm_matches_the_definition_and_finite_differences_issue_11() {
+        let (rows, d) = (70, 37); // several row blocks, a partial lane chunk
+        let x: Vec<f32> = data(rows * d, 7).iter().map(|v| v * 3.0 + 1.0).collect();
+        let gamma = data(d, 8);
+        let beta = data(d, 9);
+        let eps = 1e-5f32;
+        let reference = |x: &[f32], gamma: &[f32], beta: &[f32]| -> Vec<f64> {
+            let mut y = Vec::with_capacity(x.len());
+            for r in x.chunks(d) {
+                let mu = r.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+                let var = r.iter().map(|&v| (f64::from(v) - mu).powi(2)).sum::<f64>() / d as f64;
+                let inv = 1.0 / (var + f64::from(eps)).sqrt();
+                for ((&v, &g), &b) in r.iter().zip(gamma).zip(beta) {
+                    y.push((f64::from(v) - mu) * inv * f64::from(g) + f64::from(b));
+                }
+            }
+            y
+        };
+        let (y, mean, rstd) = layer_norm_forward(&x, d, &gamma, &beta, eps);
+        assert_close("layer_norm", &y, &reference(&x, &gamma, &beta), 2e-6);
+        // <y, r> by central differences through the f64 definition, for x, gamma and beta.
+        let r = data(rows * d, 10);
+        let loss = |x: &[f32], g: &[f32], b: &[f32]| -> f64 {
+            reference(x, g, b)
+                .iter()
+                .zip(&r)
+                .map(|(y, &w)| y * f64::from(w))
+                .sum()
+        };
+        let (dx, dgamma, dbeta) = layer_norm_backward(&x, d, &gamma, &mean, &rstd, &r);
+        let h = 1e-2f32;
+        let fd = |which: usize, i: usize| {
+            let mut args = [x.clone(), gamma.clone(), beta.clone()];
+            args[which][i] += h;
+            let up = loss(&args[0], &args[1], &args[2]);
+            args[which][i] -= 2.0 * h;
+            let down = loss(&args[0], &args[1], &args[2]);
+            (up - down) / (2.0 * f64::from(h))
+        };
+        for (which, got) in [(0, &dx), (1, &dgamma), (2, &dbeta)] {
+            let step = if which == 0 { 13 } else { 1 };
+            for i in (0..got.len()).step_by(step) {
+                let want = fd(which, i);
+                assert!(
+                    (f64::from(got[i]) - want).abs() < 2e-3 * (1.0 + want.abs()),
+                    "layer_norm gradient {which}[{i}]: {} against {want}",
+                    got[i]
+                );
+            }
+        }
+        // Any row's dx sums to zero (the mean is subtracted out).
+        for row in dx.chunks(d) {
+            assert!(row.iter().map(|&v| f64::from(v)).sum::<f64>().abs() < 1e-4);
         }
     }
 }

@@ -178,6 +178,26 @@ pub trait ZooKernels: Backend {
         heads: usize,
     ) -> FloatTensor<Self>;
 
+    /// Layer norm over the last dimension of `x` (`[rows, d]`), `gamma` and `beta` `[d]`,
+    /// as `torch.nn.LayerNorm`. Returns (output, each row's mean, each row's
+    /// `1 / sqrt(var + epsilon)`); the statistics are data for the backward pass.
+    fn zoo_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of [`zoo_layer_norm`](ZooKernels::zoo_layer_norm) with respect to
+    /// (`x`, `gamma`, `beta`).
+    fn zoo_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
     /// GELU (erf-based, PyTorch's default).
     fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -614,6 +634,51 @@ impl ZooKernels for Flex {
         tensor_as(d, qkv.shape(), qkv.dtype())
     }
 
+    fn zoo_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let s = x.shape();
+        let (rows, d) = (s[0], s[1]);
+        let (y, mean, rstd) = dense::layer_norm_forward(
+            &as_f32(&x),
+            d,
+            &as_f32(&gamma),
+            &as_f32(&beta),
+            epsilon as f32,
+        );
+        (
+            tensor_as(y, [rows, d], x.dtype()),
+            tensor(mean, [rows]),
+            tensor(rstd, [rows]),
+        )
+    }
+
+    fn zoo_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        rstd: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let d = x.shape()[1];
+        let (dx, dg, db) = dense::layer_norm_backward(
+            &as_f32(&x),
+            d,
+            &as_f32(&gamma),
+            &as_f32(&mean),
+            &as_f32(&rstd),
+            &as_f32(&grad),
+        );
+        (
+            tensor_as(dx, x.shape(), grad.dtype()),
+            tensor_as(dg, [d], gamma.dtype()),
+            tensor_as(db, [d], gamma.dtype()),
+        )
+    }
+
     fn zoo_gelu(x: FlexTensor) -> FlexTensor {
         tensor_as(dense::gelu(&as_f32(&x)), x.shape(), x.dtype())
     }
@@ -1031,6 +1096,66 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         _heads: usize,
     ) -> FloatTensor<Self> {
         unimplemented!("second derivatives of attention are not supported")
+    }
+
+    fn zoo_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 3> for Op {
+            type State = [FloatTensor<B>; 4];
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [nx, ng, nb] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let [x, gamma, mean, rstd] = ops.state;
+                let (dx, dg, db) = B::zoo_layer_norm_backward(x, gamma, mean, rstd, grad);
+                if let Some(n) = nx {
+                    grads.register::<B>(n.id, dx);
+                }
+                if let Some(n) = ng {
+                    grads.register::<B>(n.id, dg);
+                }
+                if let Some(n) = nb {
+                    grads.register::<B>(n.id, db);
+                }
+            }
+        }
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (xp, gp, bp) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, m, r) = B::zoo_layer_norm(xp.clone(), gp.clone(), bp, epsilon);
+                let out = prep.finish([xp, gp, m.clone(), r.clone()], y);
+                (out, Self::from_inner(m), Self::from_inner(r))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, m, r) = B::zoo_layer_norm(xp, gp, bp, epsilon);
+                (prep.finish(y), Self::from_inner(m), Self::from_inner(r))
+            }
+        }
+    }
+
+    fn zoo_layer_norm_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _mean: FloatTensor<Self>,
+        _rstd: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unimplemented!("second derivatives of layer norm are not supported")
     }
 
     fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::backend::{Dispatch, DispatchDevice};
+use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, LayerNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::Tensor;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -377,7 +378,50 @@ pub fn attention(qkv: Tensor<3>, mask: Option<Tensor<2>>, heads: usize) -> Tenso
     })
 }
 
-/// Layer norm (profiled; burn's kernel).
+/// Layer norm over the last dimension with a learned scale and shift, as
+/// `torch.nn.LayerNorm(d, eps)`: the parameters are named as burn's (`gamma`, `beta`), and
+/// the module keeps its epsilon where the forward pass can read it (burn's keeps it private).
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    /// The scale (`weight` in PyTorch).
+    pub gamma: Param<Tensor<1>>,
+    /// The shift (`bias` in PyTorch).
+    pub beta: Param<Tensor<1>>,
+    /// Added to the variance.
+    pub epsilon: f64,
+}
+
+impl LayerNorm {
+    /// Scale 1, shift 0 over `d` features.
+    pub fn new(d: usize, epsilon: f64, device: &burn::prelude::Device) -> Self {
+        Self {
+            gamma: Param::from_tensor(Tensor::ones([d], device)),
+            beta: Param::from_tensor(Tensor::zeros([d], device)),
+            epsilon,
+        }
+    }
+
+    /// The normalised input, same shape. On the CPU one kernel forward and one backward
+    /// (statistics per row, no intermediate tensors); burn's `layer_norm` elsewhere.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (gamma, beta) = (self.gamma.val(), self.beta.val());
+        if !on_flex(&x) {
+            return burn::tensor::module::layer_norm(x, gamma, Some(beta), self.epsilon);
+        }
+        let dims = x.dims();
+        let d = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let (y, _mean, _rstd) = <Dispatch as ZooKernels>::zoo_layer_norm(
+            x.reshape([rows, d]).into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            self.epsilon,
+        );
+        dispatch::<2>(y).reshape(dims)
+    }
+}
+
+/// Layer norm (profiled).
 pub fn layer_norm<const D: usize>(l: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
     scope("layer_norm", x, |x| l.forward(x))
 }

@@ -212,4 +212,21 @@ fn transformer_kernels(device: &Device) {
         (nn::attention(q, None, 2), vec![])
     });
     compare("gelu", &x, &|x| (nn::gelu(x), vec![]));
+    // Layer norm over the last axis with a non-trivial scale and shift, and a large epsilon
+    // so that a kernel ignoring it would differ.
+    for eps in [1e-6, 0.5] {
+        let norm = nn::LayerNorm {
+            gamma: Param::from_tensor(
+                Tensor::random([12], Distribution::Normal(1.0, 0.5), device).require_grad(),
+            ),
+            beta: Param::from_tensor(
+                Tensor::random([12], Distribution::Normal(0.0, 0.5), device).require_grad(),
+            ),
+            epsilon: eps,
+        };
+        compare(&format!("layer_norm eps {eps}"), &x, &|x| {
+            let p = vec![P::P1(norm.gamma.val()), P::P1(norm.beta.val())];
+            (nn::layer_norm(&norm, x), p)
+        });
+    }
 }
