@@ -141,6 +141,17 @@ where
     (rate, median)
 }
 
+/// One profiled inference pass (forward time per op kind).
+fn profile_inference(f: impl FnOnce()) -> profile::Report {
+    profile::enable(true);
+    let t = Instant::now();
+    f();
+    let forward = t.elapsed();
+    let report = profile::report(forward, Instant::now(), Duration::ZERO, Duration::ZERO);
+    profile::enable(false);
+    report
+}
+
 /// Items per second over `iters` runs after a warm-up.
 fn rate(items: usize, iters: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -178,6 +189,14 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
                 let _ = model.forward(x.clone()).into_data();
             });
             doc.insert(format!("{arch}_inference_img_per_s"), json!(r));
+            if a.profile {
+                tables.push(
+                    profile_inference(|| {
+                        let _ = model.forward(x.clone()).into_data();
+                    })
+                    .table(&format!("{arch} inference (batch {batch}, {size}²)")),
+                );
+            }
         }
         let w = weights(&path, &ad)?;
         let (model, _) =

@@ -7,7 +7,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear};
 use burn::prelude::Tensor;
 use burn::tensor::activation::sigmoid;
-use zoo_kernels::nn::silu;
+use zoo_kernels::nn::{Act, silu};
 
 use crate::weights::{WeightError, Weights};
 
@@ -57,8 +57,8 @@ impl ConvBn {
         })
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = crate::fused::conv_bn(&self.conv, &self.bn, x);
-        if self.act { silu(y) } else { y }
+        let act = if self.act { Act::Silu } else { Act::None };
+        crate::fused::conv_bn_with(&self.conv, &self.bn, x, act)
     }
 }
 

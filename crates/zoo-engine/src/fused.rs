@@ -8,22 +8,31 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::Tensor;
-use zoo_kernels::nn;
+use zoo_kernels::nn::{self, Act};
 
 /// `bn(conv(x))`, the BatchNorm folded into the convolution when it is not training.
 pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    conv_bn_act(conv, bn, x, None)
+    conv_bn_with(conv, bn, x, Act::None)
 }
 
 /// `act(bn(conv(x)))` with the clamp `[0, act]` (ReLU: `f32::INFINITY`, ReLU6: 6): fused
-/// into the BatchNorm kernel while training, after the folded convolution otherwise.
+/// into the BatchNorm kernel while training, into the folded convolution's output pass
+/// otherwise.
 pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<4> {
-    let y = conv_bn_inner(conv, bn, x, act);
-    match (act, y) {
-        (_, Fused::Done(y)) => y,
-        (Some(m), Fused::Pending(y)) if m.is_finite() => nn::relu6(y),
-        (Some(_), Fused::Pending(y)) => nn::relu(y),
-        (None, Fused::Pending(y)) => y,
+    conv_bn_with(conv, bn, x, act.map_or(Act::None, Act::Clamp))
+}
+
+/// `act(bn(conv(x)))` for any [`Act`] (EfficientNet's SiLU): in the folded convolution's
+/// output pass when the BatchNorm uses its running statistics; while training, the clamps
+/// fuse into the BatchNorm kernel and SiLU runs after it.
+pub fn conv_bn_with(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
+    let clamp = match act {
+        Act::Clamp(m) => Some(m),
+        _ => None,
+    };
+    match conv_bn_inner(conv, bn, x, clamp, act) {
+        Fused::Done(y) => y,
+        Fused::Pending(y) => nn::activation(y, act),
     }
 }
 
@@ -34,9 +43,19 @@ enum Fused {
     Pending(Tensor<4>),
 }
 
-fn conv_bn_inner(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Fused {
+fn conv_bn_inner(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    x: Tensor<4>,
+    clamp: Option<f32>,
+    act: Act,
+) -> Fused {
     if nn::bn_trains(bn, &x) {
-        return Fused::Done(nn::batch_norm_act(bn, nn::conv2d(conv, x), act));
+        let y = nn::batch_norm_act(bn, nn::conv2d(conv, x), clamp);
+        return match act {
+            Act::Silu => Fused::Pending(y),
+            _ => Fused::Done(y),
+        };
     }
     // Our layers pad explicitly (or not at all); anything else runs unfolded.
     let pad = match &conv.padding {
@@ -55,13 +74,14 @@ fn conv_bn_inner(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) 
     }
     let [c_out] = scale.dims();
     let weight = conv.weight.val().mul(scale.reshape([c_out, 1, 1, 1]));
-    Fused::Pending(nn::conv2d_raw(
+    Fused::Done(nn::conv2d_raw_act(
         x,
         weight,
-        Some(shift),
+        shift,
         conv.stride,
-        Some(pad),
+        pad,
         conv.dilation,
         conv.groups,
+        act,
     ))
 }

@@ -28,8 +28,18 @@ impl Nchw {
     }
 }
 
+/// Runs `f` compiled for the best vector instructions the CPU has (AVX-512, AVX2 or
+/// baseline), so the plain loops inside it (and the `#[inline(always)]` helpers they call)
+/// are vectorised that wide. Without FMA contraction the results are the same bits on every
+/// instruction set: only the width changes, never the order of operations.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 /// Sum of a slice in a fixed order: eight interleaved f32 lanes (vectorised by the compiler),
 /// then the lanes and the tail in order, in f64.
+#[inline(always)]
 fn sum_f32(xs: &[f32]) -> f64 {
     let mut acc = [0f32; 8];
     let chunks = xs.chunks_exact(8);
@@ -47,6 +57,7 @@ fn sum_f32(xs: &[f32]) -> f64 {
 }
 
 /// Σ (x - m)² over a slice, like [`sum_f32`].
+#[inline(always)]
 fn sum_sq_dev(xs: &[f32], m: f32) -> f64 {
     let mut acc = [0f32; 8];
     let chunks = xs.chunks_exact(8);
@@ -66,6 +77,7 @@ fn sum_sq_dev(xs: &[f32], m: f32) -> f64 {
 }
 
 /// Σ dy and Σ dy·(x - m) over a pair of slices.
+#[inline(always)]
 fn sum_dy_dyx(dy: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
     let cd = dy.chunks_exact(8);
@@ -93,11 +105,16 @@ pub fn batch_stats(x: &[f32], s: Nchw) -> (Vec<f32>, Vec<f32>) {
     let stats: Vec<(f32, f32)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let plane = |n: usize| &x[(n * s.c + c) * hw..(n * s.c + c + 1) * hw];
-            let sum: f64 = (0..s.n).map(|n| sum_f32(plane(n))).sum();
-            let mean = (sum / count) as f32;
-            let sq: f64 = (0..s.n).map(|n| sum_sq_dev(plane(n), mean)).sum();
-            (mean, (sq / count) as f32)
+            simd(
+                #[inline(always)]
+                || {
+                    let plane = |n: usize| &x[(n * s.c + c) * hw..(n * s.c + c + 1) * hw];
+                    let sum: f64 = (0..s.n).map(|n| sum_f32(plane(n))).sum();
+                    let mean = (sum / count) as f32;
+                    let sq: f64 = (0..s.n).map(|n| sum_sq_dev(plane(n), mean)).sum();
+                    (mean, (sq / count) as f32)
+                },
+            )
         })
         .collect();
     stats.into_iter().unzip()
@@ -120,18 +137,21 @@ pub fn channel_affine(
         .for_each(|(i, (yo, xi))| {
             let c = i % s.c;
             let (a, b) = (scale[c], shift[c]);
-            match max {
-                None => {
-                    for (o, &v) in yo.iter_mut().zip(xi) {
-                        *o = v * a + b;
+            simd(
+                #[inline(always)]
+                || match max {
+                    None => {
+                        for (o, &v) in yo.iter_mut().zip(xi) {
+                            *o = v * a + b;
+                        }
                     }
-                }
-                Some(m) => {
-                    for (o, &v) in yo.iter_mut().zip(xi) {
-                        *o = (v * a + b).max(0.0).min(m);
+                    Some(m) => {
+                        for (o, &v) in yo.iter_mut().zip(xi) {
+                            *o = (v * a + b).max(0.0).min(m);
+                        }
                     }
-                }
-            }
+                },
+            )
         });
     y
 }
@@ -183,15 +203,20 @@ pub fn batch_norm_train_backward(
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let mut a = 0f64;
-            let mut b = 0f64;
-            for n in 0..s.n {
-                let r = (n * s.c + c) * hw..(n * s.c + c + 1) * hw;
-                let (sa, sb) = sum_dy_dyx(&dy[r.clone()], &x[r], mean[c]);
-                a += sa;
-                b += sb;
-            }
-            (a, b)
+            simd(
+                #[inline(always)]
+                || {
+                    let mut a = 0f64;
+                    let mut b = 0f64;
+                    for n in 0..s.n {
+                        let r = (n * s.c + c) * hw..(n * s.c + c + 1) * hw;
+                        let (sa, sb) = sum_dy_dyx(&dy[r.clone()], &x[r], mean[c]);
+                        a += sa;
+                        b += sb;
+                    }
+                    (a, b)
+                },
+            )
         })
         .collect();
     let mut dgamma = vec![0f32; s.c];
@@ -219,9 +244,14 @@ pub fn batch_norm_train_backward(
         .for_each(|(i, (o, (d, xv)))| {
             let c = i % s.c;
             let (a, b, k) = (ka[c], kb[c], kc[c]);
-            for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
-                *o = a * d + b * v + k;
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
+                        *o = a * d + b * v + k;
+                    }
+                },
+            )
         });
     (dx, dgamma, dbeta)
 }
@@ -232,9 +262,14 @@ pub fn clamp_relu(x: &[f32], max: f32) -> Vec<f32> {
     y.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .for_each(|(o, i)| {
-            for (o, &v) in o.iter_mut().zip(i) {
-                *o = v.max(0.0).min(max);
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(i) {
+                        *o = v.max(0.0).min(max);
+                    }
+                },
+            )
         });
     y
 }
@@ -246,9 +281,14 @@ pub fn clamp_relu_backward(y: &[f32], dy: &[f32], max: f32) -> Vec<f32> {
     dx.par_chunks_mut(1 << 14)
         .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
         .for_each(|(o, (y, d))| {
-            for ((o, &y), &d) in o.iter_mut().zip(y).zip(d) {
-                *o = if y > 0.0 && y < max { d } else { 0.0 };
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((o, &y), &d) in o.iter_mut().zip(y).zip(d) {
+                        *o = if y > 0.0 && y < max { d } else { 0.0 };
+                    }
+                },
+            )
         });
     dx
 }
@@ -266,6 +306,7 @@ pub struct Conv {
 }
 
 /// Output indices `o` in `0..out` with `0 <= o*stride - pad + k < size`.
+#[inline(always)]
 fn valid(out: usize, stride: usize, pad: usize, k: usize, size: usize) -> std::ops::Range<usize> {
     // o*stride >= pad - k  and  o*stride < size + pad - k
     let lo = if pad > k {
@@ -295,6 +336,7 @@ struct TapRow {
 /// Every [`TapRow`] of a convolution over an `h x w` plane, taps in order, rows in order —
 /// the one walk every convolution kernel here shares (padding handled by the bounds, no
 /// per-element test).
+#[inline(always)]
 fn tap_rows(h: usize, w: usize, g: Conv, mut f: impl FnMut(TapRow)) {
     for tap in 0..g.kh * g.kw {
         rows_of_tap(h, w, g, tap, &mut f);
@@ -302,6 +344,7 @@ fn tap_rows(h: usize, w: usize, g: Conv, mut f: impl FnMut(TapRow)) {
 }
 
 /// The [`TapRow`]s of one tap, rows in order.
+#[inline(always)]
 fn rows_of_tap(h: usize, w: usize, g: Conv, tap: usize, mut f: impl FnMut(TapRow)) {
     let (ky, kx) = (tap / g.kw, tap % g.kw);
     let ox = valid(g.ow, g.stride[1], g.pad[1], kx, w);
@@ -320,20 +363,8 @@ fn rows_of_tap(h: usize, w: usize, g: Conv, tap: usize, mut f: impl FnMut(TapRow
     }
 }
 
-/// `out[i] += a * inp[i * stride]` over `out` (a contiguous loop when `stride` is 1).
-fn axpy_gather(out: &mut [f32], inp: &[f32], stride: usize, a: f32) {
-    if stride == 1 {
-        for (o, &v) in out.iter_mut().zip(inp) {
-            *o += v * a;
-        }
-    } else {
-        for (o, &v) in out.iter_mut().zip(inp.iter().step_by(stride)) {
-            *o += v * a;
-        }
-    }
-}
-
 /// `out[i * stride] += a * inp[i]` over `inp`.
+#[inline(always)]
 fn axpy_scatter(out: &mut [f32], inp: &[f32], stride: usize, a: f32) {
     if stride == 1 {
         for (o, &v) in out.iter_mut().zip(inp) {
@@ -346,26 +377,252 @@ fn axpy_scatter(out: &mut [f32], inp: &[f32], stride: usize, a: f32) {
     }
 }
 
-/// Depthwise convolution forward (weight `[c, 1, kh, kw]`, no bias), one plane per task.
-pub fn depthwise_forward(x: &[f32], s: Nchw, w: &[f32], g: Conv) -> Vec<f32> {
+/// An activation applied in a kernel's output pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Act {
+    /// The identity.
+    None,
+    /// `min(max(x, 0), max)`: ReLU with `max = ∞`, ReLU6 with 6.
+    Clamp(f32),
+    /// `x · sigmoid(x)`.
+    Silu,
+}
+
+impl Act {
+    /// As one number across the backend trait: 0 the identity, a positive number the clamp
+    /// to `[0, it]`, a negative one SiLU.
+    pub fn code(self) -> f32 {
+        match self {
+            Act::None => 0.0,
+            Act::Clamp(m) => m,
+            Act::Silu => -1.0,
+        }
+    }
+
+    /// The inverse of [`Act::code`].
+    pub fn from_code(v: f32) -> Self {
+        if v > 0.0 {
+            Act::Clamp(v)
+        } else if v < 0.0 {
+            Act::Silu
+        } else {
+            Act::None
+        }
+    }
+}
+
+/// `out = act(out + bias)` over one channel's values, vectorised (called inside [`simd`]).
+#[inline(always)]
+fn epilogue(out: &mut [f32], bias: f32, act: Act) {
+    match act {
+        Act::None => {
+            if bias != 0.0 {
+                for v in out.iter_mut() {
+                    *v += bias;
+                }
+            }
+        }
+        Act::Clamp(m) => {
+            for v in out.iter_mut() {
+                *v = (*v + bias).max(0.0).min(m);
+            }
+        }
+        Act::Silu => {
+            for v in out.iter_mut() {
+                let z = *v + bias;
+                *v = z * crate::dense::sigmoid(z);
+            }
+        }
+    }
+}
+
+/// Output values per step of the depthwise kernels: one AVX-512 register (two AVX2).
+const DW_LANES: usize = 16;
+
+/// One plane zero-padded and split by column phase, so that every tap of a strided
+/// convolution reads contiguous values: phase `q`, row `r`, element `j` holds padded column
+/// `j·stride + q` of padded row `r` (0 outside the image). Rows are `width` long, enough for
+/// whole [`DW_LANES`] steps past the last output column.
+struct Phased {
+    data: Vec<f32>,
+    rows: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl Phased {
+    fn new() -> Self {
+        Self {
+            data: Vec::new(),
+            rows: 0,
+            width: 0,
+            stride: 1,
+        }
+    }
+
+    /// Fills from `plane` (`h x w`), padded by `top`/`left`, `rows` padded rows, `width`
+    /// values per phase row. With `dilate > 1` the plane's values land every `dilate`
+    /// padded rows/columns (the transposed convolution of a strided one), zeros between;
+    /// dilation and phases do not combine (`stride` 1 then).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        plane: &[f32],
+        h: usize,
+        w: usize,
+        top: usize,
+        left: usize,
+        dilate: [usize; 2],
+        rows: usize,
+        width: usize,
+        stride: usize,
+    ) {
+        debug_assert!(stride == 1 || dilate[1] == 1);
+        self.rows = rows;
+        self.width = width;
+        self.stride = stride;
+        self.data.clear();
+        self.data.resize(stride * rows * width, 0.0);
+        for iy in 0..h {
+            let r = iy * dilate[0] + top;
+            if r >= rows {
+                break;
+            }
+            let src = &plane[iy * w..(iy + 1) * w];
+            if stride == 1 {
+                let dst = &mut self.data[r * width..(r + 1) * width];
+                if left >= width {
+                    continue;
+                }
+                if dilate[1] == 1 {
+                    let n = w.min(width - left);
+                    dst[left..left + n].copy_from_slice(&src[..n]);
+                } else {
+                    for (d, &v) in dst[left..].iter_mut().step_by(dilate[1]).zip(src) {
+                        *d = v;
+                    }
+                }
+                continue;
+            }
+            // Phase q holds padded columns j·stride + q, i.e. input columns j·stride + q − left.
+            for q in 0..stride {
+                let j0 = if left > q {
+                    (left - q).div_ceil(stride)
+                } else {
+                    0
+                };
+                let ix0 = j0 * stride + q - left;
+                if ix0 >= w || j0 >= width {
+                    continue;
+                }
+                let dst = &mut self.data[(q * rows + r) * width + j0..(q * rows + r + 1) * width];
+                for (d, &v) in dst.iter_mut().zip(src[ix0..].iter().step_by(stride)) {
+                    *d = v;
+                }
+            }
+        }
+    }
+
+    /// Where phase `q`'s padded row `r` starts in `data`.
+    #[inline(always)]
+    fn offset(&self, q: usize, r: usize) -> usize {
+        (q * self.rows + r) * self.width
+    }
+}
+
+/// `acc += a · x[..16]`, one vector operation.
+#[inline(always)]
+fn axpy16(acc: &mut [f32; DW_LANES], a: f32, x: &[f32]) {
+    let x: &[f32; DW_LANES] = x[..DW_LANES].try_into().unwrap();
+    for i in 0..DW_LANES {
+        acc[i] += a * x[i];
+    }
+}
+
+/// `acc += d[..16] ⊙ x[..16]`.
+#[inline(always)]
+fn mul_acc16(acc: &mut [f32; DW_LANES], d: &[f32], x: &[f32]) {
+    let d: &[f32; DW_LANES] = d[..DW_LANES].try_into().unwrap();
+    let x: &[f32; DW_LANES] = x[..DW_LANES].try_into().unwrap();
+    for i in 0..DW_LANES {
+        acc[i] += d[i] * x[i];
+    }
+}
+
+/// Phase-row width for `out` outputs per row of a `k`-wide kernel with stride `s`.
+fn phased_width(out: usize, k: usize, s: usize) -> usize {
+    out.div_ceil(DW_LANES) * DW_LANES + k.div_ceil(s) + 1
+}
+
+/// Depthwise convolution forward (weight `[c, 1, kh, kw]`, no bias), one plane per task:
+/// each plane padded once ([`Phased`]), then every output row [`DW_LANES`] values at a
+/// time with all taps applied in registers.
+/// With `bias` (one per channel) and `act`, the output pass also adds the bias and applies
+/// the activation (inference with a folded BatchNorm).
+pub fn depthwise_forward(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    g: Conv,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     let mut y = vec![0f32; s.n * s.c * ohw];
-    y.par_chunks_mut(ohw.max(1))
-        .enumerate()
-        .for_each(|(p, out)| {
+    let st = g.stride[1];
+    let rows = (g.oh.max(1) - 1) * g.stride[0] + g.kh;
+    let width = phased_width(g.ow, g.kw, st);
+    y.par_chunks_mut(ohw.max(1)).enumerate().for_each_init(
+        || (Phased::new(), Vec::new()),
+        |(buf, row), (p, out)| {
             let c = p % s.c;
             let xp = &x[p * hw..(p + 1) * hw];
             let wc = &w[c * kk..(c + 1) * kk];
-            tap_rows(s.h, s.w, g, |t| {
-                let orow = &mut out[t.oy * g.ow..(t.oy + 1) * g.ow];
-                let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
-                axpy_gather(&mut orow[t.ox], xr, g.stride[1], wc[t.tap]);
-            });
-        });
+            simd(
+                #[inline(always)]
+                || {
+                    buf.fill(xp, s.h, s.w, g.pad[0], g.pad[1], [1, 1], rows, width, st);
+                    dw_plane(buf, g, wc, out, row);
+                    if bias.is_some() || act != Act::None {
+                        epilogue(out, bias.map_or(0.0, |b| b[c]), act);
+                    }
+                },
+            )
+        },
+    );
     y
 }
 
-/// Depthwise convolution backward: (dx, dweight).
+/// `out[oy][ox] = Σ_ky Σ_kx w[ky·kw + kx] · padded[oy·sy + ky][ox·sx + kx]` over one plane
+/// (`out` `oh x ow` of `g`; the phases carry the horizontal stride), [`DW_LANES`] outputs
+/// at a time in registers, taps in order.
+#[inline(always)]
+fn dw_plane(src: &Phased, g: Conv, w: &[f32], out: &mut [f32], row: &mut Vec<f32>) {
+    let (sy, sx, kk) = (g.stride[0], src.stride, g.kh * g.kw);
+    let steps = g.ow.div_ceil(DW_LANES);
+    row.resize(steps * DW_LANES, 0.0);
+    let mut offs = vec![0usize; kk];
+    for oy in 0..g.oh {
+        for (t, o) in offs.iter_mut().enumerate() {
+            let (ky, kx) = (t / g.kw, t % g.kw);
+            *o = src.offset(kx % sx, oy * sy + ky) + kx / sx;
+        }
+        for st in 0..steps {
+            let mut acc = [0f32; DW_LANES];
+            for (&o, &wt) in offs.iter().zip(w) {
+                axpy16(&mut acc, wt, &src.data[o + st * DW_LANES..]);
+            }
+            row[st * DW_LANES..(st + 1) * DW_LANES].copy_from_slice(&acc);
+        }
+        out[oy * g.ow..(oy + 1) * g.ow].copy_from_slice(&row[..g.ow]);
+    }
+}
+
+/// Depthwise convolution backward: (dx, dweight). `dx` is the stride-1 correlation of the
+/// output gradient — dilated by the stride and padded by `k − 1 − pad` — with the flipped
+/// kernel (one plane per task); `dweight` correlates each input plane with its output
+/// gradient, [`DW_LANES`] products per tap at a time, images in order per channel.
 pub fn depthwise_backward(
     x: &[f32],
     s: Nchw,
@@ -374,52 +631,117 @@ pub fn depthwise_backward(
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
-    // dx: each input plane gathers from its own output-gradient plane.
+    assert!(
+        g.pad[0] < g.kh && g.pad[1] < g.kw,
+        "depthwise: padding at least the kernel size"
+    );
     let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(hw.max(1))
-        .enumerate()
-        .for_each(|(p, dxp)| {
+    let flipped: Vec<f32> = (0..s.c)
+        .flat_map(|c| (0..kk).rev().map(move |t| w[c * kk + t]))
+        .collect();
+    let full = Conv {
+        kh: g.kh,
+        kw: g.kw,
+        stride: [1, 1],
+        pad: [0, 0],
+        oh: s.h,
+        ow: s.w,
+    };
+    let rows = s.h + g.kh - 1;
+    let width = phased_width(s.w, g.kw, 1);
+    dx.par_chunks_mut(hw.max(1)).enumerate().for_each_init(
+        || (Phased::new(), Vec::new()),
+        |(buf, row), (p, dxp)| {
             let c = p % s.c;
             let dyp = &dy[p * ohw..(p + 1) * ohw];
-            let wc = &w[c * kk..(c + 1) * kk];
-            tap_rows(s.h, s.w, g, |t| {
-                let dr = &dyp[t.oy * g.ow..(t.oy + 1) * g.ow];
-                let xr = &mut dxp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
-                axpy_scatter(xr, &dr[t.ox], g.stride[1], wc[t.tap]);
-            });
-        });
-    // dweight: one channel per task, each tap's rows summed in f32 per image, images in
-    // order in f64.
+            simd(
+                #[inline(always)]
+                || {
+                    buf.fill(
+                        dyp,
+                        g.oh,
+                        g.ow,
+                        g.kh - 1 - g.pad[0],
+                        g.kw - 1 - g.pad[1],
+                        g.stride,
+                        rows,
+                        width,
+                        1,
+                    );
+                    dw_plane(buf, full, &flipped[c * kk..(c + 1) * kk], dxp, row);
+                },
+            )
+        },
+    );
+    // dweight: one channel per task; per image, each tap's products in DW_LANES partial sums
+    // (f32), folded in order, then the images added in order in f64.
+    let st = g.stride[1];
+    let rows = (g.oh.max(1) - 1) * g.stride[0] + g.kh;
+    let width = phased_width(g.ow, g.kw, st);
+    let steps = g.ow.div_ceil(DW_LANES);
     let dw: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
-        .map(|c| {
-            let mut acc = vec![0f64; kk];
-            let mut sums = vec![0f32; kk];
-            for n in 0..s.n {
-                let p = n * s.c + c;
-                let xp = &x[p * hw..(p + 1) * hw];
-                let dyp = &dy[p * ohw..(p + 1) * ohw];
-                sums.fill(0.0);
-                tap_rows(s.h, s.w, g, |t| {
-                    let dr = &dyp[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox.clone()];
-                    let xr = &xp[t.iy * s.w + t.ix0..(t.iy + 1) * s.w];
-                    sums[t.tap] += if g.stride[1] == 1 {
-                        dot(dr, &xr[..dr.len()])
-                    } else {
-                        dr.iter()
-                            .zip(xr.iter().step_by(g.stride[1]))
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>()
-                    };
-                });
-                for (a, &v) in acc.iter_mut().zip(&sums) {
-                    *a += f64::from(v);
-                }
-            }
-            acc.into_iter().map(|v| v as f32).collect()
-        })
+        .map_init(
+            || (Phased::new(), Vec::new()),
+            |(buf, dpad), c| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        let mut total = vec![0f64; kk];
+                        for n in 0..s.n {
+                            let p = n * s.c + c;
+                            buf.fill(
+                                &x[p * hw..(p + 1) * hw],
+                                s.h,
+                                s.w,
+                                g.pad[0],
+                                g.pad[1],
+                                [1, 1],
+                                rows,
+                                width,
+                                st,
+                            );
+                            // The output gradient with each row padded to whole steps.
+                            dpad.clear();
+                            dpad.resize(g.oh * steps * DW_LANES, 0.0);
+                            for oy in 0..g.oh {
+                                dpad[oy * steps * DW_LANES..][..g.ow]
+                                    .copy_from_slice(&dy[p * ohw + oy * g.ow..][..g.ow]);
+                            }
+                            // Per tap, its products over the whole plane in one register.
+                            for (t, tot) in total.iter_mut().enumerate() {
+                                let (ky, kx) = (t / g.kw, t % g.kw);
+                                let mut acc = [0f32; DW_LANES];
+                                for oy in 0..g.oh {
+                                    let base = buf.offset(kx % st, oy * g.stride[0] + ky) + kx / st;
+                                    let drow = &dpad[oy * steps * DW_LANES..][..steps * DW_LANES];
+                                    for (stp, d) in drow.chunks_exact(DW_LANES).enumerate() {
+                                        mul_acc16(&mut acc, d, &buf.data[base + stp * DW_LANES..]);
+                                    }
+                                }
+                                *tot += f64::from(fold16(acc));
+                            }
+                        }
+                        total.into_iter().map(|v| v as f32).collect()
+                    },
+                )
+            },
+        )
         .collect();
     (dx, dw.concat())
+}
+
+/// Sixteen partial sums added pairwise, always in the same order.
+#[inline(always)]
+fn fold16(mut a: [f32; DW_LANES]) -> f32 {
+    let mut w = DW_LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            a[i] += a[i + w];
+        }
+        w /= 2;
+    }
+    a[0]
 }
 
 /// A strided matrix over a slice: element `(i, j)` at `i * rs + j * cs`.
@@ -541,6 +863,7 @@ pub fn matmul_into(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>, accum
 
 /// One row of the columns of a convolution: what tap `tap` meets at every output position
 /// of one input plane (0 in the padding), into `out` (`oh · ow` long).
+#[inline(always)]
 fn fill_col_row(plane: &[f32], h: usize, w: usize, g: Conv, tap: usize, out: &mut [f32]) {
     rows_of_tap(h, w, g, tap, |t| {
         let o = &mut out[t.oy * g.ow..(t.oy + 1) * g.ow][t.ox];
@@ -558,6 +881,7 @@ fn fill_col_row(plane: &[f32], h: usize, w: usize, g: Conv, tap: usize, out: &mu
 /// The columns of one image (`[c, h, w]`) as a `[c·kh·kw, oh·ow]` matrix into `out` (which
 /// must hold zeros where the padding falls: a fresh buffer, or one filled by the same
 /// geometry before).
+#[inline(always)]
 fn im2col_image(xn: &[f32], c: usize, h: usize, w: usize, g: Conv, out: &mut [f32]) {
     let (hw, l, kk) = (h * w, g.oh * g.ow, g.kh * g.kw);
     for ci in 0..c {
@@ -605,6 +929,7 @@ fn im2col(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
 
 /// The adjoint of [`im2col_image`]: sums a `[c·kh·kw, oh·ow]` column gradient onto one
 /// image's `[c, h, w]` gradient, taps in order.
+#[inline(always)]
 fn col2im_image(cols: &[f32], c: usize, h: usize, w: usize, g: Conv, dxn: &mut [f32]) {
     let (hw, l, kk) = (h * w, g.oh * g.ow, g.kh * g.kw);
     for ci in 0..c {
@@ -618,18 +943,104 @@ fn col2im_image(cols: &[f32], c: usize, h: usize, w: usize, g: Conv, dxn: &mut [
     }
 }
 
-/// A single-group convolution without bias (weight `[co, c, kh, kw]`): per image, im2col
-/// and one product `W · cols`; one image per task.
-pub fn conv_forward(x: &[f32], s: Nchw, w: &[f32], co: usize, g: Conv) -> Vec<f32> {
+/// A single-group convolution (weight `[co, c, kh, kw]`): per image, im2col and one product
+/// `W · cols`, then (with `bias` / `act`) the bias and activation while the image's output
+/// is in cache; one image per task.
+pub fn conv_forward(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    co: usize,
+    g: Conv,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
     let (hw, l, k) = (s.plane(), g.oh * g.ow, s.c * g.kh * g.kw);
     let mut y = vec![0f32; s.n * co * l];
     y.par_chunks_mut((co * l).max(1)).enumerate().for_each_init(
         || vec![0f32; k * l],
         |cols, (n, yn)| {
-            im2col_image(&x[n * s.c * hw..(n + 1) * s.c * hw], s.c, s.h, s.w, g, cols);
+            simd(
+                #[inline(always)]
+                || im2col_image(&x[n * s.c * hw..(n + 1) * s.c * hw], s.c, s.h, s.w, g, cols),
+            );
             matmul_into(yn, l, Mat::rows(w, co, k), Mat::rows(cols, k, l), false);
+            channel_epilogue(yn, l, bias, act);
         },
     );
+    y
+}
+
+/// [`epilogue`] over the `[co, l]` rows of one image, when there is anything to do.
+#[inline(always)]
+fn channel_epilogue(yn: &mut [f32], l: usize, bias: Option<&[f32]>, act: Act) {
+    if bias.is_none() && act == Act::None {
+        return;
+    }
+    simd(
+        #[inline(always)]
+        || {
+            for (c, row) in yn.chunks_exact_mut(l.max(1)).enumerate() {
+                epilogue(row, bias.map_or(0.0, |b| b[c]), act);
+            }
+        },
+    );
+}
+
+/// Columns per task of [`pointwise_forward`] on a single image: its positions are cut into
+/// blocks of at most this many (fixed by the shape), so one image still uses every core.
+const PW_COLS: usize = 1024;
+
+/// A 1x1 convolution, stride 1, no padding (weight `[co, c]`): per image `W · X_n`, the
+/// bias and activation applied while the image's output is in cache. One image per task;
+/// a single image in blocks of at most [`PW_COLS`] positions.
+pub fn pointwise_forward(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    co: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let hw = s.plane();
+    let mut y = vec![0f32; s.n * co * hw];
+    if y.is_empty() {
+        return y;
+    }
+    let blocks = if s.n == 1 { hw.div_ceil(PW_COLS) } else { 1 };
+    let per = hw.div_ceil(blocks);
+    y.par_chunks_mut(co * hw).enumerate().for_each(|(n, yn)| {
+        let xn = &x[n * s.c * hw..(n + 1) * s.c * hw];
+        if blocks == 1 {
+            matmul_into(yn, hw, Mat::rows(w, co, s.c), Mat::rows(xn, s.c, hw), false);
+            channel_epilogue(yn, hw, bias, act);
+            return;
+        }
+        let mut parts: Vec<Vec<f32>> = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let j0 = b * per;
+                let cols = per.min(hw - j0);
+                let mut out = vec![0f32; co * cols];
+                matmul_into(
+                    &mut out,
+                    cols,
+                    Mat::rows(w, co, s.c),
+                    Mat::strided(xn, j0, s.c, cols, hw),
+                    false,
+                );
+                channel_epilogue(&mut out, cols, bias, act);
+                out
+            })
+            .collect();
+        for (b, part) in parts.iter_mut().enumerate() {
+            let j0 = b * per;
+            let cols = per.min(hw - j0);
+            for (c, row) in part.chunks_exact(cols).enumerate() {
+                yn[c * hw + j0..c * hw + j0 + cols].copy_from_slice(row);
+            }
+        }
+    });
     y
 }
 
@@ -650,7 +1061,10 @@ pub fn conv_backward_x(dy: &[f32], s: Nchw, w: &[f32], co: usize, g: Conv) -> Ve
                     Mat::rows(dyn_, co, l),
                     false,
                 );
-                col2im_image(dcols, s.c, s.h, s.w, g, dxn);
+                simd(
+                    #[inline(always)]
+                    || col2im_image(dcols, s.c, s.h, s.w, g, dxn),
+                );
             },
         );
     dx
@@ -676,7 +1090,19 @@ pub fn conv_backward_w(x: &[f32], s: Nchw, dy: &[f32], co: usize, g: Conv) -> Ve
             || vec![0f32; k * l],
             |cols, (r, out)| {
                 for (i, n) in (r * per..((r + 1) * per).min(s.n)).enumerate() {
-                    im2col_image(&x[n * s.c * hw..(n + 1) * s.c * hw], s.c, s.h, s.w, g, cols);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            im2col_image(
+                                &x[n * s.c * hw..(n + 1) * s.c * hw],
+                                s.c,
+                                s.h,
+                                s.w,
+                                g,
+                                cols,
+                            )
+                        },
+                    );
                     let dyn_ = &dy[n * co * l..(n + 1) * co * l];
                     matmul_into(
                         out,
@@ -702,24 +1128,6 @@ pub fn conv_backward_w(x: &[f32], s: Nchw, dy: &[f32], co: usize, g: Conv) -> Ve
         }
     });
     dw
-}
-
-/// A dot product in a fixed order (eight lanes, then the tail).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ta.iter().zip(tb) {
-        s += x * y;
-    }
-    s
 }
 
 #[cfg(test)]
@@ -865,7 +1273,7 @@ mod tests {
             };
             let x = data(s.len(), 1);
             let w = data(s.c * k * k, 2);
-            let y = depthwise_forward(&x, s, &w, g);
+            let y = depthwise_forward(&x, s, &w, g, None, Act::None);
             let want = naive_dw(&x, s, &w, g);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{Mat, matmul_into};
+use crate::cpu::{Mat, matmul_into, simd};
 
 /// How many row blocks a parallel product over `m` rows is cut into: a multiple of 8 (so 2, 4
 /// or 8 threads share it evenly) fixed by the shape alone, never by the thread count, each
@@ -157,11 +157,14 @@ pub fn attention_forward(qkv: &[f32], a: Attn, mask: &[f32], scale: f32) -> (Vec
             for h in 0..a.heads {
                 let p = &mut ps[h * t * t..(h + 1) * t * t];
                 matmul_into(p, t, a.part(seq, 0, h), a.part(seq, 1, h).t(), false);
-                simd(|| {
-                    for row in p.chunks_exact_mut(t) {
-                        softmax_row(row, m, scale);
-                    }
-                });
+                simd(
+                    #[inline(always)]
+                    || {
+                        for row in p.chunks_exact_mut(t) {
+                            softmax_row(row, m, scale);
+                        }
+                    },
+                );
                 matmul_into(
                     &mut cs[h * a.hd..],
                     d,
@@ -218,14 +221,17 @@ pub fn attention_backward(
                 let v_off = 2 * d + h * a.hd;
                 matmul_into(&mut dseq[v_off..], 3 * d, p_mat.t(), d_o, false);
                 matmul_into(ds, t, d_o, a.part(seq, 2, h).t(), false);
-                simd(|| {
-                    for (dr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-                        let dot = lane_sum2(dr, pr, |x, y| x * y);
-                        for (x, &y) in dr.iter_mut().zip(pr) {
-                            *x = y * (*x - dot) * scale;
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (dr, pr) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
+                            let dot = lane_sum2(dr, pr, |x, y| x * y);
+                            for (x, &y) in dr.iter_mut().zip(pr) {
+                                *x = y * (*x - dot) * scale;
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 let s_mat = Mat::rows(ds, t, t);
                 matmul_into(
                     &mut dseq[h * a.hd..],
@@ -249,13 +255,6 @@ pub fn attention_backward(
 
 /// Values per task of the element-wise kernels.
 const CHUNK: usize = 1 << 14;
-
-/// Runs `f` compiled for the best vector instructions the CPU has (AVX-512, AVX2 or
-/// baseline), so the plain loops inside it are vectorised that wide.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
-}
 
 /// `e^x` in single precision without a library call (so loops over it vectorise):
 /// Cephes' `expf` — `x = n ln 2 + r` (`n` the nearest integer), a degree-6 polynomial in `r`, `2^n` through the
@@ -307,36 +306,76 @@ const SQRT_1_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// `1 / sqrt(2π)`.
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
-/// GELU as PyTorch's default (`approximate='none'`): `x · Φ(x)`, Φ through `erf`.
-pub fn gelu(x: &[f32]) -> Vec<f32> {
+/// `f` on every value, in parallel chunks, vectorised.
+#[inline(always)]
+fn map1(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(yo, xi)| {
-            simd(|| {
-                for (o, &v) in yo.iter_mut().zip(xi) {
-                    *o = 0.5 * v * (1.0 + erf(v * SQRT_1_2));
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for (o, &v) in yo.iter_mut().zip(xi) {
+                        *o = f(v);
+                    }
+                },
+            )
         });
     y
 }
 
-/// The gradient of [`gelu`]: `dy · (Φ(x) + x φ(x))`.
-pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+/// `f(x, dy)` on every pair, as [`map1`].
+#[inline(always)]
+fn map2(x: &[f32], dy: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(x.len(), dy.len(), "elementwise backward: lengths");
     let mut dx = vec![0f32; x.len()];
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
         .for_each(|(o, (xi, gi))| {
-            simd(|| {
-                for ((o, &v), &g) in o.iter_mut().zip(xi).zip(gi) {
-                    let cdf = 0.5 * (1.0 + erf(v * SQRT_1_2));
-                    let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
-                    *o = g * (cdf + v * pdf);
-                }
-            })
+            simd(
+                #[inline(always)]
+                || {
+                    for ((o, &v), &g) in o.iter_mut().zip(xi).zip(gi) {
+                        *o = f(v, g);
+                    }
+                },
+            )
         });
     dx
+}
+
+/// GELU as PyTorch's default (`approximate='none'`): `x · Φ(x)`, Φ through `erf`.
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    map1(x, |v| 0.5 * v * (1.0 + erf(v * SQRT_1_2)))
+}
+
+/// The gradient of [`gelu`]: `dy · (Φ(x) + x φ(x))`.
+pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    map2(x, dy, |v, g| {
+        let cdf = 0.5 * (1.0 + erf(v * SQRT_1_2));
+        let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
+        g * (cdf + v * pdf)
+    })
+}
+
+/// The logistic function `1 / (1 + e^-x)` (0 for `x` below about −88, as in f32).
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// SiLU (swish): `x · sigmoid(x)`.
+pub fn silu(x: &[f32]) -> Vec<f32> {
+    map1(x, |v| v * sigmoid(v))
+}
+
+/// The gradient of [`silu`]: `dy · s · (1 + x (1 − s))` with `s = sigmoid(x)`.
+pub fn silu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    map2(x, dy, |v, g| {
+        let s = sigmoid(v);
+        g * s * (1.0 + v * (1.0 - s))
+    })
 }
 
 /// Lanes of the fixed-order reductions below: 16 partial results side by side (two AVX
@@ -440,23 +479,26 @@ pub fn layer_norm_forward(
         )
         .enumerate()
         .for_each(|(blk, (yb, (mb, rb)))| {
-            simd(|| {
-                let xb = &x[blk * NORM_ROWS * d..][..yb.len()];
-                for (((yr, xr), m), r) in yb
-                    .chunks_exact_mut(d)
-                    .zip(xb.chunks_exact(d))
-                    .zip(mb.iter_mut())
-                    .zip(rb.iter_mut())
-                {
-                    let mu = lane_sum(xr, |v| v) / d as f32;
-                    let var = lane_sum(xr, |v| (v - mu) * (v - mu)) / d as f32;
-                    let inv = 1.0 / (var + eps).sqrt();
-                    for (((o, &v), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
-                        *o = (v - mu) * inv * g + b;
+            simd(
+                #[inline(always)]
+                || {
+                    let xb = &x[blk * NORM_ROWS * d..][..yb.len()];
+                    for (((yr, xr), m), r) in yb
+                        .chunks_exact_mut(d)
+                        .zip(xb.chunks_exact(d))
+                        .zip(mb.iter_mut())
+                        .zip(rb.iter_mut())
+                    {
+                        let mu = lane_sum(xr, |v| v) / d as f32;
+                        let var = lane_sum(xr, |v| (v - mu) * (v - mu)) / d as f32;
+                        let inv = 1.0 / (var + eps).sqrt();
+                        for (((o, &v), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                            *o = (v - mu) * inv * g + b;
+                        }
+                        (*m, *r) = (mu, inv);
                     }
-                    (*m, *r) = (mu, inv);
-                }
-            })
+                },
+            )
         });
     (y, mean, rstd)
 }
@@ -488,33 +530,36 @@ pub fn layer_norm_backward(
             let mut dgamma = vec![0f32; d];
             let mut dbeta = vec![0f32; d];
             let mut g = vec![0f32; d];
-            simd(|| {
-                for (i, ((dr, xr), gr)) in db
-                    .chunks_exact_mut(d)
-                    .zip(xb.chunks_exact(d))
-                    .zip(gb.chunks_exact(d))
-                    .enumerate()
-                {
-                    let (mu, inv) = (mean[blk * NORM_ROWS + i], rstd[blk * NORM_ROWS + i]);
-                    for ((gi, &dyv), &gm) in g.iter_mut().zip(gr).zip(gamma) {
-                        *gi = dyv * gm;
-                    }
-                    let mean_g = lane_sum(&g, |v| v) / d as f32;
-                    let mean_gx = lane_sum2(&g, xr, |gv, v| gv * (v - mu) * inv) / d as f32;
-                    for ((((o, &gv), &v), &dyv), (dg, dbv)) in dr
-                        .iter_mut()
-                        .zip(&g)
-                        .zip(xr)
-                        .zip(gr)
-                        .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+            simd(
+                #[inline(always)]
+                || {
+                    for (i, ((dr, xr), gr)) in db
+                        .chunks_exact_mut(d)
+                        .zip(xb.chunks_exact(d))
+                        .zip(gb.chunks_exact(d))
+                        .enumerate()
                     {
-                        let xh = (v - mu) * inv;
-                        *o = inv * (gv - mean_g - xh * mean_gx);
-                        *dg += dyv * xh;
-                        *dbv += dyv;
+                        let (mu, inv) = (mean[blk * NORM_ROWS + i], rstd[blk * NORM_ROWS + i]);
+                        for ((gi, &dyv), &gm) in g.iter_mut().zip(gr).zip(gamma) {
+                            *gi = dyv * gm;
+                        }
+                        let mean_g = lane_sum(&g, |v| v) / d as f32;
+                        let mean_gx = lane_sum2(&g, xr, |gv, v| gv * (v - mu) * inv) / d as f32;
+                        for ((((o, &gv), &v), &dyv), (dg, dbv)) in dr
+                            .iter_mut()
+                            .zip(&g)
+                            .zip(xr)
+                            .zip(gr)
+                            .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+                        {
+                            let xh = (v - mu) * inv;
+                            *o = inv * (gv - mean_g - xh * mean_gx);
+                            *dg += dyv * xh;
+                            *dbv += dyv;
+                        }
                     }
-                }
-            });
+                },
+            );
             (dgamma, dbeta)
         })
         .collect();
@@ -806,5 +851,28 @@ mod tests {
         for row in dx.chunks(d) {
             assert!(row.iter().map(|&v| f64::from(v)).sum::<f64>().abs() < 1e-4);
         }
+    }
+    #[test]
+    fn silu_and_its_gradient_match_the_definition_issue_11() {
+        let x: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) * 0.05).collect();
+        let y = silu(&x);
+        let dy = data(x.len(), 11);
+        let dx = silu_backward(&x, &dy);
+        for (i, &v) in x.iter().enumerate() {
+            let v = f64::from(v);
+            let s = 1.0 / (1.0 + (-v).exp());
+            let want = v * s;
+            assert!(
+                (f64::from(y[i]) - want).abs() < 2e-6 * (1.0 + want.abs()),
+                "silu({v})"
+            );
+            let want = f64::from(dy[i]) * s * (1.0 + v * (1.0 - s));
+            assert!(
+                (f64::from(dx[i]) - want).abs() < 2e-6,
+                "silu'({v}): {} against {want}",
+                dx[i]
+            );
+        }
+        assert_eq!(silu(&[-1e9, 1e9]), vec![-0.0, 1e9]);
     }
 }

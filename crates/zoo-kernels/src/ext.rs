@@ -19,7 +19,7 @@ use burn::backend::{
 };
 use burn::tensor::{Shape, TensorData};
 
-use crate::cpu::{self, Conv, Nchw};
+use crate::cpu::{self, Act, Conv, Nchw};
 use crate::dense;
 
 /// The project's own kernels. `*_backward` methods are what the autodiff implementation
@@ -140,6 +140,25 @@ pub trait ZooKernels: Backend {
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// `act(conv2d(x, weight) + bias)` in one pass over the output, for inference: `kind` 0
+    /// depthwise, 1 pointwise (1x1, stride 1, no padding), 2 any other single-group
+    /// convolution; `act` as [`Act::code`]. No gradient: under autodiff the inputs must be
+    /// untracked ([`crate::nn`] only calls it then).
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_conv2d_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        kind: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+        act: f32,
+    ) -> FloatTensor<Self>;
+
     /// A linear layer on rows: `x · weight + bias` for `x` `[rows, k]`, `weight` `[k, n]`
     /// (burn's layout), `bias` `[n]`.
     fn zoo_linear(
@@ -197,6 +216,12 @@ pub trait ZooKernels: Backend {
         rstd: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// SiLU (swish), `x · sigmoid(x)`.
+    fn zoo_silu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The gradient of [`zoo_silu`](ZooKernels::zoo_silu) from its input.
+    fn zoo_silu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// GELU (erf-based, PyTorch's default).
     fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -412,7 +437,7 @@ impl ZooKernels for Flex {
             return Flex::conv2d(x, weight, None, conv_options(stride, pad, s.c));
         }
         let g = conv_geometry(s, &weight, stride, pad);
-        let y = cpu::depthwise_forward(&values(&x), s, &values(&weight), g);
+        let y = cpu::depthwise_forward(&values(&x), s, &values(&weight), g, None, Act::None);
         tensor(y, [s.n, s.c, g.oh, g.ow])
     }
 
@@ -460,7 +485,7 @@ impl ZooKernels for Flex {
         }
         let co = weight.shape()[0];
         let g = conv_geometry(s, &weight, [stride_h, stride_w], pad);
-        let y = cpu::conv_forward(&values(&x), s, &values(&weight), co, g);
+        let y = cpu::conv_forward(&values(&x), s, &values(&weight), co, g, None, Act::None);
         tensor(y, [s.n, co, g.oh, g.ow])
     }
 
@@ -576,6 +601,35 @@ impl ZooKernels for Flex {
         (dx, dw)
     }
 
+    fn zoo_conv2d_inference(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        kind: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+        act: f32,
+    ) -> FlexTensor {
+        let pad = [pad_top, pad_left, pad_bottom, pad_right];
+        let stride = [stride_h, stride_w];
+        let s = dims4(&x);
+        let co = weight.shape()[0];
+        let dtype = x.dtype();
+        let (xv, wv, bv) = (as_f32(&x), as_f32(&weight), as_f32(&bias));
+        let act = Act::from_code(act);
+        let g = conv_geometry(s, &weight, stride, pad);
+        let y = match kind {
+            0 => cpu::depthwise_forward(&xv, s, &wv, g, Some(&bv), act),
+            1 => cpu::pointwise_forward(&xv, s, &wv, co, Some(&bv), act),
+            _ => cpu::conv_forward(&xv, s, &wv, co, g, Some(&bv), act),
+        };
+        tensor_as(y, [s.n, co, g.oh, g.ow], dtype)
+    }
+
     fn zoo_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         let (rows, k, n) = (x.shape()[0], weight.shape()[0], weight.shape()[1]);
         if !is_f32(&[&x, &weight, &bias]) {
@@ -677,6 +731,15 @@ impl ZooKernels for Flex {
             tensor_as(dg, [d], gamma.dtype()),
             tensor_as(db, [d], gamma.dtype()),
         )
+    }
+
+    fn zoo_silu(x: FlexTensor) -> FlexTensor {
+        tensor_as(dense::silu(&as_f32(&x)), x.shape(), x.dtype())
+    }
+
+    fn zoo_silu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let dx = dense::silu_backward(&as_f32(&x), &as_f32(&grad));
+        tensor_as(dx, x.shape(), grad.dtype())
     }
 
     fn zoo_gelu(x: FlexTensor) -> FlexTensor {
@@ -1098,6 +1161,38 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         unimplemented!("second derivatives of attention are not supported")
     }
 
+    fn zoo_conv2d_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        kind: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+        act: f32,
+    ) -> FloatTensor<Self> {
+        assert!(
+            !(x.is_tracked() || weight.is_tracked() || bias.is_tracked()),
+            "zoo_conv2d_inference takes no gradient: its inputs must be untracked"
+        );
+        Self::from_inner(B::zoo_conv2d_inference(
+            Self::inner(x),
+            Self::inner(weight),
+            Self::inner(bias),
+            kind,
+            stride_h,
+            stride_w,
+            pad_top,
+            pad_left,
+            pad_bottom,
+            pad_right,
+            act,
+        ))
+    }
+
     fn zoo_layer_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -1156,6 +1251,36 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         _grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         unimplemented!("second derivatives of layer norm are not supported")
+    }
+
+    fn zoo_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
+            type State = FloatTensor<B>;
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| B::zoo_silu_backward(x, g));
+            }
+        }
+        let nodes = [x.node()];
+        let xp = x.into_primitive();
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let y = B::zoo_silu(xp.clone());
+                prep.finish(xp, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::zoo_silu(xp)),
+        }
+    }
+
+    fn zoo_silu_backward(_x: FloatTensor<Self>, _grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of SiLU are not supported")
     }
 
     fn zoo_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {

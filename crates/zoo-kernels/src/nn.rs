@@ -12,6 +12,7 @@ use burn::prelude::Tensor;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 
+pub use crate::cpu::Act;
 use crate::ext::ZooKernels;
 use crate::profile::scope;
 
@@ -177,6 +178,76 @@ pub fn conv2d_raw(
             },
         }
     })
+}
+
+/// `act(conv2d(x, weight) + bias)`: without gradients (inference, a frozen prefix) on the
+/// CPU one kernel whose output pass adds the bias and applies the activation (no separate
+/// passes over the activations); otherwise [`conv2d_raw`] then the activation.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_raw_act(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    pad: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+    act: Act,
+) -> Tensor<4> {
+    let dims = weight.dims();
+    let untracked = !(x.is_tracked() || weight.is_tracked() || bias.is_tracked());
+    let kind = conv_kind(&dims, groups, stride, dilation, Some(pad));
+    let fused = on_flex(&x)
+        && untracked
+        && match kind {
+            ConvKind::Depthwise | ConvKind::Pointwise => Some(kind),
+            // One image per task: with fewer images than threads burn's threaded one wins.
+            ConvKind::Gemm if x.dims()[0] >= rayon::current_num_threads() => Some(kind),
+            _ => None,
+        }
+        .is_some();
+    if !fused {
+        let y = conv2d_raw(x, weight, Some(bias), stride, Some(pad), dilation, groups);
+        return activation(y, act);
+    }
+    let (code, label) = match kind {
+        ConvKind::Depthwise => (0, "conv2d depthwise (+bias, act)"),
+        ConvKind::Pointwise => (1, "conv2d 1x1 (+bias, act)"),
+        _ => (2, "conv2d (+bias, act)"),
+    };
+    scope(label, x, |x| {
+        dispatch(<Dispatch as ZooKernels>::zoo_conv2d_inference(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            code,
+            stride[0],
+            stride[1],
+            pad[0],
+            pad[1],
+            pad[2],
+            pad[3],
+            act.code(),
+        ))
+    })
+}
+
+/// `act(x)` as its own op.
+pub fn activation<const D: usize>(x: Tensor<D>, act: Act) -> Tensor<D> {
+    match act {
+        Act::None => x,
+        Act::Clamp(m) if m.is_finite() => relu6_like(x, m),
+        Act::Clamp(_) => relu(x),
+        Act::Silu => silu(x),
+    }
+}
+
+fn relu6_like<const D: usize>(x: Tensor<D>, max: f32) -> Tensor<D> {
+    if max == 6.0 {
+        relu6(x)
+    } else {
+        clamp_relu("clamp", x, max)
+    }
 }
 
 /// A burn `Conv2d` layer's forward.
@@ -438,9 +509,15 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     })
 }
 
-/// SiLU (profiled).
+/// SiLU (swish): the project's kernel on the CPU, forward and backward in one pass each.
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    scope("silu", x, burn::tensor::activation::silu)
+    scope("silu", x, |x| {
+        if on_flex(&x) {
+            dispatch(<Dispatch as ZooKernels>::zoo_silu(x.into_dispatch()))
+        } else {
+            burn::tensor::activation::silu(x)
+        }
+    })
 }
 
 /// Any other op, profiled under `kind`.

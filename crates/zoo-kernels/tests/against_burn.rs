@@ -177,6 +177,7 @@ fn every_kernel_agrees_with_burns_composition() {
     close("depthwise inference", nn::conv2d(&conv, plain), b);
 
     transformer_kernels(&device);
+    fused_inference_convolutions(&Device::flex());
 }
 
 /// Linear layers (row-split and transposed products, with and without bias, several
@@ -212,6 +213,7 @@ fn transformer_kernels(device: &Device) {
         (nn::attention(q, None, 2), vec![])
     });
     compare("gelu", &x, &|x| (nn::gelu(x), vec![]));
+    compare("silu", &x, &|x| (nn::silu(x), vec![]));
     // Layer norm over the last axis with a non-trivial scale and shift, and a large epsilon
     // so that a kernel ignoring it would differ.
     for eps in [1e-6, 0.5] {
@@ -228,5 +230,51 @@ fn transformer_kernels(device: &Device) {
             let p = vec![P::P1(norm.gamma.val()), P::P1(norm.beta.val())];
             (nn::layer_norm(&norm, x), p)
         });
+    }
+}
+
+/// The inference convolutions with their bias and activation in the output pass (issue 11)
+/// against burn's convolution, bias and activation as separate ops: depthwise 3x3 stride 2
+/// and 5x5, pointwise, and a 3x3 single-group convolution; each activation.
+fn fused_inference_convolutions(device: &Device) {
+    let x: Tensor<4> = Tensor::random([4, 8, 11, 10], Distribution::Normal(0.2, 1.5), device);
+    let acts = [
+        nn::Act::None,
+        nn::Act::Clamp(6.0),
+        nn::Act::Clamp(f32::INFINITY),
+        nn::Act::Silu,
+    ];
+    // (out channels, in channels per group, kernel, stride, padding, groups)
+    for (co, ci, k, stride, pad, groups) in [
+        (8, 1, 3, 2, [1, 1, 1, 1], 8),
+        (8, 1, 5, 1, [2, 2, 2, 2], 8),
+        (12, 8, 1, 1, [0; 4], 1),
+        (6, 8, 3, 1, [1, 0, 1, 2], 1),
+    ] {
+        let w: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Normal(0.0, 0.4), device);
+        let b: Tensor<1> = Tensor::random([co], Distribution::Normal(0.0, 1.0), device);
+        for act in acts {
+            let run = |own: bool| {
+                nn::use_own_kernels(own);
+                let y = nn::conv2d_raw_act(
+                    x.clone(),
+                    w.clone(),
+                    b.clone(),
+                    [stride, stride],
+                    pad,
+                    [1, 1],
+                    groups,
+                    act,
+                );
+                values(y)
+            };
+            let (own, burn) = (run(true), run(false));
+            nn::use_own_kernels(true);
+            close_values(
+                &format!("conv {co}x{ci}x{k}x{k} groups {groups} {act:?}"),
+                &own,
+                &burn,
+            );
+        }
     }
 }
