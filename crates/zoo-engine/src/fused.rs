@@ -23,14 +23,10 @@ pub fn conv_bn_act(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Option<f32>
 }
 
 /// `act(bn(conv(x)))` for any [`Act`] (EfficientNet's SiLU): in the folded convolution's
-/// output pass when the BatchNorm uses its running statistics; while training, the clamps
-/// fuse into the BatchNorm kernel and SiLU runs after it.
+/// output pass when the BatchNorm uses its running statistics, into the BatchNorm kernel
+/// while training.
 pub fn conv_bn_with(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
-    let clamp = match act {
-        Act::Clamp(m) => Some(m),
-        _ => None,
-    };
-    match conv_bn_inner(conv, bn, x, clamp, act) {
+    match conv_bn_inner(conv, bn, x, act) {
         Fused::Done(y) => y,
         Fused::Pending(y) => nn::activation(y, act),
     }
@@ -43,19 +39,9 @@ enum Fused {
     Pending(Tensor<4>),
 }
 
-fn conv_bn_inner(
-    conv: &Conv2d,
-    bn: &BatchNorm,
-    x: Tensor<4>,
-    clamp: Option<f32>,
-    act: Act,
-) -> Fused {
+fn conv_bn_inner(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, act: Act) -> Fused {
     if nn::bn_trains(bn, &x) {
-        let y = nn::batch_norm_act(bn, nn::conv2d(conv, x), clamp);
-        return match act {
-            Act::Silu => Fused::Pending(y),
-            _ => Fused::Done(y),
-        };
+        return Fused::Done(nn::batch_norm_act(bn, nn::conv2d(conv, x), act));
     }
     // Our layers pad explicitly (or not at all); anything else runs unfolded.
     let pad = match &conv.padding {

@@ -120,15 +120,8 @@ pub fn batch_stats(x: &[f32], s: Nchw) -> (Vec<f32>, Vec<f32>) {
     stats.into_iter().unzip()
 }
 
-/// `y = x * scale[c] + shift[c]` over every plane, then clamped to `[0, max]` when `max` is
-/// given (a fused ReLU / ReLU6).
-pub fn channel_affine(
-    x: &[f32],
-    s: Nchw,
-    scale: &[f32],
-    shift: &[f32],
-    max: Option<f32>,
-) -> Vec<f32> {
+/// `y = act(x * scale[c] + shift[c])` over every plane (a fused ReLU / ReLU6 / SiLU).
+pub fn channel_affine(x: &[f32], s: Nchw, scale: &[f32], shift: &[f32], act: Act) -> Vec<f32> {
     let hw = s.plane().max(1);
     let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(hw)
@@ -139,15 +132,21 @@ pub fn channel_affine(
             let (a, b) = (scale[c], shift[c]);
             simd(
                 #[inline(always)]
-                || match max {
-                    None => {
+                || match act {
+                    Act::None => {
                         for (o, &v) in yo.iter_mut().zip(xi) {
                             *o = v * a + b;
                         }
                     }
-                    Some(m) => {
+                    Act::Clamp(m) => {
                         for (o, &v) in yo.iter_mut().zip(xi) {
                             *o = (v * a + b).max(0.0).min(m);
+                        }
+                    }
+                    Act::Silu => {
+                        for (o, &v) in yo.iter_mut().zip(xi) {
+                            let z = v * a + b;
+                            *o = z * crate::dense::sigmoid(z);
                         }
                     }
                 },
@@ -156,47 +155,87 @@ pub fn channel_affine(
     y
 }
 
-/// BatchNorm with batch statistics, then the clamp `[0, max]` when given: (output, mean,
-/// biased variance).
+/// The per-channel `(scale, shift)` of a BatchNorm with the given statistics.
+fn bn_affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    (0..gamma.len())
+        .map(|c| {
+            let inv = 1.0 / (f64::from(var[c]) + eps).sqrt();
+            let scale = (f64::from(gamma[c]) * inv) as f32;
+            let shift =
+                (f64::from(beta[c]) - f64::from(mean[c]) * f64::from(gamma[c]) * inv) as f32;
+            (scale, shift)
+        })
+        .unzip()
+}
+
+/// BatchNorm with batch statistics, then `act`: (output, mean, biased variance).
 pub fn batch_norm_train(
     x: &[f32],
     s: Nchw,
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
-    max: Option<f32>,
+    act: Act,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mean, var) = batch_stats(x, s);
-    let mut scale = vec![0f32; s.c];
-    let mut shift = vec![0f32; s.c];
-    for c in 0..s.c {
-        let inv = 1.0 / (f64::from(var[c]) + eps).sqrt();
-        scale[c] = (f64::from(gamma[c]) * inv) as f32;
-        shift[c] = (f64::from(beta[c]) - f64::from(mean[c]) * f64::from(gamma[c]) * inv) as f32;
-    }
-    (channel_affine(x, s, &scale, &shift, max), mean, var)
+    let (scale, shift) = bn_affine(gamma, beta, &mean, &var, eps);
+    (channel_affine(x, s, &scale, &shift, act), mean, var)
 }
 
-/// Gradients of [`batch_norm_train`]: (dx, dgamma, dbeta). With a fused clamp, `act` is its
-/// output and `max`: the gradient passes where `0 < y < max` (PyTorch's convention).
+/// Gradients of [`batch_norm_train`]: (dx, dgamma, dbeta). With a fused clamp the gradient
+/// passes where its output `y` is inside `(0, max)` (PyTorch's convention); with SiLU it is
+/// scaled by SiLU's derivative at the normalised value, recomputed from `x` and `beta`
+/// exactly as the forward pass computed it. (`y` is read only for a clamp, `beta` only for
+/// SiLU.)
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train_backward(
     x: &[f32],
     s: Nchw,
     gamma: &[f32],
+    beta: &[f32],
     mean: &[f32],
     var: &[f32],
     eps: f64,
     dy: &[f32],
-    act: Option<(&[f32], f32)>,
+    y: &[f32],
+    act: Act,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let masked;
     let dy = match act {
-        Some((y, max)) => {
+        Act::None => dy,
+        Act::Clamp(max) => {
             masked = clamp_relu_backward(y, dy, max);
             &masked[..]
         }
-        None => dy,
+        Act::Silu => {
+            let (scale, shift) = bn_affine(gamma, beta, mean, var, eps);
+            let hw = s.plane().max(1);
+            let mut g = vec![0f32; dy.len()];
+            g.par_chunks_mut(hw)
+                .zip(dy.par_chunks(hw).zip(x.par_chunks(hw)))
+                .enumerate()
+                .for_each(|(i, (o, (d, xv)))| {
+                    let (a, b) = (scale[i % s.c], shift[i % s.c]);
+                    simd(
+                        #[inline(always)]
+                        || {
+                            for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
+                                let z = v * a + b;
+                                let sg = crate::dense::sigmoid(z);
+                                *o = d * sg * (1.0 + z * (1.0 - sg));
+                            }
+                        },
+                    )
+                });
+            masked = g;
+            &masked[..]
+        }
     };
     let hw = s.plane();
     let count = (s.n * hw).max(1) as f64;
@@ -531,15 +570,6 @@ impl Phased {
     }
 }
 
-/// `acc += a · x[..16]`, one vector operation.
-#[inline(always)]
-fn axpy16(acc: &mut [f32; DW_LANES], a: f32, x: &[f32]) {
-    let x: &[f32; DW_LANES] = x[..DW_LANES].try_into().unwrap();
-    for i in 0..DW_LANES {
-        acc[i] += a * x[i];
-    }
-}
-
 /// `acc += d[..16] ⊙ x[..16]`.
 #[inline(always)]
 fn mul_acc16(acc: &mut [f32; DW_LANES], d: &[f32], x: &[f32]) {
@@ -599,9 +629,25 @@ pub fn depthwise_forward(
 /// at a time in registers, taps in order.
 #[inline(always)]
 fn dw_plane(src: &Phased, g: Conv, w: &[f32], out: &mut [f32], row: &mut Vec<f32>) {
+    // Narrow planes (the last stages) in narrower steps: less of each step is padding.
+    match g.ow {
+        0..=4 => dw_plane_lanes::<4>(src, g, w, out, row),
+        5..=8 => dw_plane_lanes::<8>(src, g, w, out, row),
+        _ => dw_plane_lanes::<DW_LANES>(src, g, w, out, row),
+    }
+}
+
+#[inline(always)]
+fn dw_plane_lanes<const L: usize>(
+    src: &Phased,
+    g: Conv,
+    w: &[f32],
+    out: &mut [f32],
+    row: &mut Vec<f32>,
+) {
     let (sy, sx, kk) = (g.stride[0], src.stride, g.kh * g.kw);
-    let steps = g.ow.div_ceil(DW_LANES);
-    row.resize(steps * DW_LANES, 0.0);
+    let steps = g.ow.div_ceil(L);
+    row.resize(steps * L, 0.0);
     let mut offs = vec![0usize; kk];
     for oy in 0..g.oh {
         for (t, o) in offs.iter_mut().enumerate() {
@@ -609,11 +655,14 @@ fn dw_plane(src: &Phased, g: Conv, w: &[f32], out: &mut [f32], row: &mut Vec<f32
             *o = src.offset(kx % sx, oy * sy + ky) + kx / sx;
         }
         for st in 0..steps {
-            let mut acc = [0f32; DW_LANES];
+            let mut acc = [0f32; L];
             for (&o, &wt) in offs.iter().zip(w) {
-                axpy16(&mut acc, wt, &src.data[o + st * DW_LANES..]);
+                let x: &[f32; L] = src.data[o + st * L..][..L].try_into().unwrap();
+                for i in 0..L {
+                    acc[i] += wt * x[i];
+                }
             }
-            row[st * DW_LANES..(st + 1) * DW_LANES].copy_from_slice(&acc);
+            row[st * L..(st + 1) * L].copy_from_slice(&acc);
         }
         out[oy * g.ow..(oy + 1) * g.ow].copy_from_slice(&row[..g.ow]);
     }
@@ -991,9 +1040,48 @@ fn channel_epilogue(yn: &mut [f32], l: usize, bias: Option<&[f32]>, act: Act) {
 /// blocks of at most this many (fixed by the shape), so one image still uses every core.
 const PW_COLS: usize = 1024;
 
-/// A 1x1 convolution, stride 1, no padding (weight `[co, c]`): per image `W · X_n`, the
-/// bias and activation applied while the image's output is in cache. One image per task;
-/// a single image in blocks of at most [`PW_COLS`] positions.
+/// Below this many positions per image a 1x1 convolution runs as one product over the
+/// whole batch (`[c, n·hw]`, packed) instead of one small product per image.
+const PW_PACK_BELOW: usize = 256;
+
+/// `[n, c, hw]` → `[c, n·hw]` (the images side by side per channel); one channel per task.
+fn pack_channels(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut((n * hw).max(1))
+        .enumerate()
+        .for_each(|(ci, row)| {
+            for (ni, seg) in row.chunks_exact_mut(hw.max(1)).enumerate() {
+                seg.copy_from_slice(&x[(ni * c + ci) * hw..][..hw]);
+            }
+        });
+    out
+}
+
+/// The inverse of [`pack_channels`], with [`epilogue`] applied per channel on the way.
+fn unpack_channels(
+    y: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let mut out = vec![0f32; y.len()];
+    out.par_chunks_mut((c * hw).max(1))
+        .enumerate()
+        .for_each(|(ni, img)| {
+            for (ci, seg) in img.chunks_exact_mut(hw.max(1)).enumerate() {
+                seg.copy_from_slice(&y[ci * n * hw + ni * hw..][..hw]);
+            }
+            channel_epilogue(img, hw, bias, act);
+        });
+    out
+}
+
+/// A 1x1 convolution, stride 1, no padding (weight `[co, c]`): per image `W · X_n` with the
+/// bias and activation applied while the image's output is in cache, one image per task (a
+/// single image in blocks of at most [`PW_COLS`] positions); with fewer than
+/// [`PW_PACK_BELOW`] positions, one product over the packed batch.
 pub fn pointwise_forward(
     x: &[f32],
     s: Nchw,
@@ -1003,6 +1091,12 @@ pub fn pointwise_forward(
     act: Act,
 ) -> Vec<f32> {
     let hw = s.plane();
+    if s.n > 1 && hw < PW_PACK_BELOW && hw > 0 {
+        let xp = pack_channels(x, s.n, s.c, hw);
+        let yp =
+            crate::dense::par_matmul(Mat::rows(w, co, s.c), Mat::rows(&xp, s.c, s.n * hw), None);
+        return unpack_channels(&yp, s.n, co, hw, bias, act);
+    }
     let mut y = vec![0f32; s.n * co * hw];
     if y.is_empty() {
         return y;
@@ -1042,6 +1136,46 @@ pub fn pointwise_forward(
         }
     });
     y
+}
+
+/// The gradients of [`pointwise_forward`] (no bias, no activation): `dX_n = Wᵀ · dY_n` (one
+/// image per task, or one packed product below [`PW_PACK_BELOW`] positions) and
+/// `dW = dY · Xᵀ` as one product over the packed batch.
+pub fn pointwise_backward(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    co: usize,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let hw = s.plane();
+    if hw == 0 || s.n == 0 {
+        return (vec![0f32; x.len()], vec![0f32; co * s.c]);
+    }
+    let dyp = pack_channels(dy, s.n, co, hw);
+    let xp = pack_channels(x, s.n, s.c, hw);
+    let l = s.n * hw;
+    let dw = crate::dense::par_matmul(Mat::rows(&dyp, co, l), Mat::rows(&xp, s.c, l).t(), None);
+    let wt = Mat::rows(w, co, s.c).t();
+    let dx = if hw < PW_PACK_BELOW {
+        let dxp = crate::dense::par_matmul(wt, Mat::rows(&dyp, co, l), None);
+        unpack_channels(&dxp, s.n, s.c, hw, None, Act::None)
+    } else {
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(s.c * hw)
+            .enumerate()
+            .for_each(|(n, dxn)| {
+                matmul_into(
+                    dxn,
+                    hw,
+                    wt,
+                    Mat::rows(&dy[n * co * hw..(n + 1) * co * hw], co, hw),
+                    false,
+                );
+            });
+        dx
+    };
+    (dx, dw)
 }
 
 /// The input gradient of [`conv_forward`]: per image `col2im(Wᵀ · dY_n)`, one image per task.
@@ -1328,14 +1462,15 @@ mod tests {
         let dy = data(s.len(), 5);
         let eps = 1e-5;
         let f = |x: &[f32], g: &[f32], b: &[f32]| -> f64 {
-            let (y, _, _) = batch_norm_train(x, s, g, b, eps, None);
+            let (y, _, _) = batch_norm_train(x, s, g, b, eps, Act::None);
             y.iter()
                 .zip(&dy)
                 .map(|(a, b)| f64::from(*a) * f64::from(*b))
                 .sum()
         };
-        let (_, mean, var) = batch_norm_train(&x, s, &gamma, &beta, eps, None);
-        let (dx, dg, db) = batch_norm_train_backward(&x, s, &gamma, &mean, &var, eps, &dy, None);
+        let (_, mean, var) = batch_norm_train(&x, s, &gamma, &beta, eps, Act::None);
+        let (dx, dg, db) =
+            batch_norm_train_backward(&x, s, &gamma, &beta, &mean, &var, eps, &dy, &[], Act::None);
         let h = 1e-2f32;
         for i in 0..x.len() {
             let (mut xp, mut xm) = (x.clone(), x.clone());

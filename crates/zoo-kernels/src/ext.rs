@@ -26,8 +26,9 @@ use crate::dense;
 /// calls on the backend underneath; models call the forward ones (through [`crate::nn`]).
 #[backend_extension(Flex, Autodiff)]
 pub trait ZooKernels: Backend {
-    /// BatchNorm with the batch's statistics, then (when `act > 0`) the clamp `[0, act]`:
-    /// ReLU with `act = ∞`, ReLU6 with 6. Returns (output, mean, biased variance).
+    /// BatchNorm with the batch's statistics, then the activation `act` as [`Act::code`]
+    /// (0 none, `act > 0` the clamp `[0, act]`: ReLU with ∞, ReLU6 with 6; `act < 0` SiLU).
+    /// Returns (output, mean, biased variance).
     fn zoo_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -37,11 +38,12 @@ pub trait ZooKernels: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// (dx, dgamma, dbeta) of [`zoo_batch_norm_train`](ZooKernels::zoo_batch_norm_train);
-    /// `output` is its output (read only when `act > 0`).
+    /// `output` is its output (read only for a clamp), `beta` its shift (read only for SiLU).
     #[allow(clippy::too_many_arguments)]
     fn zoo_batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
@@ -332,26 +334,18 @@ impl ZooKernels for Flex {
         epsilon: f64,
         act: f32,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if !is_f32(&[&x, &gamma, &beta]) || x.shape().num_dims() != 4 {
-            let r = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
-            let y = if act > 0.0 {
-                Self::zoo_clamp_relu(r.output, act)
-            } else {
-                r.output
-            };
-            return (y, r.mean, r.variance);
-        }
+        assert_eq!(x.shape().num_dims(), 4, "zoo_batch_norm_train: NCHW input");
         let s = dims4(&x);
         let (y, mean, var) = cpu::batch_norm_train(
-            &values(&x),
+            &as_f32(&x),
             s,
-            &values(&gamma),
-            &values(&beta),
+            &as_f32(&gamma),
+            &as_f32(&beta),
             epsilon,
-            (act > 0.0).then_some(act),
+            Act::from_code(act),
         );
         (
-            tensor(y, x.shape()),
+            tensor_as(y, x.shape(), x.dtype()),
             tensor(mean, [s.c]),
             tensor(var, [s.c]),
         )
@@ -360,6 +354,7 @@ impl ZooKernels for Flex {
     fn zoo_batch_norm_train_backward(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         mean: FlexTensor,
         variance: FlexTensor,
         epsilon: f64,
@@ -367,30 +362,29 @@ impl ZooKernels for Flex {
         act: f32,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        if !is_f32(&[&x, &gamma, &mean, &variance, &grad, &output]) || x.shape().num_dims() != 4 {
-            let grad = if act > 0.0 {
-                Self::zoo_clamp_relu_backward(output, grad, act)
-            } else {
-                grad
-            };
-            let r = <Flex as ModuleOps<Flex>>::batch_norm_train_backward(
-                x, gamma, mean, variance, epsilon, grad,
-            );
-            return (r.x_grad, r.gamma_grad, r.beta_grad);
-        }
         let s = dims4(&x);
-        let y = values(&output);
+        let act = Act::from_code(act);
+        let y = match act {
+            Act::Clamp(_) => as_f32(&output),
+            _ => std::borrow::Cow::Owned(Vec::new()),
+        };
         let (dx, dg, db) = cpu::batch_norm_train_backward(
-            &values(&x),
+            &as_f32(&x),
             s,
-            &values(&gamma),
-            &values(&mean),
-            &values(&variance),
+            &as_f32(&gamma),
+            &as_f32(&beta),
+            &as_f32(&mean),
+            &as_f32(&variance),
             epsilon,
-            &values(&grad),
-            (act > 0.0).then(|| (&*y, act)),
+            &as_f32(&grad),
+            &y,
+            act,
         );
-        (tensor(dx, x.shape()), tensor(dg, [s.c]), tensor(db, [s.c]))
+        (
+            tensor_as(dx, x.shape(), grad.dtype()),
+            tensor_as(dg, [s.c], gamma.dtype()),
+            tensor_as(db, [s.c], gamma.dtype()),
+        )
     }
 
     fn zoo_clamp_relu(x: FlexTensor, max: f32) -> FlexTensor {
@@ -566,12 +560,16 @@ impl ZooKernels for Flex {
     }
 
     fn zoo_pointwise_conv2d(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        // W [co, ci] · X_n [ci, hw], batched over n by broadcasting W.
         let s = dims4(&x);
         let co = weight.shape()[0];
-        let w = weight.reshape(Shape::new([1, co, s.c]));
-        let xs = x.reshape(Shape::new([s.n, s.c, s.h * s.w]));
-        Flex::float_matmul(w, xs).reshape(Shape::new([s.n, co, s.h, s.w]))
+        if !is_f32(&[&x, &weight]) {
+            // W [co, ci] · X_n [ci, hw], batched over n by broadcasting W.
+            let w = weight.reshape(Shape::new([1, co, s.c]));
+            let xs = x.reshape(Shape::new([s.n, s.c, s.h * s.w]));
+            return Flex::float_matmul(w, xs).reshape(Shape::new([s.n, co, s.h, s.w]));
+        }
+        let y = cpu::pointwise_forward(&values(&x), s, &values(&weight), co, None, Act::None);
+        tensor(y, [s.n, co, s.h, s.w])
     }
 
     fn zoo_pointwise_conv2d_backward(
@@ -582,23 +580,27 @@ impl ZooKernels for Flex {
         let s = dims4(&x);
         let co = weight.shape()[0];
         let hw = s.h * s.w;
-        // dX_n = Wᵀ · dY_n.
-        let wt = weight.reshape(Shape::new([co, s.c])).transpose(0, 1);
-        let wt = wt.reshape(Shape::new([1, s.c, co]));
-        let dy = grad.reshape(Shape::new([s.n, co, hw]));
-        let dx = Flex::float_matmul(wt, dy.clone()).reshape(x.shape());
-        // dW = Σ_n dY_n · X_nᵀ as one product: [co, n·hw] · [n·hw, ci].
-        let dy_rows = dy
-            .permute(&[1, 0, 2])
-            .to_contiguous()
-            .reshape(Shape::new([co, s.n * hw]));
-        let x_cols = x
-            .reshape(Shape::new([s.n, s.c, hw]))
-            .permute(&[0, 2, 1])
-            .to_contiguous()
-            .reshape(Shape::new([s.n * hw, s.c]));
-        let dw = Flex::float_matmul(dy_rows, x_cols).reshape(weight.shape());
-        (dx, dw)
+        if !is_f32(&[&x, &weight, &grad]) {
+            // dX_n = Wᵀ · dY_n; dW = Σ_n dY_n · X_nᵀ as one product: [co, n·hw] · [n·hw, ci].
+            let wt = weight.reshape(Shape::new([co, s.c])).transpose(0, 1);
+            let wt = wt.reshape(Shape::new([1, s.c, co]));
+            let dy = grad.reshape(Shape::new([s.n, co, hw]));
+            let dx = Flex::float_matmul(wt, dy.clone()).reshape(x.shape());
+            let dy_rows = dy
+                .permute(&[1, 0, 2])
+                .to_contiguous()
+                .reshape(Shape::new([co, s.n * hw]));
+            let x_cols = x
+                .reshape(Shape::new([s.n, s.c, hw]))
+                .permute(&[0, 2, 1])
+                .to_contiguous()
+                .reshape(Shape::new([s.n * hw, s.c]));
+            let dw = Flex::float_matmul(dy_rows, x_cols).reshape(weight.shape());
+            return (dx, dw);
+        }
+        let (dx, dw) =
+            cpu::pointwise_backward(&values(&x), s, &values(&weight), co, &values(&grad));
+        (tensor(dx, x.shape()), tensor(dw, weight.shape()))
     }
 
     fn zoo_conv2d_inference(
@@ -768,7 +770,7 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         struct Op;
         impl<B: Backend + ZooKernels> Backward<B, 3> for Op {
             #[allow(clippy::type_complexity)]
-            type State = ([FloatTensor<B>; 5], f64, f32);
+            type State = ([FloatTensor<B>; 6], f64, f32);
             fn backward(
                 self,
                 ops: Ops<Self::State, 3>,
@@ -777,9 +779,9 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
             ) {
                 let [nx, ng, nb] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let ([x, gamma, mean, var, y], eps, act) = ops.state;
+                let ([x, gamma, beta, mean, var, y], eps, act) = ops.state;
                 let (dx, dg, db) =
-                    B::zoo_batch_norm_train_backward(x, gamma, mean, var, eps, y, act, grad);
+                    B::zoo_batch_norm_train_backward(x, gamma, beta, mean, var, eps, y, act, grad);
                 if let Some(n) = nx {
                     grads.register::<B>(n.id, dx);
                 }
@@ -799,8 +801,9 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         );
         match Op.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (y, m, v) = B::zoo_batch_norm_train(xp.clone(), gp.clone(), bp, epsilon, act);
-                let state = ([xp, gp, m.clone(), v.clone(), y.clone()], epsilon, act);
+                let (y, m, v) =
+                    B::zoo_batch_norm_train(xp.clone(), gp.clone(), bp.clone(), epsilon, act);
+                let state = ([xp, gp, bp, m.clone(), v.clone(), y.clone()], epsilon, act);
                 let out = prep.finish(state, y);
                 (out, Self::from_inner(m), Self::from_inner(v))
             }
@@ -814,6 +817,7 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
     fn zoo_batch_norm_train_backward(
         _x: FloatTensor<Self>,
         _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
         _mean: FloatTensor<Self>,
         _variance: FloatTensor<Self>,
         _epsilon: f64,

@@ -276,17 +276,13 @@ pub fn bn_trains<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
 /// of the project's kernel, and the running statistics move as PyTorch moves them (the
 /// *unbiased* batch variance, momentum 0.1 by default).
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    batch_norm_act(bn, x, None)
+    batch_norm_act(bn, x, Act::None)
 }
 
-/// [`batch_norm`] followed by the clamp `[0, act]` (ReLU: `f32::INFINITY`, ReLU6: 6), fused
-/// into one kernel while training on the CPU.
-pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<4> {
-    let then_act = |y: Tensor<4>| match act {
-        Some(m) if m.is_finite() => clamp_relu("relu6", y, m),
-        Some(_) => relu(y),
-        None => y,
-    };
+/// [`batch_norm`] followed by `act` (ReLU, ReLU6, SiLU), fused into one kernel (forward and
+/// backward) while training on the CPU.
+pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
+    let then_act = |y: Tensor<4>| activation(y, act);
     if !bn_trains(bn, &x) {
         return then_act(scope("batch_norm (running stats)", x, |x| bn.forward(x)));
     }
@@ -294,9 +290,10 @@ pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<
         return then_act(scope("batch_norm train", x, |x| bn.forward(x)));
     }
     let label = match act {
-        Some(m) if m.is_finite() => "batch_norm train + relu6",
-        Some(_) => "batch_norm train + relu",
-        None => "batch_norm train",
+        Act::Clamp(m) if m.is_finite() => "batch_norm train + relu6",
+        Act::Clamp(_) => "batch_norm train + relu",
+        Act::Silu => "batch_norm train + silu",
+        Act::None => "batch_norm train",
     };
     let [n, _, h, w] = x.dims();
     let count = (n * h * w) as f64;
@@ -306,7 +303,7 @@ pub fn batch_norm_act(bn: &BatchNorm, x: Tensor<4>, act: Option<f32>) -> Tensor<
             bn.gamma.val().into_dispatch(),
             bn.beta.val().into_dispatch(),
             bn.epsilon,
-            act.unwrap_or(0.0),
+            act.code(),
         );
         let (mean, var): (Tensor<1>, Tensor<1>) = (dispatch(mean), dispatch(var));
         let device = mean.device();

@@ -147,8 +147,13 @@ fn every_kernel_agrees_with_burns_composition() {
             ],
         )
     });
-    // BatchNorm in training mode, alone and with ReLU6 / ReLU fused.
-    for act in [None, Some(6.0), Some(f32::INFINITY)] {
+    // BatchNorm in training mode, alone and with ReLU6 / ReLU / SiLU fused.
+    for act in [
+        nn::Act::None,
+        nn::Act::Clamp(6.0),
+        nn::Act::Clamp(f32::INFINITY),
+        nn::Act::Silu,
+    ] {
         let mut bn = BatchNormConfig::new(8).init(&device);
         bn.gamma = Param::from_tensor(
             Tensor::random([8], Distribution::Normal(1.0, 0.3), &device).require_grad(),
