@@ -580,6 +580,26 @@ fn mul_acc16(acc: &mut [f32; DW_LANES], d: &[f32], x: &[f32]) {
     }
 }
 
+/// The offset in `src.data` of tap `(ky, kx)`'s first value for output row 0, per tap in
+/// order: phase `kx mod stride`, padded row `ky`, element `kx / stride`.
+#[inline(always)]
+fn tap_offsets(src: &Phased, kh: usize, kw: usize, out: &mut [usize]) {
+    let sx = src.stride;
+    let mut t = 0;
+    for ky in 0..kh {
+        let (mut q, mut j) = (0, 0);
+        for _ in 0..kw {
+            out[t] = src.offset(q, ky) + j;
+            t += 1;
+            q += 1;
+            if q == sx {
+                q = 0;
+                j += 1;
+            }
+        }
+    }
+}
+
 /// Phase-row width for `out` outputs per row of a `k`-wide kernel with stride `s`.
 fn phased_width(out: usize, k: usize, s: usize) -> usize {
     out.div_ceil(DW_LANES) * DW_LANES + k.div_ceil(s) + 1
@@ -598,6 +618,9 @@ pub fn depthwise_forward(
     bias: Option<&[f32]>,
     act: Act,
 ) -> Vec<f32> {
+    if channels_last_pays(g) {
+        return depthwise_forward_cl(x, s, w, g, bias, act);
+    }
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     let mut y = vec![0f32; s.n * s.c * ohw];
     let st = g.stride[1];
@@ -645,14 +668,32 @@ fn dw_plane_lanes<const L: usize>(
     out: &mut [f32],
     row: &mut Vec<f32>,
 ) {
-    let (sy, sx, kk) = (g.stride[0], src.stride, g.kh * g.kw);
+    let (sy, kk) = (g.stride[0], g.kh * g.kw);
     let steps = g.ow.div_ceil(L);
     row.resize(steps * L, 0.0);
-    let mut offs = vec![0usize; kk];
+    // Each tap's offset in row 0 (on the stack for kernels up to 8x8); row `oy` adds
+    // `oy · sy` padded rows. No division in the loops.
+    let mut stack = [0usize; 64];
+    let mut heap;
+    let base: &mut [usize] = if kk <= stack.len() {
+        &mut stack[..kk]
+    } else {
+        heap = vec![0usize; kk];
+        &mut heap
+    };
+    tap_offsets(src, g.kh, g.kw, base);
+    let mut offs_stack = [0usize; 64];
+    let mut offs_heap;
+    let offs: &mut [usize] = if kk <= offs_stack.len() {
+        &mut offs_stack[..kk]
+    } else {
+        offs_heap = vec![0usize; kk];
+        &mut offs_heap
+    };
     for oy in 0..g.oh {
-        for (t, o) in offs.iter_mut().enumerate() {
-            let (ky, kx) = (t / g.kw, t % g.kw);
-            *o = src.offset(kx % sx, oy * sy + ky) + kx / sx;
+        let shift = oy * sy * src.width;
+        for (o, &b) in offs.iter_mut().zip(base.iter()) {
+            *o = b + shift;
         }
         for st in 0..steps {
             let mut acc = [0f32; L];
@@ -679,6 +720,9 @@ pub fn depthwise_backward(
     g: Conv,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
+    if channels_last_pays(g) {
+        return depthwise_backward_cl(x, s, w, g, dy);
+    }
     let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
     assert!(
         g.pad[0] < g.kh && g.pad[1] < g.kw,
@@ -731,8 +775,8 @@ pub fn depthwise_backward(
     let dw: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
         .map_init(
-            || (Phased::new(), Vec::new()),
-            |(buf, dpad), c| {
+            || (Phased::new(), Vec::new(), vec![0usize; kk]),
+            |(buf, dpad, taps), c| {
                 simd(
                     #[inline(always)]
                     || {
@@ -758,11 +802,12 @@ pub fn depthwise_backward(
                                     .copy_from_slice(&dy[p * ohw + oy * g.ow..][..g.ow]);
                             }
                             // Per tap, its products over the whole plane in one register.
+                            tap_offsets(buf, g.kh, g.kw, taps);
+                            let row_step = g.stride[0] * buf.width;
                             for (t, tot) in total.iter_mut().enumerate() {
-                                let (ky, kx) = (t / g.kw, t % g.kw);
                                 let mut acc = [0f32; DW_LANES];
                                 for oy in 0..g.oh {
-                                    let base = buf.offset(kx % st, oy * g.stride[0] + ky) + kx / st;
+                                    let base = taps[t] + oy * row_step;
                                     let drow = &dpad[oy * steps * DW_LANES..][..steps * DW_LANES];
                                     for (stp, d) in drow.chunks_exact(DW_LANES).enumerate() {
                                         mul_acc16(&mut acc, d, &buf.data[base + stp * DW_LANES..]);
@@ -778,6 +823,197 @@ pub fn depthwise_backward(
         )
         .collect();
     (dx, dw.concat())
+}
+
+/// Whether a depthwise convolution runs channels-last: output rows narrower than one
+/// [`DW_LANES`] step leave most of each plane-wise step idle and make the per-plane work
+/// (padding, offsets) dominate; channels-last vectorises over the channels instead.
+fn channels_last_pays(g: Conv) -> bool {
+    g.ow < DW_LANES
+}
+
+/// `[n, c, hw]` ↔ `[n, hw, c]`: each image's `[rows, cols]` matrix transposed into `dst`, in
+/// 16x16 tiles, one image per task.
+fn transpose_images(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dst = vec![0f32; src.len()];
+    let size = rows * cols;
+    if size == 0 {
+        return dst;
+    }
+    dst.par_chunks_mut(size).enumerate().for_each(|(i, d)| {
+        let s = &src[i * size..(i + 1) * size];
+        const T: usize = 16;
+        for r0 in (0..rows).step_by(T) {
+            for c0 in (0..cols).step_by(T) {
+                for r in r0..(r0 + T).min(rows) {
+                    for c in c0..(c0 + T).min(cols) {
+                        d[c * rows + r] = s[r * cols + c];
+                    }
+                }
+            }
+        }
+    });
+    dst
+}
+
+/// The input rows and columns tap `(ky, kx)` reads for output `(oy, ox)`, when inside.
+#[inline(always)]
+fn tap_source(g: Conv, s: Nchw, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+    let iy = (oy * g.stride[0] + ky).checked_sub(g.pad[0])?;
+    let ix = (ox * g.stride[1] + kx).checked_sub(g.pad[1])?;
+    (iy < s.h && ix < s.w).then_some(iy * s.w + ix)
+}
+
+/// [`depthwise_forward`] channels-last: the input transposed per image to `[hw, c]`, every
+/// output position's channels summed over the taps in order (the same order as the
+/// plane-wise kernel), the bias and activation applied, transposed back.
+fn depthwise_forward_cl(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    g: Conv,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let (hw, ohw, kk, c) = (s.plane(), g.oh * g.ow, g.kh * g.kw, s.c);
+    let xt = transpose_images(x, c, hw);
+    let wt = transpose_images(w, c, kk);
+    let zero = vec![0f32; c];
+    let b = bias.unwrap_or(&zero);
+    let mut yt = vec![0f32; s.n * ohw * c];
+    if yt.is_empty() {
+        return yt;
+    }
+    yt.par_chunks_mut(ohw * c).enumerate().for_each(|(n, yn)| {
+        let xn = &xt[n * hw * c..(n + 1) * hw * c];
+        simd(
+            #[inline(always)]
+            || {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let out = &mut yn[(oy * g.ow + ox) * c..][..c];
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some(i) = tap_source(g, s, oy, ox, ky, kx) {
+                                    let xr = &xn[i * c..][..c];
+                                    let wr = &wt[(ky * g.kw + kx) * c..][..c];
+                                    for ((o, &v), &wv) in out.iter_mut().zip(xr).zip(wr) {
+                                        *o += wv * v;
+                                    }
+                                }
+                            }
+                        }
+                        match act {
+                            Act::None => {
+                                for (o, &bv) in out.iter_mut().zip(b) {
+                                    *o += bv;
+                                }
+                            }
+                            Act::Clamp(m) => {
+                                for (o, &bv) in out.iter_mut().zip(b) {
+                                    *o = (*o + bv).max(0.0).min(m);
+                                }
+                            }
+                            Act::Silu => {
+                                for (o, &bv) in out.iter_mut().zip(b) {
+                                    let z = *o + bv;
+                                    *o = z * crate::dense::sigmoid(z);
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+    transpose_images(&yt, ohw, c)
+}
+
+/// [`depthwise_backward`] channels-last: per image (one per task) each output position's
+/// gradient scattered onto the input positions its taps read, vectorised over the channels;
+/// the weight gradient per run of images ([`DW_GROUPS`], fixed by the batch size) in f32,
+/// the runs added in order in f64.
+fn depthwise_backward_cl(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    g: Conv,
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (hw, ohw, kk, c) = (s.plane(), g.oh * g.ow, g.kh * g.kw, s.c);
+    if s.n == 0 || c == 0 {
+        return (vec![0f32; x.len()], vec![0f32; w.len()]);
+    }
+    let xt = transpose_images(x, c, hw);
+    let dyt = transpose_images(dy, c, ohw);
+    let wt = transpose_images(w, c, kk);
+    let mut dxt = vec![0f32; xt.len()];
+    dxt.par_chunks_mut(hw * c).enumerate().for_each(|(n, dxn)| {
+        let dyn_ = &dyt[n * ohw * c..(n + 1) * ohw * c];
+        simd(
+            #[inline(always)]
+            || {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let d = &dyn_[(oy * g.ow + ox) * c..][..c];
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some(i) = tap_source(g, s, oy, ox, ky, kx) {
+                                    let o = &mut dxn[i * c..][..c];
+                                    let wr = &wt[(ky * g.kw + kx) * c..][..c];
+                                    for ((o, &dv), &wv) in o.iter_mut().zip(d).zip(wr) {
+                                        *o += wv * dv;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+    let per = s.n.div_ceil(DW_GROUPS).max(1);
+    let runs = s.n.div_ceil(per);
+    let partial: Vec<Vec<f32>> = (0..runs)
+        .into_par_iter()
+        .map(|r| {
+            let mut acc = vec![0f32; kk * c];
+            simd(
+                #[inline(always)]
+                || {
+                    for n in r * per..((r + 1) * per).min(s.n) {
+                        let xn = &xt[n * hw * c..(n + 1) * hw * c];
+                        let dyn_ = &dyt[n * ohw * c..(n + 1) * ohw * c];
+                        for oy in 0..g.oh {
+                            for ox in 0..g.ow {
+                                let d = &dyn_[(oy * g.ow + ox) * c..][..c];
+                                for ky in 0..g.kh {
+                                    for kx in 0..g.kw {
+                                        if let Some(i) = tap_source(g, s, oy, ox, ky, kx) {
+                                            let xr = &xn[i * c..][..c];
+                                            let a = &mut acc[(ky * g.kw + kx) * c..][..c];
+                                            for ((a, &dv), &v) in a.iter_mut().zip(d).zip(xr) {
+                                                *a += dv * v;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+            acc
+        })
+        .collect();
+    let mut total = vec![0f64; kk * c];
+    for p in &partial {
+        for (t, &v) in total.iter_mut().zip(p) {
+            *t += f64::from(v);
+        }
+    }
+    let dwt: Vec<f32> = total.into_iter().map(|v| v as f32).collect();
+    (transpose_images(&dxt, hw, c), transpose_images(&dwt, kk, c))
 }
 
 /// Sixteen partial sums added pairwise, always in the same order.
@@ -1388,7 +1624,15 @@ mod tests {
 
     #[test]
     fn depthwise_matches_the_definition_and_its_gradients_the_adjoint() {
-        for (h, stride, k, pad) in [(7, 1, 3, 1), (8, 2, 3, 1), (9, 2, 5, 2), (6, 1, 7, 3)] {
+        // Narrow rows take the channels-last kernel, rows of 16 and more the plane-wise one.
+        for (h, stride, k, pad) in [
+            (7, 1, 3, 1),
+            (8, 2, 3, 1),
+            (9, 2, 5, 2),
+            (6, 1, 7, 3),
+            (20, 1, 3, 1),
+            (33, 2, 5, 2),
+        ] {
             let s = Nchw {
                 n: 2,
                 c: 3,
