@@ -832,8 +832,9 @@ fn channels_last_pays(g: Conv) -> bool {
     g.ow < DW_LANES
 }
 
-/// `[n, c, hw]` ↔ `[n, hw, c]`: each image's `[rows, cols]` matrix transposed into `dst`, in
-/// 16x16 tiles, one image per task.
+/// `[n, c, hw]` ↔ `[n, hw, c]`: each image's `[rows, cols]` matrix transposed, one image
+/// per task. Each destination row is written contiguously from a strided walk down one
+/// source column (one of the two sides is short here: the positions of a narrow plane).
 fn transpose_images(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut dst = vec![0f32; src.len()];
     let size = rows * cols;
@@ -842,16 +843,16 @@ fn transpose_images(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     }
     dst.par_chunks_mut(size).enumerate().for_each(|(i, d)| {
         let s = &src[i * size..(i + 1) * size];
-        const T: usize = 16;
-        for r0 in (0..rows).step_by(T) {
-            for c0 in (0..cols).step_by(T) {
-                for r in r0..(r0 + T).min(rows) {
-                    for c in c0..(c0 + T).min(cols) {
-                        d[c * rows + r] = s[r * cols + c];
+        simd(
+            #[inline(always)]
+            || {
+                for (j, drow) in d.chunks_exact_mut(rows).enumerate() {
+                    for (o, &v) in drow.iter_mut().zip(s[j..].iter().step_by(cols)) {
+                        *o = v;
                     }
                 }
-            }
-        }
+            },
+        )
     });
     dst
 }
