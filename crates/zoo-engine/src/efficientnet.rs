@@ -60,6 +60,16 @@ impl ConvBn {
         let act = if self.act { Act::Silu } else { Act::None };
         crate::fused::conv_bn_with(&self.conv, &self.bn, x, act)
     }
+
+    /// [`ConvBn::forward`] on channels-last data (see [`crate::fused::conv_bn_nhwc`]).
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let act = if self.act { Act::Silu } else { Act::None };
+        crate::fused::conv_bn_nhwc(&self.conv, &self.bn, x, act)
+    }
+
+    fn nhwc_ok(&self, x: &Tensor<4>) -> bool {
+        crate::fused::nhwc_ok(&self.conv, &self.bn, x)
+    }
 }
 
 /// Squeeze-and-excitation: channel weights from the pooled features.
@@ -75,6 +85,21 @@ impl SqueezeExcite {
         let s = zoo_kernels::nn::conv2d(&self.fc1, s);
         let s = sigmoid(zoo_kernels::nn::conv2d(&self.fc2, silu(s)));
         zoo_kernels::nn::op("se scale", x, |x| x * s)
+    }
+
+    /// [`SqueezeExcite::forward`] on channels-last data.
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, _, _, c] = x.dims();
+        let s = x.clone().mean_dim(2).mean_dim(1).reshape([n, c, 1, 1]);
+        let s = zoo_kernels::nn::conv2d(&self.fc1, s);
+        let s = sigmoid(zoo_kernels::nn::conv2d(&self.fc2, silu(s))).reshape([n, 1, 1, c]);
+        zoo_kernels::nn::op("se scale", x, |x| x * s)
+    }
+
+    fn frozen(&self) -> bool {
+        [&self.fc1, &self.fc2].iter().all(|f| {
+            !f.weight.val().is_tracked() && !f.bias.as_ref().is_some_and(|b| b.val().is_tracked())
+        })
     }
 }
 
@@ -102,6 +127,29 @@ impl MbConv {
         } else {
             y
         }
+    }
+
+    /// [`MbConv::forward`] on channels-last data.
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut y = x.clone();
+        if let Some(e) = &self.expand {
+            y = e.forward_nhwc(y);
+        }
+        let y = self
+            .project
+            .forward_nhwc(self.se.forward_nhwc(self.depthwise.forward_nhwc(y)));
+        if self.residual {
+            zoo_kernels::nn::op("add", y, |y| y + x)
+        } else {
+            y
+        }
+    }
+
+    fn nhwc_ok(&self, x: &Tensor<4>) -> bool {
+        self.expand.as_ref().is_none_or(|e| e.nhwc_ok(x))
+            && self.depthwise.nhwc_ok(x)
+            && self.project.nhwc_ok(x)
+            && self.se.frozen()
     }
 }
 
@@ -206,9 +254,24 @@ impl EfficientNet {
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        use zoo_kernels::nn::{to_channels_first, to_channels_last};
         let mut y = self.stem.forward(x);
+        // Frozen blocks (inference) run channels-last, as in MobileNetV2's `run_units`.
+        let mut last = false;
         for b in &self.blocks {
-            y = b.forward(y);
+            let ok = b.nhwc_ok(&y);
+            if ok != last {
+                y = if ok {
+                    to_channels_last(y)
+                } else {
+                    to_channels_first(y)
+                };
+                last = ok;
+            }
+            y = if ok { b.forward_nhwc(y) } else { b.forward(y) };
+        }
+        if last {
+            y = to_channels_first(y);
         }
         self.head.forward(y).mean_dim(3).mean_dim(2).flatten(1, 3)
     }

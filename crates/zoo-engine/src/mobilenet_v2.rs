@@ -90,6 +90,20 @@ impl ConvBn {
         let act = self.relu6.then_some(6.0);
         crate::fused::conv_bn_act(&self.conv, &self.bn, x, act)
     }
+
+    /// [`ConvBn::forward`] on channels-last data (see [`crate::fused::conv_bn_nhwc`]).
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let act = if self.relu6 {
+            zoo_kernels::nn::Act::Clamp(6.0)
+        } else {
+            zoo_kernels::nn::Act::None
+        };
+        crate::fused::conv_bn_nhwc(&self.conv, &self.bn, x, act)
+    }
+
+    fn nhwc_ok(&self, x: &Tensor<4>) -> bool {
+        crate::fused::nhwc_ok(&self.conv, &self.bn, x)
+    }
 }
 
 /// An inverted residual block.
@@ -110,6 +124,23 @@ impl Block {
         } else {
             y
         }
+    }
+
+    /// [`Block::forward`] on channels-last data.
+    fn forward_nhwc(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut y = x.clone();
+        for l in &self.layers {
+            y = l.forward_nhwc(y);
+        }
+        if self.residual {
+            zoo_kernels::nn::op("add", y, |y| y + x)
+        } else {
+            y
+        }
+    }
+
+    fn nhwc_ok(&self, x: &Tensor<4>) -> bool {
+        self.layers.iter().all(|l| l.nhwc_ok(x))
     }
 }
 
@@ -220,18 +251,37 @@ impl MobileNetV2 {
 
     /// Runs units `range` (indices as in `features.N`) on `y`.
     pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        use zoo_kernels::nn::{to_channels_first, to_channels_last};
         let n = self.blocks.len();
+        // Frozen units (inference, a frozen prefix) run channels-last: their 1x1
+        // convolutions are then single products over the batch and the depthwise ones
+        // vectorise over channels. The stem (three input channels) stays NCHW.
+        let mut last = false;
         for i in range {
-            y = match i {
-                0 => self.stem.forward(y),
-                i if i <= n => self.blocks[i - 1].forward(y),
-                _ => self.last.forward(y),
+            let ok = match i {
+                0 => false,
+                i if i <= n => self.blocks[i - 1].nhwc_ok(&y),
+                _ => self.last.nhwc_ok(&y),
+            };
+            if ok != last {
+                y = if ok {
+                    to_channels_last(y)
+                } else {
+                    to_channels_first(y)
+                };
+                last = ok;
+            }
+            y = match (i, ok) {
+                (0, _) => self.stem.forward(y),
+                (i, false) if i <= n => self.blocks[i - 1].forward(y),
+                (i, true) if i <= n => self.blocks[i - 1].forward_nhwc(y),
+                (_, false) => self.last.forward(y),
+                (_, true) => self.last.forward_nhwc(y),
             };
         }
-        y
+        if last { to_channels_first(y) } else { y }
     }
 
-    /// Pooled features from the activation entering unit `start` (0: the image).
     pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
         let y = self.run_units(x, start..self.units());
         y.mean_dim(3).mean_dim(2).flatten(1, 3)

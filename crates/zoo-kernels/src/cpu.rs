@@ -865,9 +865,8 @@ fn tap_source(g: Conv, s: Nchw, oy: usize, ox: usize, ky: usize, kx: usize) -> O
     (iy < s.h && ix < s.w).then_some(iy * s.w + ix)
 }
 
-/// [`depthwise_forward`] channels-last: the input transposed per image to `[hw, c]`, every
-/// output position's channels summed over the taps in order (the same order as the
-/// plane-wise kernel), the bias and activation applied, transposed back.
+/// [`depthwise_forward`] channels-last: the input transposed per image to `[hw, c]`,
+/// [`depthwise_forward_nhwc`], transposed back.
 fn depthwise_forward_cl(
     x: &[f32],
     s: Nchw,
@@ -879,20 +878,62 @@ fn depthwise_forward_cl(
     let (hw, ohw, kk, c) = (s.plane(), g.oh * g.ow, g.kh * g.kw, s.c);
     let xt = transpose_images(x, c, hw);
     let wt = transpose_images(w, c, kk);
+    let yt = depthwise_forward_nhwc(&xt, s, &wt, g, bias, act);
+    transpose_images(&yt, ohw, c)
+}
+
+/// `out = act(out + bias)` along one channels-last position (`bias` per channel).
+#[inline(always)]
+fn row_epilogue(out: &mut [f32], bias: &[f32], act: Act) {
+    match act {
+        Act::None => {
+            for (o, &bv) in out.iter_mut().zip(bias) {
+                *o += bv;
+            }
+        }
+        Act::Clamp(m) => {
+            for (o, &bv) in out.iter_mut().zip(bias) {
+                *o = (*o + bv).max(0.0).min(m);
+            }
+        }
+        Act::Silu => {
+            for (o, &bv) in out.iter_mut().zip(bias) {
+                let z = *o + bv;
+                *o = z * crate::dense::sigmoid(z);
+            }
+        }
+    }
+}
+
+/// A depthwise convolution on channels-last data: `x` `[n, h, w, c]` (`s` gives the
+/// sizes), the weight as `[kh·kw, c]`; one output row of one image per task, each output
+/// position's channels summed over the taps in order (the order of the plane-wise kernel),
+/// then the bias and the activation. Returns `[n, oh, ow, c]`.
+pub fn depthwise_forward_nhwc(
+    xt: &[f32],
+    s: Nchw,
+    wt: &[f32],
+    g: Conv,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let (hw, c) = (s.plane(), s.c);
     let zero = vec![0f32; c];
     let b = bias.unwrap_or(&zero);
-    let mut yt = vec![0f32; s.n * ohw * c];
+    let mut yt = vec![0f32; s.n * g.oh * g.ow * c];
     if yt.is_empty() {
         return yt;
     }
-    yt.par_chunks_mut(ohw * c).enumerate().for_each(|(n, yn)| {
-        let xn = &xt[n * hw * c..(n + 1) * hw * c];
-        simd(
-            #[inline(always)]
-            || {
-                for oy in 0..g.oh {
+    yt.par_chunks_mut(g.ow * c)
+        .enumerate()
+        .for_each(|(row, yr)| {
+            let (n, oy) = (row / g.oh, row % g.oh);
+            let xn = &xt[n * hw * c..(n + 1) * hw * c];
+            simd(
+                #[inline(always)]
+                || {
                     for ox in 0..g.ow {
-                        let out = &mut yn[(oy * g.ow + ox) * c..][..c];
+                        let out = &mut yr[ox * c..][..c];
                         for ky in 0..g.kh {
                             for kx in 0..g.kw {
                                 if let Some(i) = tap_source(g, s, oy, ox, ky, kx) {
@@ -904,30 +945,86 @@ fn depthwise_forward_cl(
                                 }
                             }
                         }
-                        match act {
-                            Act::None => {
-                                for (o, &bv) in out.iter_mut().zip(b) {
-                                    *o += bv;
-                                }
-                            }
-                            Act::Clamp(m) => {
-                                for (o, &bv) in out.iter_mut().zip(b) {
-                                    *o = (*o + bv).max(0.0).min(m);
-                                }
-                            }
-                            Act::Silu => {
-                                for (o, &bv) in out.iter_mut().zip(b) {
-                                    let z = *o + bv;
-                                    *o = z * crate::dense::sigmoid(z);
-                                }
-                            }
-                        }
+                        row_epilogue(out, b, act);
                     }
-                }
-            },
-        )
+                },
+            )
+        });
+    yt
+}
+
+/// A 1x1 convolution on channels-last data: `x` `[rows, c]` (every position of every
+/// image), `w` `[co, c]`: `act(x · wᵀ + bias)` as `[rows, co]`, in row blocks fixed by the
+/// shape (one single-threaded product each, the bias and activation applied while the block
+/// is in cache).
+pub fn pointwise_forward_nhwc(
+    x: &[f32],
+    rows: usize,
+    c: usize,
+    w: &[f32],
+    co: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * co];
+    if y.is_empty() {
+        return y;
+    }
+    let per = rows.div_ceil(crate::dense::row_blocks(rows));
+    let zero = vec![0f32; co];
+    let b = bias.unwrap_or(&zero);
+    y.par_chunks_mut(per * co).enumerate().for_each(|(i, yb)| {
+        let r = yb.len() / co;
+        let xb = &x[i * per * c..(i * per + r) * c];
+        matmul_into(yb, co, Mat::rows(xb, r, c), Mat::rows(w, co, c).t(), false);
+        if bias.is_some() || act != Act::None {
+            simd(
+                #[inline(always)]
+                || {
+                    for row in yb.chunks_exact_mut(co) {
+                        row_epilogue(row, b, act);
+                    }
+                },
+            );
+        }
     });
-    transpose_images(&yt, ohw, c)
+    y
+}
+
+/// `act(conv2d(x, w) + bias)` on channels-last data (`x` `[n, h, w, c]`, sizes in `s`),
+/// giving `[n, oh, ow, co]`: depthwise (`kind` 0) and 1x1 (`kind` 1) convolutions natively,
+/// any other single-group one (`kind` 2: a stem) through the NCHW kernel between two
+/// transposes.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_inference_nhwc(
+    x: &[f32],
+    s: Nchw,
+    w: &[f32],
+    co: usize,
+    g: Conv,
+    kind: usize,
+    bias: &[f32],
+    act: Act,
+) -> Vec<f32> {
+    let (hw, ohw, kk) = (s.plane(), g.oh * g.ow, g.kh * g.kw);
+    match kind {
+        0 => depthwise_forward_nhwc(x, s, &transpose_images(w, s.c, kk), g, Some(bias), act),
+        1 => pointwise_forward_nhwc(x, s.n * hw, s.c, w, co, Some(bias), act),
+        _ => {
+            let xn = transpose_images(x, hw, s.c);
+            let y = conv_forward(&xn, s, w, co, g, Some(bias), act);
+            transpose_images(&y, co, ohw)
+        }
+    }
+}
+
+/// `[n, c, h, w]` → `[n, h, w, c]` (`to_last`) or back (`s` the NCHW sizes).
+pub fn channels_last(x: &[f32], s: Nchw, to_last: bool) -> Vec<f32> {
+    if to_last {
+        transpose_images(x, s.c, s.plane())
+    } else {
+        transpose_images(x, s.plane(), s.c)
+    }
 }
 
 /// [`depthwise_backward`] channels-last: per image (one per task) each output position's
@@ -1619,6 +1716,62 @@ mod tests {
                     (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
                     "{lhs} vs {rhs}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn channels_last_inference_equals_the_nchw_kernels_transposed_issue_11() {
+        // Depthwise (stride 1 and 2), 1x1 and a stem-like convolution, each with a bias and
+        // every activation: the channels-last result is the NCHW result transposed.
+        let s = Nchw {
+            n: 3,
+            c: 16,
+            h: 9,
+            w: 7,
+        };
+        let x = data(s.len(), 7);
+        let xt = channels_last(&x, s, true);
+        assert_eq!(
+            channels_last(&xt, s, false),
+            x,
+            "the two transposes are inverses"
+        );
+        for act in [Act::None, Act::Clamp(6.0), Act::Silu] {
+            for (kind, k, stride, co) in [(0, 3, 1, 16), (0, 3, 2, 16), (1, 1, 1, 24), (2, 3, 2, 8)]
+            {
+                let pad = (k - 1) / 2;
+                let g = Conv {
+                    kh: k,
+                    kw: k,
+                    stride: [stride, stride],
+                    pad: [pad, pad],
+                    oh: (s.h + 2 * pad - k) / stride + 1,
+                    ow: (s.w + 2 * pad - k) / stride + 1,
+                };
+                let cin = if kind == 0 { 1 } else { s.c };
+                let w = data(co * cin * k * k, 8);
+                let b = data(co, 9);
+                let want = match kind {
+                    0 => depthwise_forward(&x, s, &w, g, Some(&b), act),
+                    1 => pointwise_forward(&x, s, &w, co, Some(&b), act),
+                    _ => conv_forward(&x, s, &w, co, g, Some(&b), act),
+                };
+                let got = conv_inference_nhwc(&xt, s, &w, co, g, kind, &b, act);
+                let so = Nchw {
+                    n: s.n,
+                    c: co,
+                    h: g.oh,
+                    w: g.ow,
+                };
+                let back = channels_last(&got, so, false);
+                assert_eq!(back.len(), want.len());
+                for (i, (a, b)) in back.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "kind {kind} {act:?} at {i}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::cpu::{Mat, matmul_into, simd};
 /// How many row blocks a parallel product over `m` rows is cut into: a multiple of 8 (so 2, 4
 /// or 8 threads share it evenly) fixed by the shape alone, never by the thread count, each
 /// block at least 32 rows.
-fn row_blocks(m: usize) -> usize {
+pub(crate) fn row_blocks(m: usize) -> usize {
     (8 * m.div_ceil(2048)).min(m.div_ceil(32)).max(1)
 }
 

@@ -144,8 +144,9 @@ pub trait ZooKernels: Backend {
 
     /// `act(conv2d(x, weight) + bias)` in one pass over the output, for inference: `kind` 0
     /// depthwise, 1 pointwise (1x1, stride 1, no padding), 2 any other single-group
-    /// convolution; `act` as [`Act::code`]. No gradient: under autodiff the inputs must be
-    /// untracked ([`crate::nn`] only calls it then).
+    /// convolution; `act` as [`Act::code`]. With `channels_last` the input is `[n, h, w, c]`
+    /// and so is the output. No gradient: under autodiff the inputs must be untracked
+    /// ([`crate::nn`] only calls it then).
     #[allow(clippy::too_many_arguments)]
     fn zoo_conv2d_inference(
         x: FloatTensor<Self>,
@@ -159,7 +160,12 @@ pub trait ZooKernels: Backend {
         pad_bottom: usize,
         pad_right: usize,
         act: f32,
+        channels_last: bool,
     ) -> FloatTensor<Self>;
+
+    /// `[n, c, h, w]` → `[n, h, w, c]` (`to_last`) or back, as a contiguous tensor. No
+    /// gradient: under autodiff the input must be untracked.
+    fn zoo_channels_last(x: FloatTensor<Self>, to_last: bool) -> FloatTensor<Self>;
 
     /// A linear layer on rows: `x · weight + bias` for `x` `[rows, k]`, `weight` `[k, n]`
     /// (burn's layout), `bias` `[n]`.
@@ -234,6 +240,17 @@ pub trait ZooKernels: Backend {
     /// The identity; under autodiff its backward notes when the gradient arrived
     /// ([`crate::profile`]).
     fn zoo_probe(x: FloatTensor<Self>, label: u32) -> FloatTensor<Self>;
+}
+
+/// The sizes of a channels-last `[n, h, w, c]` tensor.
+fn dims4_last(t: &FlexTensor) -> Nchw {
+    let s = t.shape();
+    Nchw {
+        n: s[0],
+        h: s[1],
+        w: s[2],
+        c: s[3],
+    }
 }
 
 fn dims4(t: &FlexTensor) -> Nchw {
@@ -615,21 +632,41 @@ impl ZooKernels for Flex {
         pad_bottom: usize,
         pad_right: usize,
         act: f32,
+        channels_last: bool,
     ) -> FlexTensor {
         let pad = [pad_top, pad_left, pad_bottom, pad_right];
         let stride = [stride_h, stride_w];
-        let s = dims4(&x);
+        let s = if channels_last {
+            dims4_last(&x)
+        } else {
+            dims4(&x)
+        };
         let co = weight.shape()[0];
         let dtype = x.dtype();
         let (xv, wv, bv) = (as_f32(&x), as_f32(&weight), as_f32(&bias));
         let act = Act::from_code(act);
         let g = conv_geometry(s, &weight, stride, pad);
+        if channels_last {
+            let y = cpu::conv_inference_nhwc(&xv, s, &wv, co, g, kind, &bv, act);
+            return tensor_as(y, [s.n, g.oh, g.ow, co], dtype);
+        }
         let y = match kind {
             0 => cpu::depthwise_forward(&xv, s, &wv, g, Some(&bv), act),
             1 => cpu::pointwise_forward(&xv, s, &wv, co, Some(&bv), act),
             _ => cpu::conv_forward(&xv, s, &wv, co, g, Some(&bv), act),
         };
         tensor_as(y, [s.n, co, g.oh, g.ow], dtype)
+    }
+
+    fn zoo_channels_last(x: FlexTensor, to_last: bool) -> FlexTensor {
+        let s = if to_last { dims4(&x) } else { dims4_last(&x) };
+        let dtype = x.dtype();
+        let y = cpu::channels_last(&as_f32(&x), s, to_last);
+        if to_last {
+            tensor_as(y, [s.n, s.h, s.w, s.c], dtype)
+        } else {
+            tensor_as(y, [s.n, s.c, s.h, s.w], dtype)
+        }
     }
 
     fn zoo_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -1177,6 +1214,7 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         pad_bottom: usize,
         pad_right: usize,
         act: f32,
+        channels_last: bool,
     ) -> FloatTensor<Self> {
         assert!(
             !(x.is_tracked() || weight.is_tracked() || bias.is_tracked()),
@@ -1194,7 +1232,16 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
             pad_bottom,
             pad_right,
             act,
+            channels_last,
         ))
+    }
+
+    fn zoo_channels_last(x: FloatTensor<Self>, to_last: bool) -> FloatTensor<Self> {
+        assert!(
+            !x.is_tracked(),
+            "zoo_channels_last takes no gradient: its input must be untracked"
+        );
+        Self::from_inner(B::zoo_channels_last(Self::inner(x), to_last))
     }
 
     fn zoo_layer_norm(

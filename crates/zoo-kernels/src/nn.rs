@@ -228,6 +228,86 @@ pub fn conv2d_raw_act(
             pad[2],
             pad[3],
             act.code(),
+            false,
+        ))
+    })
+}
+
+/// Whether `x` can take the channels-last inference path ([`conv2d_raw_act_nhwc`]): on the
+/// CPU with the project's kernels, and no gradient to follow.
+pub fn channels_last_ok(x: &Tensor<4>) -> bool {
+    on_flex(x) && !x.is_tracked()
+}
+
+/// `[n, c, h, w]` → `[n, h, w, c]`, for a tensor that passes [`channels_last_ok`].
+pub fn to_channels_last(x: Tensor<4>) -> Tensor<4> {
+    scope("layout", x, |x| {
+        dispatch(<Dispatch as ZooKernels>::zoo_channels_last(
+            x.into_dispatch(),
+            true,
+        ))
+    })
+}
+
+/// `[n, h, w, c]` → `[n, c, h, w]`: the inverse of [`to_channels_last`].
+pub fn to_channels_first(x: Tensor<4>) -> Tensor<4> {
+    scope("layout", x, |x| {
+        dispatch(<Dispatch as ZooKernels>::zoo_channels_last(
+            x.into_dispatch(),
+            false,
+        ))
+    })
+}
+
+/// [`conv2d_raw_act`] on a channels-last `[n, h, w, c]` tensor (one that passes
+/// [`channels_last_ok`]), giving `[n, oh, ow, co]`: depthwise and 1x1 convolutions run
+/// natively on that layout (a 1x1 convolution is then one product over every position of
+/// the batch, no packing), the rest between two transposes.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_raw_act_nhwc(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    pad: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+    act: Act,
+) -> Tensor<4> {
+    let dims = weight.dims();
+    let kind = conv_kind(&dims, groups, stride, dilation, Some(pad));
+    let (code, label) = match kind {
+        ConvKind::Depthwise => (0, "conv2d depthwise (+bias, act)"),
+        ConvKind::Pointwise => (1, "conv2d 1x1 (+bias, act)"),
+        ConvKind::Gemm => (2, "conv2d (+bias, act)"),
+        ConvKind::General => {
+            let y = conv2d_raw_act(
+                to_channels_first(x),
+                weight,
+                bias,
+                stride,
+                pad,
+                dilation,
+                groups,
+                act,
+            );
+            return to_channels_last(y);
+        }
+    };
+    scope(label, x, |x| {
+        dispatch(<Dispatch as ZooKernels>::zoo_conv2d_inference(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            code,
+            stride[0],
+            stride[1],
+            pad[0],
+            pad[1],
+            pad[2],
+            pad[3],
+            act.code(),
+            true,
         ))
     })
 }
