@@ -264,7 +264,8 @@ pub fn exp(v: f32) -> f32 {
     let x = v.clamp(-87.336_55, 88.376_26);
     // Round to nearest by the 1.5·2²³ trick (`floor`/`round` are library calls below SSE4.1).
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -273,9 +274,12 @@ pub fn exp(v: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // (`wrapping_add`: `n + 127` is in 0..=255 after the clamp, and an overflow check here
-    // would keep the loop from vectorising.)
-    let y = y * f32::from_bits(((n as i32).wrapping_add(127) as u32) << 23);
+    // `2^n` from the bits of `t`: `MAGIC` has an ulp of 1, so `t`'s bits are `MAGIC`'s plus
+    // `n` (two's complement), and `n + 127` is in 1..=254 after the clamp. Integer bit
+    // arithmetic instead of `n as i32`, whose saturating conversion does not vectorise
+    // (SiLU 2.6x slower with it).
+    let bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    let y = y * f32::from_bits(bits.wrapping_add(127) << 23);
     // Underflow to zero and overflow to infinity as `f32::exp` does (a masked key must get
     // probability 0, not 1e-38); both are selects, so the loop still vectorises.
     if v < -87.336_55 {
