@@ -1391,27 +1391,6 @@ fn pack_channels(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<f32> {
     out
 }
 
-/// The inverse of [`pack_channels`], with [`epilogue`] applied per channel on the way.
-fn unpack_channels(
-    y: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    bias: Option<&[f32]>,
-    act: Act,
-) -> Vec<f32> {
-    let mut out = vec![0f32; y.len()];
-    out.par_chunks_mut((c * hw).max(1))
-        .enumerate()
-        .for_each(|(ni, img)| {
-            for (ci, seg) in img.chunks_exact_mut(hw.max(1)).enumerate() {
-                seg.copy_from_slice(&y[ci * n * hw + ni * hw..][..hw]);
-            }
-            channel_epilogue(img, hw, bias, act);
-        });
-    out
-}
-
 /// A 1x1 convolution, stride 1, no padding (weight `[co, c]`): per image `W · X_n` with the
 /// bias and activation applied while the image's output is in cache, one image per task (a
 /// single image in blocks of at most [`PW_COLS`] positions); with fewer than
@@ -1426,10 +1405,15 @@ pub fn pointwise_forward(
 ) -> Vec<f32> {
     let hw = s.plane();
     if s.n > 1 && hw < PW_PACK_BELOW && hw > 0 {
-        let xp = pack_channels(x, s.n, s.c, hw);
-        let yp =
-            crate::dense::par_matmul(Mat::rows(w, co, s.c), Mat::rows(&xp, s.c, s.n * hw), None);
-        return unpack_channels(&yp, s.n, co, hw, bias, act);
+        // Channels-last in between: one product over every position of the batch.
+        let xt = transpose_images(x, s.c, hw);
+        let yt = pointwise_forward_nhwc(&xt, s.n * hw, s.c, w, co, None, Act::None);
+        let mut y = transpose_images(&yt, hw, co);
+        if bias.is_some() || act != Act::None {
+            y.par_chunks_mut(co * hw)
+                .for_each(|yn| channel_epilogue(yn, hw, bias, act));
+        }
+        return y;
     }
     let mut y = vec![0f32; s.n * co * hw];
     if y.is_empty() {
@@ -1486,15 +1470,20 @@ pub fn pointwise_backward(
     if hw == 0 || s.n == 0 {
         return (vec![0f32; x.len()], vec![0f32; co * s.c]);
     }
+    let l = s.n * hw;
+    if hw < PW_PACK_BELOW {
+        // Channels-last in between: `dW = dYᵀ · X` and `dX = dY · W` over every position.
+        let dyt = transpose_images(dy, co, hw);
+        let xt = transpose_images(x, s.c, hw);
+        let dw = crate::dense::par_matmul(Mat::rows(&dyt, l, co).t(), Mat::rows(&xt, l, s.c), None);
+        let dxt = crate::dense::par_matmul(Mat::rows(&dyt, l, co), Mat::rows(w, co, s.c), None);
+        return (transpose_images(&dxt, hw, s.c), dw);
+    }
     let dyp = pack_channels(dy, s.n, co, hw);
     let xp = pack_channels(x, s.n, s.c, hw);
-    let l = s.n * hw;
     let dw = crate::dense::par_matmul(Mat::rows(&dyp, co, l), Mat::rows(&xp, s.c, l).t(), None);
     let wt = Mat::rows(w, co, s.c).t();
-    let dx = if hw < PW_PACK_BELOW {
-        let dxp = crate::dense::par_matmul(wt, Mat::rows(&dyp, co, l), None);
-        unpack_channels(&dxp, s.n, s.c, hw, None, Act::None)
-    } else {
+    let dx = {
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(s.c * hw)
             .enumerate()

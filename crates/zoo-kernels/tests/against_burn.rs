@@ -134,19 +134,22 @@ fn every_kernel_agrees_with_burns_composition() {
             )
         });
     }
-    // 1x1.
-    let conv = Conv2dConfig::new([8, 5], [1, 1])
-        .with_bias(true)
-        .init(&device);
-    compare("1x1 conv", &x, &|x| {
-        (
-            nn::conv2d(&conv, x),
-            vec![
-                P::P4(conv.weight.val()),
-                P::P1(conv.bias.as_ref().unwrap().val()),
-            ],
-        )
-    });
+    // 1x1: below 256 positions (channels-last over the batch) and above (per image).
+    let wide: Tensor<4> = Tensor::random([2, 8, 17, 16], Distribution::Normal(0.5, 1.5), &device);
+    for (what, input) in [("1x1 conv", &x), ("1x1 conv, 272 positions", &wide)] {
+        let conv = Conv2dConfig::new([8, 5], [1, 1])
+            .with_bias(true)
+            .init(&device);
+        compare(what, input, &|x| {
+            (
+                nn::conv2d(&conv, x),
+                vec![
+                    P::P4(conv.weight.val()),
+                    P::P1(conv.bias.as_ref().unwrap().val()),
+                ],
+            )
+        });
+    }
     // BatchNorm in training mode, alone and with ReLU6 / ReLU / SiLU fused.
     for act in [
         nn::Act::None,
