@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::prelude::{Int, Tensor};
 use serde_json::Value;
-use zoo_kernels::nn::{LayerNorm, attention, gelu, layer_norm as ln, linear, linear_many};
+use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln, linear, linear_gelu, linear_many};
 
 use crate::weights::{WeightError, Weights};
 
@@ -109,7 +109,7 @@ impl Layer {
         let qkv = linear_many(&[&self.query, &self.key, &self.value], x.clone());
         let ctx = attention(qkv, Some(mask), self.heads);
         let x = ln(&self.attn_norm, linear(&self.attn_out, ctx) + x);
-        let y = linear(&self.output, gelu(linear(&self.intermediate, x.clone())));
+        let y = linear(&self.output, linear_gelu(&self.intermediate, x.clone()));
         ln(&self.out_norm, y + x)
     }
 }

@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{LayerNorm, conv2d, gelu, layer_norm as ln, linear};
+use zoo_kernels::nn::{LayerNorm, conv2d, layer_norm as ln, linear, linear_gelu};
 
 use crate::weights::{WeightError, Weights};
 
@@ -34,7 +34,7 @@ pub struct Block {
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = conv2d(&self.dwconv, x.clone()).permute([0, 2, 3, 1]);
-        let y = linear(&self.fc2, gelu(linear(&self.fc1, ln(&self.norm, y)))).permute([0, 3, 1, 2]);
+        let y = linear(&self.fc2, linear_gelu(&self.fc1, ln(&self.norm, y))).permute([0, 3, 1, 2]);
         let [c, _, _] = self.scale.dims();
         x + y * self.scale.val().reshape([1, c, 1, 1])
     }

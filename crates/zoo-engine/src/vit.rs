@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{LayerNorm, attention, gelu, layer_norm as ln, linear};
+use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln, linear, linear_gelu};
 
 use crate::weights::{WeightError, Weights};
 
@@ -46,7 +46,7 @@ impl Block {
         let x = x + linear(&self.proj, ctx);
         let y = linear(
             &self.fc2,
-            gelu(linear(&self.fc1, ln(&self.norm2, x.clone()))),
+            linear_gelu(&self.fc1, ln(&self.norm2, x.clone())),
         );
         x + y
     }

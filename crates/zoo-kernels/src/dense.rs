@@ -28,21 +28,64 @@ pub fn par_matmul(a: Mat<'_>, b: Mat<'_>, bias: Option<&[f32]>) -> Vec<f32> {
         let ct = par_matmul(b.t(), a.t(), None);
         return transpose(&ct, n, m);
     }
+    par_matmul_then(a, b, bias, |_| {})
+}
+
+/// [`par_matmul`] by row blocks (never transposed), `post` applied to each block of the
+/// result while it is in cache (an activation); each block's rows start from `bias`.
+fn par_matmul_then(
+    a: Mat<'_>,
+    b: Mat<'_>,
+    bias: Option<&[f32]>,
+    post: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
+    let (m, n) = (a.rows, b.cols);
     let mut c = vec![0f32; m * n];
     if m == 0 || n == 0 {
         return c;
     }
     if let Some(bias) = bias {
         assert_eq!(bias.len(), n, "par_matmul: bias length");
-        c.par_chunks_mut(n)
-            .for_each(|row| row.copy_from_slice(bias));
     }
     let per = m.div_ceil(row_blocks(m));
     c.par_chunks_mut(per * n).enumerate().for_each(|(i, cb)| {
         let r = cb.len() / n;
+        if let Some(bias) = bias {
+            for row in cb.chunks_exact_mut(n) {
+                row.copy_from_slice(bias);
+            }
+        }
         matmul_into(cb, n, a.row_block(i * per, r), b, bias.is_some());
+        post(cb);
     });
     c
+}
+
+/// `gelu(x · w + b)` for inference: [`linear_forward`] with GELU applied to each row block
+/// of the output while it is in cache (no second pass over the activations).
+pub fn linear_gelu_forward(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    b: &[f32],
+) -> Vec<f32> {
+    par_matmul_then(
+        Mat::rows(x, rows, k),
+        Mat::rows(w, k, n),
+        Some(b),
+        |block| {
+            simd(
+                #[inline(always)]
+                || {
+                    for v in block.iter_mut() {
+                        *v = gelu_one(*v);
+                    }
+                },
+            )
+        },
+    )
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix, in 32x32 tiles.
@@ -351,7 +394,13 @@ fn map2(x: &[f32], dy: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
 
 /// GELU as PyTorch's default (`approximate='none'`): `x · Φ(x)`, Φ through `erf`.
 pub fn gelu(x: &[f32]) -> Vec<f32> {
-    map1(x, |v| 0.5 * v * (1.0 + erf(v * SQRT_1_2)))
+    map1(x, gelu_one)
+}
+
+/// GELU of one value (erf form).
+#[inline(always)]
+fn gelu_one(v: f32) -> f32 {
+    0.5 * v * (1.0 + erf(v * SQRT_1_2))
 }
 
 /// The gradient of [`gelu`]: `dy · (Φ(x) + x φ(x))`.

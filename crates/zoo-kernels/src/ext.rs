@@ -167,6 +167,15 @@ pub trait ZooKernels: Backend {
     /// gradient: under autodiff the input must be untracked.
     fn zoo_channels_last(x: FloatTensor<Self>, to_last: bool) -> FloatTensor<Self>;
 
+    /// `gelu(x · weight + bias)` in one pass over the output, for inference (shapes as in
+    /// [`zoo_linear`](ZooKernels::zoo_linear)). No gradient: under autodiff the inputs must
+    /// be untracked.
+    fn zoo_linear_gelu_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
     /// A linear layer on rows: `x · weight + bias` for `x` `[rows, k]`, `weight` `[k, n]`
     /// (burn's layout), `bias` `[n]`.
     fn zoo_linear(
@@ -667,6 +676,18 @@ impl ZooKernels for Flex {
         } else {
             tensor_as(y, [s.n, s.c, s.h, s.w], dtype)
         }
+    }
+
+    fn zoo_linear_gelu_inference(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        let (rows, k, n) = (x.shape()[0], weight.shape()[0], weight.shape()[1]);
+        let dtype = x.dtype();
+        let y =
+            dense::linear_gelu_forward(&as_f32(&x), rows, &as_f32(&weight), k, n, &as_f32(&bias));
+        tensor_as(y, [rows, n], dtype)
     }
 
     fn zoo_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -1233,6 +1254,22 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
             pad_right,
             act,
             channels_last,
+        ))
+    }
+
+    fn zoo_linear_gelu_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        assert!(
+            !(x.is_tracked() || weight.is_tracked() || bias.is_tracked()),
+            "zoo_linear_gelu_inference takes no gradient: its inputs must be untracked"
+        );
+        Self::from_inner(B::zoo_linear_gelu_inference(
+            Self::inner(x),
+            Self::inner(weight),
+            Self::inner(bias),
         ))
     }
 

@@ -445,6 +445,30 @@ pub fn linear<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
     scope("linear", x, |x| linear_rows(x, l.weight.val(), bias_of(l)))
 }
 
+/// `gelu(linear(x))` (a transformer's MLP): without gradients on the CPU one kernel that
+/// applies GELU to each block of the product while it is in cache; otherwise
+/// [`linear`] then [`gelu`].
+pub fn linear_gelu<const D: usize>(l: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let bias = bias_of(l);
+    let w = l.weight.val();
+    if !on_flex(&x) || x.is_tracked() || w.is_tracked() || bias.is_tracked() {
+        return gelu(linear(l, x));
+    }
+    scope("linear (+gelu)", x, |x| {
+        let dims = x.dims();
+        let [k, n] = w.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let y: Tensor<2> = dispatch(<Dispatch as ZooKernels>::zoo_linear_gelu_inference(
+            x.reshape([rows, k]).into_dispatch(),
+            w.into_dispatch(),
+            bias.into_dispatch(),
+        ));
+        let mut out = dims;
+        out[D - 1] = n;
+        y.reshape(out)
+    })
+}
+
 /// Several linear layers on the same input as one product, their outputs side by side on
 /// the last axis (BERT's query, key and value): weights and biases are concatenated for the
 /// product (a copy of the weights per call) and the gradients split back by autodiff.

@@ -283,6 +283,30 @@ fn fused_inference_convolutions(device: &Device) {
                 &own,
                 &burn,
             );
+            // The channels-last path (MobileNetV2's and EfficientNet's frozen units).
+            let cl = nn::to_channels_first(nn::conv2d_raw_act_nhwc(
+                nn::to_channels_last(x.clone()),
+                w.clone(),
+                b.clone(),
+                [stride, stride],
+                pad,
+                [1, 1],
+                groups,
+                act,
+            ));
+            close_values(
+                &format!("channels-last conv {co}x{ci}x{k}x{k} groups {groups} {act:?}"),
+                &values(cl),
+                &burn,
+            );
         }
     }
+    // A linear layer with GELU in its output pass against the two as separate ops.
+    let x: Tensor<3> = Tensor::random([3, 70, 24], Distribution::Normal(0.2, 1.0), device);
+    let l = LinearConfig::new(24, 40).init(device);
+    let fused = values(nn::linear_gelu(&l, x.clone()));
+    nn::use_own_kernels(false);
+    let separate = values(burn::tensor::activation::gelu(l.forward(x)));
+    nn::use_own_kernels(true);
+    close_values("linear + gelu", &fused, &separate);
 }
