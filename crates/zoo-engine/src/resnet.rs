@@ -212,7 +212,7 @@ impl ResNet {
     /// Feature maps after each stage (`layer1` … `layer4`).
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let y = self.stem.forward_relu(x);
-        let mut y = zoo_kernels::nn::op("max_pool", y, |y| self.pool.forward(y));
+        let mut y = zoo_kernels::nn::max_pool2d(&self.pool, y);
         let mut out = Vec::new();
         for stage in &self.stages {
             for b in stage {

@@ -1127,6 +1127,102 @@ fn fold16(mut a: [f32; DW_LANES]) -> f32 {
     a[0]
 }
 
+/// The input positions `o·stride − pad + 0..k` of output `o` that lie inside `0..size`.
+#[inline(always)]
+fn window(o: usize, stride: usize, pad: usize, k: usize, size: usize) -> std::ops::Range<usize> {
+    let start = o * stride;
+    start.saturating_sub(pad).min(size)..(start + k).saturating_sub(pad).min(size)
+}
+
+/// Max pooling forward (padding never wins): per output the maximum over its window and
+/// the index within the input plane of the first maximum (a NaN wins over any number, and
+/// a later NaN over an earlier one, as in PyTorch); one plane per task.
+pub fn max_pool_forward(x: &[f32], s: Nchw, g: Conv) -> (Vec<f32>, Vec<u32>) {
+    let (hw, ohw) = (s.plane(), g.oh * g.ow);
+    let mut y = vec![0f32; s.n * s.c * ohw];
+    let mut idx = vec![0u32; y.len()];
+    if y.is_empty() {
+        return (y, idx);
+    }
+    y.par_chunks_mut(ohw)
+        .zip(idx.par_chunks_mut(ohw))
+        .enumerate()
+        .for_each(|(p, (yp, ip))| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for oy in 0..g.oh {
+                let rows = window(oy, g.stride[0], g.pad[0], g.kh, s.h);
+                for ox in 0..g.ow {
+                    let cols = window(ox, g.stride[1], g.pad[1], g.kw, s.w);
+                    let mut m = f32::NEG_INFINITY;
+                    let mut at = (rows.start * s.w + cols.start) as u32;
+                    for iy in rows.clone() {
+                        let r = &xp[iy * s.w..(iy + 1) * s.w];
+                        for ix in cols.clone() {
+                            let v = r[ix];
+                            // Selects, not a branch: random data mispredicts half of them.
+                            let take = (v > m) | v.is_nan();
+                            m = if take { v } else { m };
+                            at = if take { (iy * s.w + ix) as u32 } else { at };
+                        }
+                    }
+                    yp[oy * g.ow + ox] = m;
+                    ip[oy * g.ow + ox] = at;
+                }
+            }
+        });
+    (y, idx)
+}
+
+/// Max pooling forward, values only (inference): per output row the maximum over the
+/// window's rows first (element by element, so it vectorises), then over each window's
+/// columns. The same values as [`max_pool_forward`] (a NaN wins); one plane per task.
+pub fn max_pool_values(x: &[f32], s: Nchw, g: Conv) -> Vec<f32> {
+    let (hw, ohw) = (s.plane(), g.oh * g.ow);
+    let mut y = vec![0f32; s.n * s.c * ohw];
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(ohw).enumerate().for_each_init(
+        || vec![0f32; s.w],
+        |col, (p, yp)| {
+            let xp = &x[p * hw..(p + 1) * hw];
+            for (oy, yr) in yp.chunks_exact_mut(g.ow).enumerate() {
+                col.fill(f32::NEG_INFINITY);
+                for iy in window(oy, g.stride[0], g.pad[0], g.kh, s.h) {
+                    for (m, &v) in col.iter_mut().zip(&xp[iy * s.w..(iy + 1) * s.w]) {
+                        *m = if (v > *m) | v.is_nan() { v } else { *m };
+                    }
+                }
+                for (ox, o) in yr.iter_mut().enumerate() {
+                    let mut m = f32::NEG_INFINITY;
+                    for &v in &col[window(ox, g.stride[1], g.pad[1], g.kw, s.w)] {
+                        m = if (v > m) | v.is_nan() { v } else { m };
+                    }
+                    *o = m;
+                }
+            }
+        },
+    );
+    y
+}
+
+/// The input gradient of [`max_pool_forward`]: each output's gradient added at its
+/// maximum, in output order within each plane (one plane per task).
+pub fn max_pool_backward(idx: &[u32], dy: &[f32], s: Nchw, ohw: usize) -> Vec<f32> {
+    let hw = s.plane();
+    let mut dx = vec![0f32; s.len()];
+    if dx.is_empty() || ohw == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(hw).enumerate().for_each(|(p, dxp)| {
+        let (ip, dyp) = (&idx[p * ohw..(p + 1) * ohw], &dy[p * ohw..(p + 1) * ohw]);
+        for (&i, &d) in ip.iter().zip(dyp) {
+            dxp[i as usize] += d;
+        }
+    });
+    dx
+}
+
 /// A strided matrix over a slice: element `(i, j)` at `i * rs + j * cs`.
 #[derive(Debug, Clone, Copy)]
 pub struct Mat<'a> {
@@ -1631,6 +1727,56 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn max_pool_is_the_window_maximum_with_or_without_indices_issue_11() {
+        for (h, w, k, stride, pad) in [(9, 8, 3, 2, 1), (8, 8, 2, 2, 0), (7, 9, 3, 1, 1)] {
+            let s = Nchw { n: 2, c: 3, h, w };
+            let g = Conv {
+                kh: k,
+                kw: k,
+                stride: [stride, stride],
+                pad: [pad, pad],
+                oh: (h + 2 * pad - k) / stride + 1,
+                ow: (w + 2 * pad - k) / stride + 1,
+            };
+            let mut x = data(s.len(), 7);
+            // Ties (ReLU's zeros) and a NaN, which must win its windows.
+            for v in x.iter_mut().step_by(3) {
+                *v = v.max(0.0);
+            }
+            x[5 * w + 4] = f32::NAN;
+            let (y, idx) = max_pool_forward(&x, s, g);
+            let values = max_pool_values(&x, s, g);
+            for p in 0..s.n * s.c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let o = (p * g.oh + oy) * g.ow + ox;
+                        let mut want = f32::NEG_INFINITY;
+                        let mut at = None;
+                        for iy in window(oy, stride, pad, k, h) {
+                            for ix in window(ox, stride, pad, k, w) {
+                                let v = x[p * h * w + iy * w + ix];
+                                if at.is_none() || v > want || v.is_nan() {
+                                    (want, at) = (v, Some(iy * w + ix));
+                                }
+                            }
+                        }
+                        assert_eq!(y[o].to_bits(), want.to_bits(), "{h}x{w} k{k} at {o}");
+                        assert_eq!(values[o].to_bits(), want.to_bits(), "{h}x{w} k{k} at {o}");
+                        assert_eq!(Some(idx[o] as usize), at, "{h}x{w} k{k} index at {o}");
+                    }
+                }
+            }
+            let dy = data(y.len(), 8);
+            let dx = max_pool_backward(&idx, &dy, s, g.oh * g.ow);
+            let total = |v: &[f32]| v.iter().map(|&d| f64::from(d)).sum::<f64>();
+            assert!(
+                (total(&dx) - total(&dy)).abs() < 1e-4,
+                "every gradient lands once"
+            );
+        }
     }
 
     #[test]

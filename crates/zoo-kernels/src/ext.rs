@@ -163,6 +163,32 @@ pub trait ZooKernels: Backend {
         channels_last: bool,
     ) -> FloatTensor<Self>;
 
+    /// 2-d max pooling (padding never wins): the output and, per output, the index of its
+    /// maximum within the input plane (as `f32`, exact below 2²⁴ positions per plane).
+    /// Without `indices` (inference) the second tensor is empty and the values come from a
+    /// faster separable pass; under autodiff a tracked input always gets its indices.
+    #[allow(clippy::too_many_arguments)]
+    fn zoo_max_pool2d(
+        x: FloatTensor<Self>,
+        indices: bool,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The input gradient of [`zoo_max_pool2d`](ZooKernels::zoo_max_pool2d) (`shape` the
+    /// input's `[n, c, h, w]`).
+    fn zoo_max_pool2d_backward(
+        indices: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        shape: [usize; 4],
+    ) -> FloatTensor<Self>;
+
     /// `[n, c, h, w]` → `[n, h, w, c]` (`to_last`) or back, as a contiguous tensor. No
     /// gradient: under autodiff the input must be untracked.
     fn zoo_channels_last(x: FloatTensor<Self>, to_last: bool) -> FloatTensor<Self>;
@@ -665,6 +691,59 @@ impl ZooKernels for Flex {
             _ => cpu::conv_forward(&xv, s, &wv, co, g, Some(&bv), act),
         };
         tensor_as(y, [s.n, co, g.oh, g.ow], dtype)
+    }
+
+    fn zoo_max_pool2d(
+        x: FlexTensor,
+        indices: bool,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        let s = dims4(&x);
+        assert!(
+            s.plane() < 1 << 24,
+            "zoo_max_pool2d: plane too large for f32 indices"
+        );
+        let g = Conv {
+            kh: kernel_h,
+            kw: kernel_w,
+            stride: [stride_h, stride_w],
+            pad: [pad_top, pad_left],
+            oh: (s.h + pad_top + pad_bottom - kernel_h) / stride_h + 1,
+            ow: (s.w + pad_left + pad_right - kernel_w) / stride_w + 1,
+        };
+        let dtype = x.dtype();
+        let shape = [s.n, s.c, g.oh, g.ow];
+        if !indices {
+            let y = cpu::max_pool_values(&as_f32(&x), s, g);
+            return (tensor_as(y, shape, dtype), tensor(Vec::new(), [0, 0, 0, 0]));
+        }
+        let (y, idx) = cpu::max_pool_forward(&as_f32(&x), s, g);
+        let idx: Vec<f32> = idx.into_iter().map(|i| i as f32).collect();
+        (tensor_as(y, shape, dtype), tensor(idx, shape))
+    }
+
+    fn zoo_max_pool2d_backward(
+        indices: FlexTensor,
+        grad: FlexTensor,
+        shape: [usize; 4],
+    ) -> FlexTensor {
+        let s = Nchw {
+            n: shape[0],
+            c: shape[1],
+            h: shape[2],
+            w: shape[3],
+        };
+        let go = grad.shape();
+        let idx: Vec<u32> = values(&indices).iter().map(|&i| i as u32).collect();
+        let dx = cpu::max_pool_backward(&idx, &as_f32(&grad), s, go[2] * go[3]);
+        tensor_as(dx, shape, grad.dtype())
     }
 
     fn zoo_channels_last(x: FlexTensor, to_last: bool) -> FlexTensor {
@@ -1271,6 +1350,65 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
             Self::inner(weight),
             Self::inner(bias),
         ))
+    }
+
+    fn zoo_max_pool2d(
+        x: FloatTensor<Self>,
+        indices: bool,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_top: usize,
+        pad_left: usize,
+        pad_bottom: usize,
+        pad_right: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        #[derive(Debug)]
+        struct Op;
+        impl<B: Backend + ZooKernels> Backward<B, 1> for Op {
+            type State = (FloatTensor<B>, [usize; 4]);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (idx, shape) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::zoo_max_pool2d_backward(idx, g, shape)
+                });
+            }
+        }
+        let nodes = [x.node()];
+        let xp = x.into_primitive();
+        let sh = xp.shape();
+        let shape = [sh[0], sh[1], sh[2], sh[3]];
+        let run = |xp, indices| {
+            B::zoo_max_pool2d(
+                xp, indices, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, pad_bottom,
+                pad_right,
+            )
+        };
+        match Op.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, idx) = run(xp, true);
+                let i = Self::from_inner(idx.clone());
+                (prep.finish((idx, shape), y), i)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, idx) = run(xp, indices);
+                (prep.finish(y), Self::from_inner(idx))
+            }
+        }
+    }
+
+    fn zoo_max_pool2d_backward(
+        _indices: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _shape: [usize; 4],
+    ) -> FloatTensor<Self> {
+        unimplemented!("second derivatives of max pooling are not supported")
     }
 
     fn zoo_channels_last(x: FloatTensor<Self>, to_last: bool) -> FloatTensor<Self> {

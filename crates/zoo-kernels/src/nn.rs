@@ -239,6 +239,32 @@ pub fn channels_last_ok(x: &Tensor<4>) -> bool {
     on_flex(x) && !x.is_tracked()
 }
 
+/// A burn `MaxPool2d` layer's forward: on the CPU the project's kernel (forward and
+/// backward; explicit or no padding, no dilation, floor mode), burn's op otherwise.
+pub fn max_pool2d(pool: &burn::nn::pool::MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let pad = padding(&pool.padding);
+    let own = on_flex(&x) && pool.dilation == [1, 1] && !pool.ceil_mode;
+    let Some(p) = pad.filter(|_| own) else {
+        return scope("max_pool", x, |x| pool.forward(x));
+    };
+    scope("max_pool", x, |x| {
+        let indices = x.is_tracked();
+        let (y, _) = <Dispatch as ZooKernels>::zoo_max_pool2d(
+            x.into_dispatch(),
+            indices,
+            pool.kernel_size[0],
+            pool.kernel_size[1],
+            pool.stride[0],
+            pool.stride[1],
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+        );
+        dispatch(y)
+    })
+}
+
 /// `[n, c, h, w]` → `[n, h, w, c]`, for a tensor that passes [`channels_last_ok`].
 pub fn to_channels_last(x: Tensor<4>) -> Tensor<4> {
     scope("layout", x, |x| {

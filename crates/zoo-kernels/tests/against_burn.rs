@@ -150,6 +150,17 @@ fn every_kernel_agrees_with_burns_composition() {
             )
         });
     }
+    // Max pooling (ResNet's 3x3 /2 with padding 1, a 2x2 /2 without, an asymmetric pad):
+    // the output and the gradient routed to each window's maximum.
+    for (k, stride, pad) in [(3, 2, [1, 1, 1, 1]), (2, 2, [0; 4]), (3, 1, [0, 1, 1, 0])] {
+        let pool = burn::nn::pool::MaxPool2dConfig::new([k, k])
+            .with_strides([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(pad[0], pad[1], pad[2], pad[3]))
+            .init();
+        compare(&format!("max_pool {k}x{k} /{stride}"), &x, &|x| {
+            (nn::max_pool2d(&pool, x), vec![])
+        });
+    }
     // BatchNorm in training mode, alone and with ReLU6 / ReLU / SiLU fused.
     for act in [
         nn::Act::None,
