@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Skip the inference measurements.
     #[arg(long)]
     no_inference: bool,
+    /// Skip the training steps.
+    #[arg(long)]
+    no_training: bool,
     #[arg(long)]
     json: bool,
 }
@@ -198,6 +201,9 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
                 );
             }
         }
+        if a.no_training {
+            continue;
+        }
         let w = weights(&path, &ad)?;
         let (model, _) =
             Model::build(arch, &w, true).with_context(|| path.display().to_string())?;
@@ -235,6 +241,21 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
                 .into_data();
             });
             doc.insert("minilm_inference_seq_per_s".into(), json!(r));
+            if a.profile {
+                tables.push(
+                    profile_inference(|| {
+                        let _ = Bert::mean_pool(
+                            bert.forward(ids.clone(), types.clone(), mask.clone()),
+                            mask.clone(),
+                        )
+                        .into_data();
+                    })
+                    .table("minilm inference (batch 32, 128 tokens)"),
+                );
+            }
+        }
+        if a.no_training {
+            return finish(a, doc, tables);
         }
         let bert = Bert::load(&weights(&dir.join("model.safetensors"), &ad)?, &c)?;
         let (types, ids, mask) = inputs(&ad);
@@ -252,6 +273,15 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             tables.push(p.table("minilm training step (batch 32, 128 tokens)"));
         }
     }
+    finish(a, doc, tables)
+}
+
+/// Prints the figures (and the profile tables).
+fn finish(
+    a: &BenchArgs,
+    mut doc: serde_json::Map<String, serde_json::Value>,
+    tables: Vec<String>,
+) -> Result<ExitCode> {
     doc.insert("threads".into(), json!(rayon_threads()));
     if a.json {
         outln!(

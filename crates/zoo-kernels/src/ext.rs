@@ -225,11 +225,14 @@ pub trait ZooKernels: Backend {
 
     /// Multi-head self-attention over packed projections `qkv` (`[b, t, 3·d]`, as
     /// [`crate::dense::Attn`] lays them out) with an additive key mask `[b, t]`, scaled by
-    /// `1/sqrt(d / heads)`. Returns (context `[b, t, d]`, probabilities `[b, heads, t, t]`).
+    /// `1/sqrt(d / heads)`. Returns (context `[b, t, d]`, probabilities `[b, heads, t, t]`);
+    /// without `keep_probs` (inference) the probabilities are not kept (an empty tensor) —
+    /// under autodiff a tracked input always keeps them.
     fn zoo_attention(
         qkv: FloatTensor<Self>,
         mask: FloatTensor<Self>,
         heads: usize,
+        keep_probs: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// The gradient of [`zoo_attention`](ZooKernels::zoo_attention) with respect to `qkv`.
@@ -799,9 +802,21 @@ impl ZooKernels for Flex {
         (tensor(dw, [k, n]), tensor(db, [n]))
     }
 
-    fn zoo_attention(qkv: FlexTensor, mask: FlexTensor, heads: usize) -> (FlexTensor, FlexTensor) {
+    fn zoo_attention(
+        qkv: FlexTensor,
+        mask: FlexTensor,
+        heads: usize,
+        keep_probs: bool,
+    ) -> (FlexTensor, FlexTensor) {
         let a = attn_shape(&qkv, heads);
         let dtype = qkv.dtype();
+        if !keep_probs {
+            let ctx = dense::attention_inference(&as_f32(&qkv), a, &as_f32(&mask), attn_scale(a));
+            return (
+                tensor_as(ctx, [a.b, a.t, heads * a.hd], dtype),
+                tensor(Vec::new(), [0, 0, 0, 0]),
+            );
+        }
         let (ctx, probs) =
             dense::attention_forward(&as_f32(&qkv), a, &as_f32(&mask), attn_scale(a));
         (
@@ -1260,6 +1275,7 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         qkv: FloatTensor<Self>,
         mask: FloatTensor<Self>,
         heads: usize,
+        keep_probs: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         #[derive(Debug)]
         struct Op;
@@ -1282,12 +1298,12 @@ impl<B: Backend + ZooKernels, C: CheckpointStrategy> ZooKernels for Autodiff<B, 
         let (qp, mp) = (qkv.into_primitive(), Self::inner(mask));
         match Op.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (ctx, probs) = B::zoo_attention(qp.clone(), mp, heads);
+                let (ctx, probs) = B::zoo_attention(qp.clone(), mp, heads, true);
                 let p = Self::from_inner(probs.clone());
                 (prep.finish((qp, probs, heads), ctx), p)
             }
             OpsKind::UnTracked(prep) => {
-                let (ctx, probs) = B::zoo_attention(qp, mp, heads);
+                let (ctx, probs) = B::zoo_attention(qp, mp, heads, keep_probs);
                 (prep.finish(ctx), Self::from_inner(probs))
             }
         }

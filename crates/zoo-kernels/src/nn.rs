@@ -548,10 +548,12 @@ pub fn attention(qkv: Tensor<3>, mask: Option<Tensor<2>>, heads: usize) -> Tenso
     scope("attention (matmul, softmax)", qkv, |qkv| {
         if on_flex(&qkv) {
             let mask = mask.unwrap_or_else(|| Tensor::zeros([b, t], &qkv.device()));
+            let keep = qkv.is_tracked();
             let (ctx, _probs) = <Dispatch as ZooKernels>::zoo_attention(
                 qkv.into_dispatch(),
                 mask.into_dispatch(),
                 heads,
+                keep,
             );
             return dispatch(ctx);
         }
