@@ -1289,6 +1289,33 @@ impl<'a> Mat<'a> {
 /// at these shapes, and one thread per product keeps every result independent of the
 /// thread count).
 pub fn matmul_into(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+    gemm_into(dst, dst_rs, a, b, accumulate, gemm::Parallelism::None);
+}
+
+/// [`matmul_into`] on every thread of the current rayon pool: `gemm` splits the output
+/// between them (never the inner dimension), so every value is summed in the same order
+/// as single-threaded and the bits do not depend on the thread count. Faster than row
+/// blocks of single-threaded products when both output dimensions are large (the packed
+/// panels are shared instead of repacked per block): 311–316 against 274–308 GFLOP/s on
+/// two cores at ViT's and BERT's linear layers.
+pub fn matmul_into_threaded(
+    dst: &mut [f32],
+    dst_rs: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+) {
+    gemm_into(dst, dst_rs, a, b, accumulate, gemm::Parallelism::Rayon(0));
+}
+
+fn gemm_into(
+    dst: &mut [f32],
+    dst_rs: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert_eq!(a.cols, b.rows, "matmul_into: inner dimensions");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 {
@@ -1335,7 +1362,7 @@ pub fn matmul_into(dst: &mut [f32], dst_rs: usize, a: Mat<'_>, b: Mat<'_>, accum
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{Mat, matmul_into, simd};
+use crate::cpu::{Mat, matmul_into, matmul_into_threaded, simd};
 
 /// How many row blocks a parallel product over `m` rows is cut into: a multiple of 8 (so 2, 4
 /// or 8 threads share it evenly) fixed by the shape alone, never by the thread count, each
@@ -17,14 +17,22 @@ pub(crate) fn row_blocks(m: usize) -> usize {
     (8 * m.div_ceil(2048)).min(m.div_ceil(32)).max(1)
 }
 
+/// Whether an `[m, n]` product is one `gemm` call on every thread rather than row blocks:
+/// when both output dimensions are large enough for `gemm` to split (the transformers'
+/// linear layers; a 1x1 convolution's weight gradient, `[co, c]` over many positions, is
+/// not).
+fn shared_product(m: usize, n: usize) -> bool {
+    m.min(n) >= 256
+}
+
 /// `a · b` as a new row-major `[m, n]` matrix, every row starting from `bias` (`n` values)
-/// when given. The larger of the two output dimensions is cut into [`row_blocks`] blocks,
-/// one single-threaded product each (with more columns than rows, as `(bᵀ · aᵀ)ᵀ`): measured
-/// ~150 GFLOP/s on two cores at the transformers' shapes, against ~50 for one threaded call.
-/// A block's values do not depend on the thread count.
+/// when given. With both output dimensions large ([`shared_product`]) one `gemm` call on
+/// every thread; otherwise the larger of the two output dimensions is cut into
+/// [`row_blocks`] blocks, one single-threaded product each (with more columns than rows, as
+/// `(bᵀ · aᵀ)ᵀ`). Either way the values do not depend on the thread count.
 pub fn par_matmul(a: Mat<'_>, b: Mat<'_>, bias: Option<&[f32]>) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
-    if m < n && bias.is_none() {
+    if m < n && bias.is_none() && !shared_product(m, n) {
         let ct = par_matmul(b.t(), a.t(), None);
         return transpose(&ct, n, m);
     }
@@ -46,6 +54,17 @@ fn par_matmul_then(
     }
     if let Some(bias) = bias {
         assert_eq!(bias.len(), n, "par_matmul: bias length");
+    }
+    if shared_product(m, n) {
+        // One product on every thread, then the bias and `post` by row blocks.
+        if let Some(bias) = bias {
+            c.par_chunks_mut(n)
+                .for_each(|row| row.copy_from_slice(bias));
+        }
+        matmul_into_threaded(&mut c, n, a, b, bias.is_some());
+        let per = m.div_ceil(row_blocks(m));
+        c.par_chunks_mut(per * n).for_each(&post);
+        return c;
     }
     let per = m.div_ceil(row_blocks(m));
     c.par_chunks_mut(per * n).enumerate().for_each(|(i, cb)| {
@@ -788,10 +807,46 @@ mod tests {
     }
 
     #[test]
+    fn products_do_not_depend_on_the_thread_count_issue_11() {
+        // A shared product (both sides ≥ 256), a row-blocked one and a transposed one.
+        for (m, k, n) in [(600, 70, 300), (700, 50, 40), (30, 64, 500)] {
+            let (a, b, bias) = (data(m * k, 6), data(k * n, 7), data(n, 8));
+            let run = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                pool.install(|| {
+                    let y = linear_forward(&a, m, &b, k, n, &bias);
+                    let g = linear_gelu_forward(&a, m, &b, k, n, &bias);
+                    let t = par_matmul(Mat::rows(&a, m, k), Mat::rows(&b, k, n), None);
+                    (y, g, t)
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 8] {
+                let other = run(threads);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&one.0),
+                    bits(&other.0),
+                    "linear {m}x{k}x{n}, {threads} threads"
+                );
+                assert_eq!(
+                    bits(&one.1),
+                    bits(&other.1),
+                    "linear+gelu, {threads} threads"
+                );
+                assert_eq!(bits(&one.2), bits(&other.2), "product, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
     fn blocked_products_match_the_definition_issue_11() {
         // Row-split with bias (many blocks), the transposed path (more columns than rows),
         // and a product whose left operand is a transposed view.
-        for (m, k, n) in [(301, 17, 9), (5, 13, 70), (2049, 3, 4)] {
+        for (m, k, n) in [(301, 17, 9), (5, 13, 70), (2049, 3, 4), (300, 40, 260)] {
             let a = data(m * k, 1);
             let b = data(k * n, 2);
             let bias = data(n, 3);
@@ -805,6 +860,15 @@ mod tests {
                 .map(|(i, v)| v + f64::from(bias[i % n]))
                 .collect();
             assert_close("linear", &got, &with_bias, 1e-6);
+            let fused = linear_gelu_forward(&a, m, &b, k, n, &bias);
+            let apart = gelu(&got);
+            assert!(
+                fused
+                    .iter()
+                    .zip(&apart)
+                    .all(|(f, g)| f.to_bits() == g.to_bits()),
+                "linear+gelu {m}x{k}x{n} is gelu(linear)"
+            );
             // dW = aᵀ · dY through the transposed view.
             let dy = data(m * n, 4);
             let (dw, db) = linear_backward_w(&a, m, &dy, k, n);
