@@ -82,29 +82,17 @@ fn par_matmul_then(
 
 /// `gelu(x · w + b)` for inference: [`linear_forward`] with GELU applied to each row block
 /// of the output while it is in cache (no second pass over the activations).
-pub fn linear_gelu_forward(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    k: usize,
-    n: usize,
-    b: &[f32],
-) -> Vec<f32> {
-    par_matmul_then(
-        Mat::rows(x, rows, k),
-        Mat::rows(w, k, n),
-        Some(b),
-        |block| {
-            simd(
-                #[inline(always)]
-                || {
-                    for v in block.iter_mut() {
-                        *v = gelu_one(*v);
-                    }
-                },
-            )
-        },
-    )
+pub fn linear_gelu_forward(x: &[f32], rows: usize, w: Mat<'_>, b: &[f32]) -> Vec<f32> {
+    par_matmul_then(Mat::rows(x, rows, w.rows), w, Some(b), |block| {
+        simd(
+            #[inline(always)]
+            || {
+                for v in block.iter_mut() {
+                    *v = gelu_one(*v);
+                }
+            },
+        )
+    })
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix, in 32x32 tiles.
@@ -148,20 +136,13 @@ pub fn column_sums(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// A linear layer `y = x · w + b` (`x` `[rows, k]`, `w` `[k, n]` as burn stores it).
-pub fn linear_forward(
-    x: &[f32],
-    rows: usize,
-    w: &[f32],
-    k: usize,
-    n: usize,
-    b: &[f32],
-) -> Vec<f32> {
-    par_matmul(Mat::rows(x, rows, k), Mat::rows(w, k, n), Some(b))
+pub fn linear_forward(x: &[f32], rows: usize, w: Mat<'_>, b: &[f32]) -> Vec<f32> {
+    par_matmul(Mat::rows(x, rows, w.rows), w, Some(b))
 }
 
 /// The input gradient of [`linear_forward`]: `dY · wᵀ`.
-pub fn linear_backward_x(dy: &[f32], rows: usize, w: &[f32], k: usize, n: usize) -> Vec<f32> {
-    par_matmul(Mat::rows(dy, rows, n), Mat::rows(w, k, n).t(), None)
+pub fn linear_backward_x(dy: &[f32], rows: usize, w: Mat<'_>) -> Vec<f32> {
+    par_matmul(Mat::rows(dy, rows, w.cols), w.t(), None)
 }
 
 /// The weight and bias gradients of [`linear_forward`]: `xᵀ · dY` and the column sums of `dY`.
@@ -817,8 +798,8 @@ mod tests {
                     .build()
                     .expect("a thread pool");
                 pool.install(|| {
-                    let y = linear_forward(&a, m, &b, k, n, &bias);
-                    let g = linear_gelu_forward(&a, m, &b, k, n, &bias);
+                    let y = linear_forward(&a, m, Mat::rows(&b, k, n), &bias);
+                    let g = linear_gelu_forward(&a, m, Mat::rows(&b, k, n), &bias);
                     let t = par_matmul(Mat::rows(&a, m, k), Mat::rows(&b, k, n), None);
                     (y, g, t)
                 })
@@ -853,14 +834,14 @@ mod tests {
             let want = naive(&a, m, k, &b, n);
             let got = par_matmul(Mat::rows(&a, m, k), Mat::rows(&b, k, n), None);
             assert_close("a·b", &got, &want, 1e-6);
-            let got = linear_forward(&a, m, &b, k, n, &bias);
+            let got = linear_forward(&a, m, Mat::rows(&b, k, n), &bias);
             let with_bias: Vec<f64> = want
                 .iter()
                 .enumerate()
                 .map(|(i, v)| v + f64::from(bias[i % n]))
                 .collect();
             assert_close("linear", &got, &with_bias, 1e-6);
-            let fused = linear_gelu_forward(&a, m, &b, k, n, &bias);
+            let fused = linear_gelu_forward(&a, m, Mat::rows(&b, k, n), &bias);
             let apart = gelu(&got);
             assert!(
                 fused
@@ -879,7 +860,7 @@ mod tests {
                 .collect();
             // A column sum over up to 2049 rows in f32.
             assert_close("db", &db, &sums, 1e-5);
-            let dx = linear_backward_x(&dy, m, &b, k, n);
+            let dx = linear_backward_x(&dy, m, Mat::rows(&b, k, n));
             assert_close("dX", &dx, &naive(&dy, m, n, &transpose(&b, k, n), k), 1e-6);
         }
     }

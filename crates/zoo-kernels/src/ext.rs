@@ -19,7 +19,7 @@ use burn::backend::{
 };
 use burn::tensor::{Shape, TensorData};
 
-use crate::cpu::{self, Act, Conv, Nchw};
+use crate::cpu::{self, Act, Conv, Mat, Nchw};
 use crate::dense;
 
 /// The project's own kernels. `*_backward` methods are what the autodiff implementation
@@ -307,6 +307,27 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
     }
+}
+
+/// A 2-d `f32` tensor as a strided matrix over its storage, without a copy (a linear
+/// layer's weight loaded from PyTorch's `[out, in]` is a transposed view; copying it made
+/// every call read and write the weights twice). `None` for other layouts.
+fn strided(t: &FlexTensor) -> Option<Mat<'_>> {
+    let l = t.layout();
+    let (shape, st) = (l.shape(), l.strides());
+    if t.dtype() != DType::F32 || shape.num_dims() != 2 || st.iter().any(|&s| s <= 0) {
+        return None;
+    }
+    let data = &t.storage::<f32>()[l.start_offset()..];
+    let m = Mat {
+        data,
+        rows: shape[0],
+        cols: shape[1],
+        rs: st[0] as usize,
+        cs: st[1] as usize,
+    };
+    (m.rows > 0 && m.cols > 0 && (m.rows - 1) * m.rs + (m.cols - 1) * m.cs < data.len())
+        .then_some(m)
 }
 
 fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
@@ -767,8 +788,15 @@ impl ZooKernels for Flex {
     ) -> FlexTensor {
         let (rows, k, n) = (x.shape()[0], weight.shape()[0], weight.shape()[1]);
         let dtype = x.dtype();
-        let y =
-            dense::linear_gelu_forward(&as_f32(&x), rows, &as_f32(&weight), k, n, &as_f32(&bias));
+        let wc;
+        let w = match strided(&weight) {
+            Some(w) => w,
+            None => {
+                wc = as_f32(&weight);
+                Mat::rows(&wc, k, n)
+            }
+        };
+        let y = dense::linear_gelu_forward(&as_f32(&x), rows, w, &as_f32(&bias));
         tensor_as(y, [rows, n], dtype)
     }
 
@@ -778,7 +806,15 @@ impl ZooKernels for Flex {
             let b = bias.reshape(Shape::new([1, n]));
             return Flex::float_add(Flex::float_matmul(x, weight), b);
         }
-        let y = dense::linear_forward(&values(&x), rows, &values(&weight), k, n, &values(&bias));
+        let wc;
+        let w = match strided(&weight) {
+            Some(w) => w,
+            None => {
+                wc = values(&weight);
+                Mat::rows(&wc, k, n)
+            }
+        };
+        let y = dense::linear_forward(&values(&x), rows, w, &values(&bias));
         tensor(y, [rows, n])
     }
 
@@ -787,7 +823,15 @@ impl ZooKernels for Flex {
         if !is_f32(&[&weight, &grad]) {
             return Flex::float_matmul(grad, weight.transpose(0, 1));
         }
-        let dx = dense::linear_backward_x(&values(&grad), rows, &values(&weight), k, n);
+        let wc;
+        let w = match strided(&weight) {
+            Some(w) => w,
+            None => {
+                wc = values(&weight);
+                Mat::rows(&wc, k, n)
+            }
+        };
+        let dx = dense::linear_backward_x(&values(&grad), rows, w);
         tensor(dx, [rows, k])
     }
 

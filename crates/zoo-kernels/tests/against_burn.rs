@@ -203,15 +203,32 @@ fn every_kernel_agrees_with_burns_composition() {
 /// layers as one product), attention over packed projections with a padding mask, GELU.
 fn transformer_kernels(device: &Device) {
     let x: Tensor<3> = Tensor::random([3, 5, 12], Distribution::Normal(0.2, 1.0), device);
-    for (k, n, bias) in [(12, 5, true), (12, 40, false), (12, 9, true)] {
+    // The last one's weight is a transposed view, as a PyTorch `[out, in]` weight loads
+    // (the kernel reads it in place through its strides).
+    for (k, n, bias, view) in [
+        (12, 5, true, false),
+        (12, 40, false, false),
+        (12, 9, true, false),
+        (12, 9, true, true),
+    ] {
         let xk = x.clone().narrow(2, 0, k);
         let mut l = LinearConfig::new(k, n).with_bias(bias).init(device);
-        l.weight = Param::from_tensor(l.weight.val().detach().require_grad());
-        compare(&format!("linear {k}->{n} bias {bias}"), &xk, &|x| {
-            let mut p = vec![P::P2(l.weight.val())];
-            p.extend(l.bias.as_ref().map(|b| P::P1(b.val())));
-            (nn::linear(&l, x), p)
-        });
+        let w = if view {
+            let out_in: Tensor<2> = Tensor::random([n, k], Distribution::Normal(0.0, 0.5), device);
+            out_in.transpose()
+        } else {
+            l.weight.val().detach()
+        };
+        l.weight = Param::from_tensor(w.require_grad());
+        compare(
+            &format!("linear {k}->{n} bias {bias} view {view}"),
+            &xk,
+            &|x| {
+                let mut p = vec![P::P2(l.weight.val())];
+                p.extend(l.bias.as_ref().map(|b| P::P1(b.val())));
+                (nn::linear(&l, x), p)
+            },
+        );
     }
     let ls: Vec<_> = (0..3)
         .map(|_| LinearConfig::new(12, 8).init(device))
