@@ -444,11 +444,16 @@ fn gelu_one(v: f32) -> f32 {
 
 /// The gradient of [`gelu`]: `dy · (Φ(x) + x φ(x))`.
 pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
-    map2(x, dy, |v, g| {
-        let cdf = 0.5 * (1.0 + erf(v * SQRT_1_2));
-        let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
-        g * (cdf + v * pdf)
-    })
+    map2(
+        x,
+        dy,
+        #[inline(always)]
+        |v, g| {
+            let cdf = 0.5 * (1.0 + erf(v * SQRT_1_2));
+            let pdf = exp(-0.5 * v * v) * INV_SQRT_2PI;
+            g * (cdf + v * pdf)
+        },
+    )
 }
 
 /// The logistic function `1 / (1 + e^-x)` (0 for `x` below about −88, as in f32).
@@ -459,15 +464,24 @@ pub fn sigmoid(x: f32) -> f32 {
 
 /// SiLU (swish): `x · sigmoid(x)`.
 pub fn silu(x: &[f32]) -> Vec<f32> {
-    map1(x, |v| v * sigmoid(v))
+    map1(
+        x,
+        #[inline(always)]
+        |v| v * sigmoid(v),
+    )
 }
 
 /// The gradient of [`silu`]: `dy · s · (1 + x (1 − s))` with `s = sigmoid(x)`.
 pub fn silu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
-    map2(x, dy, |v, g| {
-        let s = sigmoid(v);
-        g * s * (1.0 + v * (1.0 - s))
-    })
+    map2(
+        x,
+        dy,
+        #[inline(always)]
+        |v, g| {
+            let s = sigmoid(v);
+            g * s * (1.0 + v * (1.0 - s))
+        },
+    )
 }
 
 /// Lanes of the fixed-order reductions below: 16 partial results side by side (two AVX
