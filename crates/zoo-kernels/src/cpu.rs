@@ -556,9 +556,7 @@ impl Phased {
                     continue;
                 }
                 let dst = &mut self.data[(q * rows + r) * width + j0..(q * rows + r + 1) * width];
-                for (d, &v) in dst.iter_mut().zip(src[ix0..].iter().step_by(stride)) {
-                    *d = v;
-                }
+                gather_strided(dst, &src[ix0..], stride);
             }
         }
     }
