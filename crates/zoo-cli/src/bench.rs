@@ -84,8 +84,8 @@ struct StepTimes {
     optimizer: Duration,
 }
 
-/// Runs `iters` training steps after a warm-up; returns items/s and, when profiling, the
-/// per-step profile.
+/// Runs `iters` training steps after a warm-up; returns items/s of the fastest step and,
+/// when profiling, the median step's profile.
 fn train_steps<M>(
     mut model: M,
     items: usize,
@@ -116,14 +116,16 @@ where
     model = step(model, &mut warm).0;
     let mut times = StepTimes::default();
     let mut rows: Vec<profile::Report> = Vec::new();
-    let start = Instant::now();
-    for _ in 0..iters {
+    let mut best = f64::INFINITY;
+    for _ in 0..iters.max(1) {
+        let start = Instant::now();
         let mut one = StepTimes::default();
         if profiling {
             profile::enable(true);
         }
         let (m, backward_start) = step(model, &mut one);
         model = m;
+        best = best.min(start.elapsed().as_secs_f64());
         if profiling {
             rows.push(profile::report(
                 one.forward,
@@ -137,7 +139,7 @@ where
         times.backward += one.backward;
         times.optimizer += one.optimizer;
     }
-    let rate = (items * iters) as f64 / start.elapsed().as_secs_f64();
+    let rate = items as f64 / best;
     // The median step's profile (by total time).
     rows.sort_by(|a, b| a.step_ms().total_cmp(&b.step_ms()));
     let median = rows.get(rows.len() / 2).cloned();
@@ -155,14 +157,19 @@ fn profile_inference(f: impl FnOnce()) -> profile::Report {
     report
 }
 
-/// Items per second over `iters` runs after a warm-up.
+/// Items per second of the fastest of `iters` timed runs of `f` (after one warm-up): on a
+/// shared machine other work only ever slows a run down (`bench.py` times PyTorch the same
+/// way).
 fn rate(items: usize, iters: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let t = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    (items * iters) as f64 / t.elapsed().as_secs_f64()
+    let best = (0..iters.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    items as f64 / best
 }
 
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
