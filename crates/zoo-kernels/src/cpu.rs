@@ -98,6 +98,34 @@ fn sum_dy_dyx(dy: &[f32], x: &[f32], m: f32) -> (f64, f64) {
     (sa, sb)
 }
 
+/// [`sum_dy_dyx`] of `dy` masked where a clamp's output `y` is outside `(0, max)` (the same
+/// sums as over [`clamp_relu_backward`]'s output).
+#[inline(always)]
+fn sum_dy_dyx_masked(dy: &[f32], y: &[f32], max: f32, x: &[f32], m: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let (cd, cy, cx) = (dy.chunks_exact(8), y.chunks_exact(8), x.chunks_exact(8));
+    let (td, ty, tx) = (cd.remainder(), cy.remainder(), cx.remainder());
+    for ((d, yv), xv) in cd.zip(cy).zip(cx) {
+        for i in 0..8 {
+            let g = if yv[i] > 0.0 && yv[i] < max {
+                d[i]
+            } else {
+                0.0
+            };
+            a[i] += g;
+            b[i] += g * (xv[i] - m);
+        }
+    }
+    let mut sa: f64 = a.iter().map(|&v| f64::from(v)).sum();
+    let mut sb: f64 = b.iter().map(|&v| f64::from(v)).sum();
+    for ((&d, &yv), &xv) in td.iter().zip(ty).zip(tx) {
+        let g = if yv > 0.0 && yv < max { d } else { 0.0 };
+        sa += f64::from(g);
+        sb += f64::from(g) * f64::from(xv - m);
+    }
+    (sa, sb)
+}
+
 /// Per-channel statistics of a BatchNorm in training mode: (mean, biased variance).
 pub fn batch_stats(x: &[f32], s: Nchw) -> (Vec<f32>, Vec<f32>) {
     let hw = s.plane();
@@ -207,11 +235,13 @@ pub fn batch_norm_train_backward(
     act: Act,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let masked;
+    // A fused clamp masks `dy` inside both passes below (from `y`), not as a pass of its own.
+    let mut clamp = None;
     let dy = match act {
         Act::None => dy,
         Act::Clamp(max) => {
-            masked = clamp_relu_backward(y, dy, max);
-            &masked[..]
+            clamp = Some(max);
+            dy
         }
         Act::Silu => {
             let (scale, shift) = bn_affine(gamma, beta, mean, var, eps);
@@ -249,7 +279,16 @@ pub fn batch_norm_train_backward(
                     let mut b = 0f64;
                     for n in 0..s.n {
                         let r = (n * s.c + c) * hw..(n * s.c + c + 1) * hw;
-                        let (sa, sb) = sum_dy_dyx(&dy[r.clone()], &x[r], mean[c]);
+                        let (sa, sb) = match clamp {
+                            None => sum_dy_dyx(&dy[r.clone()], &x[r], mean[c]),
+                            Some(max) => sum_dy_dyx_masked(
+                                &dy[r.clone()],
+                                &y[r.clone()],
+                                max,
+                                &x[r],
+                                mean[c],
+                            ),
+                        };
                         a += sa;
                         b += sb;
                     }
@@ -277,17 +316,27 @@ pub fn batch_norm_train_backward(
         kc[c] = (-a * sum_dy / count - b * f64::from(mean[c])) as f32;
     }
     let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(hw.max(1))
-        .zip(dy.par_chunks(hw.max(1)).zip(x.par_chunks(hw.max(1))))
+    let p = hw.max(1);
+    dx.par_chunks_mut(p)
+        .zip(dy.par_chunks(p).zip(x.par_chunks(p)))
         .enumerate()
         .for_each(|(i, (o, (d, xv)))| {
             let c = i % s.c;
             let (a, b, k) = (ka[c], kb[c], kc[c]);
             simd(
                 #[inline(always)]
-                || {
-                    for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
-                        *o = a * d + b * v + k;
+                || match clamp {
+                    None => {
+                        for ((o, &d), &v) in o.iter_mut().zip(d).zip(xv) {
+                            *o = a * d + b * v + k;
+                        }
+                    }
+                    Some(max) => {
+                        let yp = &y[i * p..(i + 1) * p];
+                        for (((o, &d), &v), &yv) in o.iter_mut().zip(d).zip(xv).zip(yp) {
+                            let d = if yv > 0.0 && yv < max { d } else { 0.0 };
+                            *o = a * d + b * v + k;
+                        }
                     }
                 },
             )
