@@ -48,22 +48,30 @@ fn par_matmul_then(
     post: impl Fn(&mut [f32]) + Sync,
 ) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
-    let mut c = vec![0f32; m * n];
-    if m == 0 || n == 0 {
-        return c;
-    }
     if let Some(bias) = bias {
         assert_eq!(bias.len(), n, "par_matmul: bias length");
     }
-    if shared_product(m, n) {
-        // One product on every thread, then the bias and `post` by row blocks.
-        if let Some(bias) = bias {
-            c.par_chunks_mut(n)
-                .for_each(|row| row.copy_from_slice(bias));
-        }
+    if m > 0 && shared_product(m, n) {
+        // The output starts as the bias rows, written once (not zeroed first: on a training
+        // step's cold memory every pass over the output counts), then one product on every
+        // thread and `post` by row blocks.
+        let mut c = match bias {
+            Some(bias) => {
+                let mut c = Vec::with_capacity(m * n);
+                for _ in 0..m {
+                    c.extend_from_slice(bias);
+                }
+                c
+            }
+            None => vec![0f32; m * n],
+        };
         matmul_into_threaded(&mut c, n, a, b, bias.is_some());
         let per = m.div_ceil(row_blocks(m));
         c.par_chunks_mut(per * n).for_each(&post);
+        return c;
+    }
+    let mut c = vec![0f32; m * n];
+    if m == 0 || n == 0 {
         return c;
     }
     let per = m.div_ceil(row_blocks(m));
