@@ -244,7 +244,11 @@ pub fn channels_last_ok(x: &Tensor<4>) -> bool {
 pub fn max_pool2d(pool: &burn::nn::pool::MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     let pad = padding(&pool.padding);
     let own = on_flex(&x) && pool.dilation == [1, 1] && !pool.ceil_mode;
-    let Some(p) = pad.filter(|_| own) else {
+    // Every window must meet the input (padding below the kernel size, as PyTorch requires),
+    // so each output has a maximum to route its gradient to.
+    let [kh, kw] = pool.kernel_size;
+    let meets = |p: &[usize; 4]| p[0] < kh && p[2] < kh && p[1] < kw && p[3] < kw;
+    let Some(p) = pad.filter(|p| own && meets(p)) else {
         return scope("max_pool", x, |x| pool.forward(x));
     };
     scope("max_pool", x, |x| {
