@@ -330,6 +330,15 @@ fn strided(t: &FlexTensor) -> Option<Mat<'_>> {
         .then_some(m)
 }
 
+/// `f` on a 2-d tensor (`rows x cols`) as a matrix: through its strides when it has them
+/// ([`strided`]), else on a contiguous `f32` copy.
+fn with_mat<R>(t: &FlexTensor, rows: usize, cols: usize, f: impl FnOnce(Mat<'_>) -> R) -> R {
+    match strided(t) {
+        Some(m) => f(m),
+        None => f(Mat::rows(&as_f32(t), rows, cols)),
+    }
+}
+
 fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape.into()))
 }
@@ -788,15 +797,9 @@ impl ZooKernels for Flex {
     ) -> FlexTensor {
         let (rows, k, n) = (x.shape()[0], weight.shape()[0], weight.shape()[1]);
         let dtype = x.dtype();
-        let wc;
-        let w = match strided(&weight) {
-            Some(w) => w,
-            None => {
-                wc = as_f32(&weight);
-                Mat::rows(&wc, k, n)
-            }
-        };
-        let y = dense::linear_gelu_forward(&as_f32(&x), rows, w, &as_f32(&bias));
+        let y = with_mat(&weight, k, n, |w| {
+            dense::linear_gelu_forward(&as_f32(&x), rows, w, &as_f32(&bias))
+        });
         tensor_as(y, [rows, n], dtype)
     }
 
@@ -806,15 +809,9 @@ impl ZooKernels for Flex {
             let b = bias.reshape(Shape::new([1, n]));
             return Flex::float_add(Flex::float_matmul(x, weight), b);
         }
-        let wc;
-        let w = match strided(&weight) {
-            Some(w) => w,
-            None => {
-                wc = values(&weight);
-                Mat::rows(&wc, k, n)
-            }
-        };
-        let y = dense::linear_forward(&values(&x), rows, w, &values(&bias));
+        let y = with_mat(&weight, k, n, |w| {
+            dense::linear_forward(&values(&x), rows, w, &values(&bias))
+        });
         tensor(y, [rows, n])
     }
 
@@ -823,15 +820,9 @@ impl ZooKernels for Flex {
         if !is_f32(&[&weight, &grad]) {
             return Flex::float_matmul(grad, weight.transpose(0, 1));
         }
-        let wc;
-        let w = match strided(&weight) {
-            Some(w) => w,
-            None => {
-                wc = values(&weight);
-                Mat::rows(&wc, k, n)
-            }
-        };
-        let dx = dense::linear_backward_x(&values(&grad), rows, w);
+        let dx = with_mat(&weight, k, n, |w| {
+            dense::linear_backward_x(&values(&grad), rows, w)
+        });
         tensor(dx, [rows, k])
     }
 
