@@ -136,27 +136,59 @@ impl ConvNext {
 
     /// Feature maps after each stage.
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut y = norm2d(&self.stem_norm, conv2d(&self.stem, x));
+        let mut y = x;
         let mut out = Vec::new();
-        for (s, blocks) in self.stages.iter().enumerate() {
-            if s > 0 {
-                let d = &self.downs[s - 1];
-                y = conv2d(&d.conv, norm2d(&d.norm, y));
+        for u in 0..self.units() {
+            y = self.run_units(y, u..u + 1);
+            if u % 2 == 1 {
+                out.push(y.clone());
             }
-            for b in blocks {
-                y = b.forward(y);
-            }
-            out.push(y.clone());
         }
         out
     }
 
-    /// Pooled, normalised features (what the classifier sees).
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let last = self.stages(x).pop().expect("four stages");
+    /// The sequential units of the trunk, by block name as torchvision numbers them:
+    /// `features.0` (stem), then stages (`features.1`, `.3`, `.5`, `.7`) and downsampling
+    /// layers (`features.2`, `.4`, `.6`) in turn.
+    pub fn unit_names(&self) -> Vec<String> {
+        (0..self.units()).map(|u| format!("features.{u}")).collect()
+    }
+
+    pub fn units(&self) -> usize {
+        2 * self.stages.len()
+    }
+
+    /// Runs units `range` (indices as in `features.N`) on `y`.
+    pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        for u in range {
+            y = match u {
+                0 => norm2d(&self.stem_norm, conv2d(&self.stem, y)),
+                u if u % 2 == 0 => {
+                    let d = &self.downs[u / 2 - 1];
+                    conv2d(&d.conv, norm2d(&d.norm, y))
+                }
+                u => {
+                    for b in &self.stages[u / 2] {
+                        y = b.forward(y);
+                    }
+                    y
+                }
+            };
+        }
+        y
+    }
+
+    /// Pooled, normalised features from the activation after the first `start` units.
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        let last = self.run_units(x, start..self.units());
         let [b, c, _, _] = last.dims();
         self.head_norm
             .forward(last.mean_dim(3).mean_dim(2).reshape([b, c]))
+    }
+
+    /// Pooled, normalised features (what the classifier sees).
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.features_from(x, 0)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

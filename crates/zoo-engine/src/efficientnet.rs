@@ -157,7 +157,8 @@ impl MbConv {
 #[derive(Module, Debug)]
 pub struct EfficientNet {
     stem: ConvBn,
-    blocks: Vec<MbConv>,
+    /// The seven stages of MBConv blocks (`features.1` … `features.7`).
+    stages: Vec<Vec<MbConv>>,
     head: ConvBn,
     classifier: Option<Linear>,
     pub num_features: usize,
@@ -166,8 +167,9 @@ pub struct EfficientNet {
 impl EfficientNet {
     pub fn load(w: &Weights, num_classes: Option<usize>) -> Result<Self, WeightError> {
         let stem = ConvBn::load(w, "features.0", 2, false, true)?;
-        let mut blocks = Vec::new();
+        let mut stages = Vec::new();
         for (s, &first_stride) in STRIDES.iter().enumerate() {
+            let mut blocks = Vec::new();
             let stage = s + 1;
             let n = (0..)
                 .take_while(|i| w.has(&format!("features.{stage}.{i}.block.0.0.weight")))
@@ -237,6 +239,7 @@ impl EfficientNet {
                     residual,
                 });
             }
+            stages.push(blocks);
         }
         let head = ConvBn::load(w, "features.8", 1, false, true)?;
         let num_features = w.shape("features.8.0.weight").map(|s| s[0]).unwrap_or(1280);
@@ -246,34 +249,66 @@ impl EfficientNet {
         };
         Ok(EfficientNet {
             stem,
-            blocks,
+            stages,
             head,
             classifier,
             num_features,
         })
     }
 
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+    /// The sequential units of the trunk, by block name: `features.0` (stem), the stages
+    /// `features.1` … `features.7`, `features.8` (the last 1x1 convolution).
+    pub fn unit_names(&self) -> Vec<String> {
+        (0..self.units()).map(|u| format!("features.{u}")).collect()
+    }
+
+    pub fn units(&self) -> usize {
+        self.stages.len() + 2
+    }
+
+    /// Runs units `range` (indices as in `features.N`) on `y` (NCHW in and out).
+    pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
         use zoo_kernels::nn::{to_channels_first, to_channels_last};
-        let mut y = self.stem.forward(x);
-        // Frozen blocks (inference) run channels-last, as in MobileNetV2's `run_units`.
+        // Frozen blocks (inference, a frozen prefix) run channels-last, as in MobileNetV2's
+        // `run_units`; the stem and the head stay NCHW.
         let mut last = false;
-        for b in &self.blocks {
-            let ok = b.nhwc_ok(&y);
-            if ok != last {
-                y = if ok {
-                    to_channels_last(y)
-                } else {
-                    to_channels_first(y)
-                };
-                last = ok;
+        for u in range {
+            if u == 0 {
+                y = self.stem.forward(y);
+            } else if u <= self.stages.len() {
+                for b in &self.stages[u - 1] {
+                    let ok = b.nhwc_ok(&y);
+                    if ok != last {
+                        y = if ok {
+                            to_channels_last(y)
+                        } else {
+                            to_channels_first(y)
+                        };
+                        last = ok;
+                    }
+                    y = if ok { b.forward_nhwc(y) } else { b.forward(y) };
+                }
+            } else {
+                if last {
+                    y = to_channels_first(y);
+                    last = false;
+                }
+                y = self.head.forward(y);
             }
-            y = if ok { b.forward_nhwc(y) } else { b.forward(y) };
         }
-        if last {
-            y = to_channels_first(y);
-        }
-        self.head.forward(y).mean_dim(3).mean_dim(2).flatten(1, 3)
+        if last { to_channels_first(y) } else { y }
+    }
+
+    /// Pooled features from the activation after the first `start` units.
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        self.run_units(x, start..self.units())
+            .mean_dim(3)
+            .mean_dim(2)
+            .flatten(1, 3)
+    }
+
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.features_from(x, 0)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

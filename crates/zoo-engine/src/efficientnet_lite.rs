@@ -175,12 +175,41 @@ impl EfficientNetLite {
         })
     }
 
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut y = self.stem.forward(x);
-        for b in &self.blocks {
-            y = b.forward(y);
+    /// The sequential units, by block name: `stem`, `_blocks.0` … `_blocks.15`, then the
+    /// head convolution (`_conv_head`, with its BatchNorm `_bn1`).
+    pub fn unit_names(&self) -> Vec<String> {
+        std::iter::once("stem".to_string())
+            .chain((0..self.blocks.len()).map(|i| format!("_blocks.{i}")))
+            .chain(std::iter::once("_conv_head".to_string()))
+            .collect()
+    }
+
+    pub fn units(&self) -> usize {
+        self.blocks.len() + 2
+    }
+
+    /// Runs units `range` (indices into [`unit_names`](EfficientNetLite::unit_names)).
+    pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        for u in range {
+            y = match u {
+                0 => self.stem.forward(y),
+                u if u <= self.blocks.len() => self.blocks[u - 1].forward(y),
+                _ => self.head.forward(y),
+            };
         }
-        self.head.forward(y).mean_dim(3).mean_dim(2).flatten(1, 3)
+        y
+    }
+
+    /// Pooled features from the activation after the first `start` units.
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        self.run_units(x, start..self.units())
+            .mean_dim(3)
+            .mean_dim(2)
+            .flatten(1, 3)
+    }
+
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.features_from(x, 0)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -244,7 +244,12 @@ impl MobileNetV2 {
         self.features_from(x, 0)
     }
 
-    /// The sequential units of the trunk: `features.0` (stem) … `features.18` (last conv).
+    /// The sequential units of the trunk, by block name: `features.0` (stem) …
+    /// `features.18` (last conv).
+    pub fn unit_names(&self) -> Vec<String> {
+        (0..self.units()).map(|u| format!("features.{u}")).collect()
+    }
+
     pub fn units(&self) -> usize {
         self.blocks.len() + 2
     }
@@ -282,6 +287,7 @@ impl MobileNetV2 {
         if last { to_channels_first(y) } else { y }
     }
 
+    /// Pooled features from the activation after the first `start` units.
     pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
         let y = self.run_units(x, start..self.units());
         y.mean_dim(3).mean_dim(2).flatten(1, 3)

@@ -176,31 +176,41 @@ impl Model {
     }
 
     /// The block names (as `export::block_of` spells them) of the sequential units a frozen
-    /// prefix can be cut at, in forward order; `None` for architectures without the split
-    /// (today only MobileNetV2 has it).
-    pub fn prefix_units(&self) -> Option<Vec<String>> {
+    /// prefix can be cut at, in forward order.
+    pub fn prefix_units(&self) -> Vec<String> {
         match self {
-            Model::MobileNetV2(m) => {
-                Some((0..m.units()).map(|i| format!("features.{i}")).collect())
-            }
-            _ => None,
+            Model::MobileNetV2(m) => m.unit_names(),
+            Model::EfficientNetLite(m) => m.unit_names(),
+            Model::ResNet(m) => m.unit_names(),
+            Model::Vit(m) => m.unit_names(),
+            Model::ConvNext(m) => m.unit_names(),
+            Model::EfficientNet(m) => m.unit_names(),
         }
     }
 
-    /// The activation after the first `k` units of [`prefix_units`](Model::prefix_units).
+    /// The activation after the first `k` units of [`prefix_units`](Model::prefix_units):
+    /// a feature map `[batch, c, h, w]`, or for a ViT the token states `[batch, 1, tokens,
+    /// dim]`.
     pub fn run_prefix(&self, x: Tensor<4>, k: usize) -> Tensor<4> {
         match self {
             Model::MobileNetV2(m) => m.run_units(x, 0..k),
-            _ => panic!("run_prefix: this architecture has no prefix split"),
+            Model::EfficientNetLite(m) => m.run_units(x, 0..k),
+            Model::ResNet(m) => m.run_units(x, 0..k),
+            Model::Vit(m) => m.run_units(x, 0..k),
+            Model::ConvNext(m) => m.run_units(x, 0..k),
+            Model::EfficientNet(m) => m.run_units(x, 0..k),
         }
     }
 
-    /// Pooled features from the activation after the first `k` units.
+    /// Pooled features from the activation after the first `k` units (`k = 0`: the image).
     pub fn features_from(&self, x: Tensor<4>, k: usize) -> Tensor<2> {
         match self {
             Model::MobileNetV2(m) => m.features_from(x, k),
-            _ if k == 0 => self.features(x),
-            _ => panic!("features_from: this architecture has no prefix split"),
+            Model::EfficientNetLite(m) => m.features_from(x, k),
+            Model::ResNet(m) => m.features_from(x, k),
+            Model::Vit(m) => m.features_from(x, k),
+            Model::ConvNext(m) => m.features_from(x, k),
+            Model::EfficientNet(m) => m.features_from(x, k),
         }
     }
 

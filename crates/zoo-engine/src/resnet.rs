@@ -211,21 +211,52 @@ impl ResNet {
 
     /// Feature maps after each stage (`layer1` … `layer4`).
     pub fn stages(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let y = self.stem.forward_relu(x);
-        let mut y = zoo_kernels::nn::max_pool2d(&self.pool, y);
+        let mut y = x;
         let mut out = Vec::new();
-        for stage in &self.stages {
-            for b in stage {
-                y = b.forward(y);
+        for u in 0..self.units() {
+            y = self.run_units(y, u..u + 1);
+            if u > 0 {
+                out.push(y.clone());
             }
-            out.push(y.clone());
         }
         out
     }
 
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let last = self.stages(x).pop().expect("four stages");
+    /// The sequential units of the trunk, by block name: `stem` (convolution, BatchNorm,
+    /// ReLU and max pooling), then `layer1` … `layer4`.
+    pub fn unit_names(&self) -> Vec<String> {
+        std::iter::once("stem".to_string())
+            .chain((1..=self.stages.len()).map(|i| format!("layer{i}")))
+            .collect()
+    }
+
+    pub fn units(&self) -> usize {
+        self.stages.len() + 1
+    }
+
+    /// Runs units `range` (indices into [`unit_names`](ResNet::unit_names)) on `y`.
+    pub fn run_units(&self, mut y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        for u in range {
+            if u == 0 {
+                y = self.stem.forward_relu(y);
+                y = zoo_kernels::nn::max_pool2d(&self.pool, y);
+            } else {
+                for b in &self.stages[u - 1] {
+                    y = b.forward(y);
+                }
+            }
+        }
+        y
+    }
+
+    /// Pooled features from the activation after the first `start` units.
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        let last = self.run_units(x, start..self.units());
         last.mean_dim(3).mean_dim(2).flatten(1, 3)
+    }
+
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.features_from(x, 0)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -117,23 +117,60 @@ impl Vit {
 
     /// Token states after the final norm `[batch, 1 + patches, dim]`.
     pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
-        let [b, _, _, _] = x.dims();
-        let p = zoo_kernels::nn::conv2d(&self.patch, x); // [b, d, h, w]
-        let [_, d, h, wd] = p.dims();
-        let p = p.reshape([b, d, h * wd]).swap_dims(1, 2);
-        let cls = self.cls_token.val().repeat_dim(0, b);
-        let mut x = Tensor::cat(vec![cls, p], 1) + self.pos_embed.val();
-        for blk in &self.blocks {
+        let y = self.run_units(x, 0..self.units());
+        let [b, _, t, d] = y.dims();
+        ln(&self.norm, y.reshape([b, t, d]))
+    }
+
+    /// The sequential units, by block name: `stem` (patch embedding, class token, position
+    /// embedding), then `blocks.0` … `blocks.N-1`.
+    pub fn unit_names(&self) -> Vec<String> {
+        std::iter::once("stem".to_string())
+            .chain((0..self.blocks.len()).map(|i| format!("blocks.{i}")))
+            .collect()
+    }
+
+    pub fn units(&self) -> usize {
+        self.blocks.len() + 1
+    }
+
+    /// Runs units `range` (indices into [`unit_names`](Vit::unit_names)). Before unit 0 `y`
+    /// is the image; after it, the token states as `[batch, 1, tokens, dim]` (one shape for
+    /// every boundary, so a frozen prefix is cached like a feature map).
+    pub fn run_units(&self, y: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        let [b, _, _, _] = y.dims();
+        if range.is_empty() {
+            return y;
+        }
+        let (mut x, first) = if range.start == 0 {
+            let p = zoo_kernels::nn::conv2d(&self.patch, y); // [b, d, h, w]
+            let [_, d, h, wd] = p.dims();
+            let p = p.reshape([b, d, h * wd]).swap_dims(1, 2);
+            let cls = self.cls_token.val().repeat_dim(0, b);
+            (Tensor::cat(vec![cls, p], 1) + self.pos_embed.val(), 1)
+        } else {
+            let [_, _, t, d] = y.dims();
+            (y.reshape([b, t, d]), range.start)
+        };
+        for blk in &self.blocks[first - 1..range.end - 1] {
             x = blk.forward(x);
         }
-        ln(&self.norm, x)
+        let [_, t, d] = x.dims();
+        x.reshape([b, 1, t, d])
+    }
+
+    /// The class token (the pooled feature) from the activation after the first `start`
+    /// units.
+    pub fn features_from(&self, x: Tensor<4>, start: usize) -> Tensor<2> {
+        let y = self.run_units(x, start..self.units());
+        let [b, _, t, d] = y.dims();
+        let t = ln(&self.norm, y.reshape([b, t, d]));
+        t.narrow(1, 0, 1).reshape([b, d])
     }
 
     /// The class token: the pooled feature.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let t = self.tokens(x);
-        let [b, _, d] = t.dims();
-        t.narrow(1, 0, 1).reshape([b, d])
+        self.features_from(x, 0)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -289,3 +289,41 @@ fn roberta_matches_transformers() {
 fn distilbert_matches_transformers() {
     encoder_matches_transformers("distilbert");
 }
+
+/// Issue 11: the activation after any number of leading units, fed back in, gives the
+/// whole pass's features bit for bit — what the frozen-prefix cache of `zoo finetune`
+/// relies on — for every image architecture.
+#[test]
+fn features_from_every_unit_boundary_equal_the_whole_pass_issue_11() {
+    fn check(arch: &str, model: &Model, x: &Tensor<4>) {
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let whole = bits(values(model.features(x.clone())));
+        let units = model.prefix_units();
+        assert!(units.len() >= 3, "{arch}: {units:?}");
+        for k in 0..=units.len() {
+            let y = model.run_prefix(x.clone(), k);
+            let got = bits(values(model.features_from(y, k)));
+            assert!(
+                got == whole,
+                "{arch}: features from the cut after {k} units differ"
+            );
+        }
+    }
+    for (file, arch, classes) in [
+        ("mobilenet_v2.parity.safetensors", "mobilenet_v2", 7),
+        ("resnet18.parity.safetensors", "resnet18", 5),
+        ("resnet50.parity.safetensors", "resnet50", 5),
+        ("efficientnet_b0.parity.safetensors", "efficientnet_b0", 5),
+        ("convnext.parity.safetensors", "convnext_tiny", 5),
+    ] {
+        with_image_model(file, arch, classes, |model, x, _| check(arch, model, &x));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit.parity.safetensors");
+    let mapped = zoo_checkpoint::Mapped::open(&path).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let device = zoo_engine::cpu();
+    let w = Weights::from_loaded_prefix(&loaded, "weights.", &device);
+    let vit = zoo_engine::vit::Vit::load(&w, 2, Some(5)).unwrap();
+    w.finish().unwrap();
+    check("vit", &Model::Vit(vit), &input(&loaded, &device));
+}

@@ -2,6 +2,7 @@
 //! disk as safetensors keyed by the model's weights (sha256), its preprocessing and the data's
 //! content, then reused — so a head trains in seconds and a second run starts at once.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -83,55 +84,146 @@ impl FeatureCache {
 
     /// Cached features `[n, dim]`, row-major, if present and readable.
     pub fn get(&self, key: &str) -> Option<(Vec<f32>, usize)> {
-        let mapped = zoo_checkpoint::Mapped::open(self.path(key)).ok()?;
-        let loaded = zoo_checkpoint::load(&mapped).ok()?;
-        let t = loaded.tensors.iter().find(|t| t.name == "features")?;
-        if t.shape.len() != 2 || t.dtype != zoo_formats::Dtype::F32 {
+        let rows = self.get_mapped(key)?;
+        if rows.shape.len() != 2 {
             return None;
         }
-        Some((zoo_formats::dtype::to_f32(&t.data, t.dtype)?, t.shape[1]))
+        Some((rows.values(0..rows.len()), rows.shape[1]))
     }
 
-    /// Cached rows of any shape (`[n, ...]`), if present and readable.
-    pub fn get_rows(&self, key: &str) -> Option<(Vec<f32>, Vec<usize>)> {
-        let mapped = zoo_checkpoint::Mapped::open(self.path(key)).ok()?;
-        let loaded = zoo_checkpoint::load(&mapped).ok()?;
-        let t = loaded.tensors.iter().find(|t| t.name == "features")?;
-        if t.dtype != zoo_formats::Dtype::F32 {
+    /// Cached rows of any shape (`[n, ...]`, f32), memory-mapped, if present and valid.
+    pub fn get_mapped(&self, key: &str) -> Option<MappedRows> {
+        let map = zoo_checkpoint::Mapped::open(self.path(key)).ok()?;
+        let header = zoo_formats::safetensors::validate(map.bytes()).ok()?;
+        let t = header.tensors.iter().find(|t| t.name == "features")?;
+        if t.dtype != zoo_formats::Dtype::F32 || t.shape.is_empty() {
             return None;
         }
-        Some((
-            zoo_formats::dtype::to_f32(&t.data, t.dtype)?,
-            t.shape.clone(),
-        ))
+        Some(MappedRows {
+            start: header.data_start + t.data_offsets.0,
+            shape: t.shape.clone(),
+            map,
+        })
     }
 
-    /// Stores rows of any shape atomically.
-    pub fn put_rows(&self, key: &str, values: &[f32], shape: &[usize]) -> Result<(), TrainError> {
+    /// Starts writing rows of `shape` (`[n, ...]`) under `key`: they stream to disk as they
+    /// come and appear in the cache complete, on [`RowWriter::finish`], or not at all.
+    pub fn writer(&self, key: &str, shape: &[usize]) -> Result<RowWriter, TrainError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
-        let data: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = zoo_formats::safetensors::TensorData {
-            name: "features".into(),
-            dtype: zoo_formats::Dtype::F32,
-            shape: shape.to_vec(),
-            data: std::borrow::Cow::Owned(data),
-        };
-        zoo_checkpoint::write_safetensors(&self.path(key), &[t], None)?;
-        Ok(())
+        let path = self.path(key);
+        let bytes = shape.iter().product::<usize>() * 4;
+        let mut header = serde_json::json!({
+            "features": {"dtype": "F32", "shape": shape, "data_offsets": [0, bytes]}
+        })
+        .to_string()
+        .into_bytes();
+        // Padded with spaces to a multiple of 8, as safetensors' own writer does.
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let mut file = zoo_checkpoint::AtomicFile::create(&path)?;
+        let io = |e| TrainError::io(&path, e);
+        file.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        file.write_all(&header).map_err(io)?;
+        Ok(RowWriter {
+            file,
+            path,
+            left: bytes,
+        })
     }
 
     /// Stores features atomically (a killed run leaves no half file).
     pub fn put(&self, key: &str, features: &[f32], dim: usize) -> Result<(), TrainError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
-        let data: Vec<u8> = features.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = zoo_formats::safetensors::TensorData {
-            name: "features".into(),
-            dtype: zoo_formats::Dtype::F32,
-            shape: vec![features.len() / dim.max(1), dim],
-            data: std::borrow::Cow::Owned(data),
-        };
-        zoo_checkpoint::write_safetensors(&self.path(key), &[t], None)?;
+        let mut w = self.writer(key, &[features.len() / dim.max(1), dim])?;
+        w.push(features)?;
+        w.finish()
+    }
+}
+
+/// Rows of a cache file, read through its memory map.
+#[derive(Debug)]
+pub struct MappedRows {
+    map: zoo_checkpoint::Mapped,
+    /// Where the values start in the file.
+    start: usize,
+    /// `[n, ...]`.
+    pub shape: Vec<usize>,
+}
+
+impl MappedRows {
+    /// Rows (`n`).
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values of one row.
+    pub fn row_len(&self) -> usize {
+        self.shape[1..].iter().product()
+    }
+
+    /// Appends row `i`'s values to `out`.
+    pub fn extend_row(&self, i: usize, out: &mut Vec<f32>) {
+        let r = self.row_len() * 4;
+        let at = self.start + i * r;
+        out.extend(
+            self.map.bytes()[at..at + r]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+
+    /// The values of rows `range`.
+    pub fn values(&self, range: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(range.len() * self.row_len());
+        for i in range {
+            self.extend_row(i, &mut out);
+        }
+        out
+    }
+}
+
+/// Rows streaming into a cache file (see [`FeatureCache::writer`]).
+#[derive(Debug)]
+pub struct RowWriter {
+    file: zoo_checkpoint::AtomicFile,
+    path: PathBuf,
+    /// Bytes still expected.
+    left: usize,
+}
+
+impl RowWriter {
+    /// Appends values (whole rows, in order).
+    pub fn push(&mut self, values: &[f32]) -> Result<(), TrainError> {
+        let bytes = values.len() * 4;
+        if bytes > self.left {
+            return Err(TrainError::io(
+                &self.path,
+                std::io::Error::other("more rows than the header announced"),
+            ));
+        }
+        let mut buf = Vec::with_capacity(bytes);
+        for v in values {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        self.file
+            .write_all(&buf)
+            .map_err(|e| TrainError::io(&self.path, e))?;
+        self.left -= bytes;
         Ok(())
+    }
+
+    /// Puts the file in place once every announced row has come.
+    pub fn finish(self) -> Result<(), TrainError> {
+        if self.left != 0 {
+            return Err(TrainError::io(
+                &self.path,
+                std::io::Error::other(format!("{} bytes of rows missing", self.left)),
+            ));
+        }
+        Ok(self.file.commit()?)
     }
 }
 

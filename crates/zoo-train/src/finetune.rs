@@ -24,7 +24,7 @@ use zoo_engine::Names;
 use zoo_engine::classifier::{HeadSpec, Pooling};
 use zoo_engine::export::{block_of, blocks, parameters, set_trainable, state_dict, trainable};
 
-use crate::cache::FeatureCache;
+use crate::cache::{FeatureCache, MappedRows};
 use crate::data::{Dataset, Example, Splits};
 use crate::metrics::{Evaluation, evaluate};
 use crate::net::{Kind, Net, Prep, Source, prepare};
@@ -335,7 +335,7 @@ fn frozen_prefix(
     params: &[(ParamId, String)],
     frozen: &HashSet<ParamId>,
 ) -> Option<usize> {
-    let units = net.image_backbone()?.prefix_units()?;
+    let units = net.image_backbone()?.prefix_units();
     let mut k = 0;
     for unit in &units[..units.len() - 1] {
         let mut any = false;
@@ -355,27 +355,37 @@ fn frozen_prefix(
     (k > 0).then_some(k)
 }
 
-/// Activations at the freeze boundary, one row per example.
+/// Activations at the freeze boundary, one row per example: memory-mapped from the feature
+/// cache, or held in memory when the run keeps no cache.
 #[derive(Debug)]
-struct Activations {
-    values: Vec<f32>,
-    /// `[c, h, w]` of one example.
-    shape: [usize; 3],
+enum Activations {
+    Mapped(MappedRows),
+    Owned {
+        values: Vec<f32>,
+        /// `[n, c, h, w]`.
+        shape: [usize; 4],
+    },
 }
 
 impl Activations {
-    fn row(&self) -> usize {
-        self.shape.iter().product()
-    }
-
     /// The rows of `idx` as a `[len, c, h, w]` tensor.
     fn batch(&self, idx: &[usize], device: &Device) -> Tensor<4> {
-        let r = self.row();
+        let (r, [_, c, h, w]) = match self {
+            Activations::Mapped(m) => {
+                let s = &m.shape;
+                (m.row_len(), [s[0], s[1], s[2], s[3]])
+            }
+            Activations::Owned { shape, .. } => (shape[1..].iter().product(), *shape),
+        };
         let mut x = Vec::with_capacity(idx.len() * r);
         for &i in idx {
-            x.extend_from_slice(&self.values[i * r..(i + 1) * r]);
+            match self {
+                Activations::Mapped(m) => m.extend_row(i, &mut x),
+                Activations::Owned { values, .. } => {
+                    x.extend_from_slice(&values[i * r..(i + 1) * r]);
+                }
+            }
         }
-        let [c, h, w] = self.shape;
         Tensor::from_data(TensorData::new(x, [idx.len(), c, h, w]), device)
     }
 }
@@ -391,7 +401,8 @@ fn prefix_limit() -> usize {
 }
 
 /// The output of the first `k` frozen units for every example of `d` (evaluation transform),
-/// from the feature cache when it has them; `None` when they would exceed the size limit.
+/// from the feature cache when it has them (memory-mapped; computed ones stream to it);
+/// `None` when they would exceed the size limit; with the backbone batches it computed.
 #[allow(clippy::too_many_arguments)]
 fn prefix_activations(
     net: &Net,
@@ -402,7 +413,7 @@ fn prefix_activations(
     cache: Option<&FeatureCache>,
     phase: &str,
     progress: &dyn Progress,
-) -> Result<Option<Activations>, TrainError> {
+) -> Result<(Option<Activations>, usize), TrainError> {
     let key = match cache {
         Some(_) => Some(FeatureCache::key_tagged(
             source,
@@ -412,61 +423,79 @@ fn prefix_activations(
         None => None,
     };
     if let (Some(c), Some(key)) = (cache, &key)
-        && let Some((values, shape)) = c.get_rows(key)
-        && shape.len() == 4
-        && shape[0] == d.len()
+        && let Some(rows) = c.get_mapped(key)
+        && rows.shape.len() == 4
+        && rows.len() == d.len()
     {
         progress.note(&format!(
             "{phase}: frozen-prefix activations of {} examples from the cache ({})",
             d.len(),
             c.dir.display()
         ));
-        return Ok(Some(Activations {
-            values,
-            shape: [shape[1], shape[2], shape[3]],
-        }));
+        return Ok((Some(Activations::Mapped(rows)), 0));
     }
     let device = zoo_engine::cpu();
     let valid = net.valid();
     let backbone = valid.image_backbone().expect("an image network");
     let refs: Vec<&Example> = d.examples.iter().collect();
     let mut values = Vec::new();
-    let mut shape = [0; 3];
+    let mut writer = None;
+    let mut shape = [d.len(), 0, 0, 0];
+    let chunks = refs.chunks(inference_batch(source, o));
+    let batches = chunks.len();
     progress.start(&format!("{phase} frozen prefix"), d.len() as u64);
-    for chunk in refs.chunks(inference_batch(source, o)) {
+    for (i, chunk) in chunks.enumerate() {
         let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
         let crate::net::Batch::Image(x) = b else {
             unreachable!("an image source prepares images")
         };
         let y = backbone.run_prefix(x, k);
-        let [_, c, h, w] = y.dims();
-        shape = [c, h, w];
-        let bytes = d.len() * c * h * w * 4;
-        if bytes > prefix_limit() {
-            progress.finish();
-            progress.note(&format!(
-                "the frozen prefix's activations for {phase} would take {} MB, more than ZOO_PREFIX_CACHE_MAX_MB ({} MB): every step computes the whole network",
-                bytes >> 20,
-                prefix_limit() >> 20
-            ));
-            return Ok(None);
+        if i == 0 {
+            let [_, c, h, w] = y.dims();
+            shape = [d.len(), c, h, w];
+            let bytes = shape.iter().product::<usize>() * 4;
+            if bytes > prefix_limit() {
+                progress.finish();
+                progress.note(&format!(
+                    "the frozen prefix's activations for {phase} would take {} MB, more than ZOO_PREFIX_CACHE_MAX_MB ({} MB): every step computes the whole network",
+                    bytes >> 20,
+                    prefix_limit() >> 20
+                ));
+                return Ok((None, i + 1));
+            }
+            if let (Some(c), Some(key)) = (cache, &key) {
+                writer = Some(c.writer(key, &shape)?);
+            }
         }
-        values.extend(
-            y.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default(),
-        );
+        let y = y
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        match &mut writer {
+            Some(w) => w.push(&y)?,
+            None => values.extend(y),
+        }
         for _ in chunk {
             progress.step("");
         }
     }
     progress.finish();
-    if let (Some(c), Some(key)) = (cache, &key) {
-        let [ch, h, w] = shape;
-        c.put_rows(key, &values, &[d.len(), ch, h, w])?;
+    match (writer, cache, &key) {
+        (Some(w), Some(c), Some(key)) => {
+            w.finish()?;
+            let rows = c.get_mapped(key).ok_or_else(|| {
+                TrainError::io(
+                    &c.dir,
+                    std::io::Error::other(
+                        "the frozen-prefix activations just written do not read back",
+                    ),
+                )
+            })?;
+            Ok((Some(Activations::Mapped(rows)), batches))
+        }
+        _ => Ok((Some(Activations::Owned { values, shape }), batches)),
     }
-    Ok(Some(Activations { values, shape }))
 }
 
 /// A tensor by name: (name, shape, values).
@@ -835,7 +864,7 @@ pub fn finetune(
                     .clone()
                     .unwrap_or_else(FeatureCache::default_dir),
             });
-            let t = prefix_activations(
+            let (t, b1) = prefix_activations(
                 &net,
                 &source,
                 &train,
@@ -845,17 +874,22 @@ pub fn finetune(
                 "train",
                 progress,
             )?;
+            backbone_batches += b1;
             let v = match &t {
-                Some(_) => prefix_activations(
-                    &net,
-                    &source,
-                    &val,
-                    k,
-                    o,
-                    cache.as_ref(),
-                    "validation",
-                    progress,
-                )?,
+                Some(_) => {
+                    let (v, b2) = prefix_activations(
+                        &net,
+                        &source,
+                        &val,
+                        k,
+                        o,
+                        cache.as_ref(),
+                        "validation",
+                        progress,
+                    )?;
+                    backbone_batches += b2;
+                    v
+                }
                 None => None,
             };
             match (t, v) {

@@ -327,29 +327,54 @@ fn bad_data_is_named() {
     assert!(e.contains("t.csv:3") && e.contains("neutral"), "{e}");
 }
 
-/// Issue 11: with the first blocks frozen and no augmentation, their output is computed once
-/// and every epoch trains the blocks above it — and the fine-tuned model is byte-identical
-/// to the one that runs the whole network every step.
-#[test]
-fn the_frozen_prefix_computed_once_gives_the_same_bytes_issue_11() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = mobilenet(tmp.path());
+/// A zoo model folder from one of zoo-engine's parity fixtures (random weights of a reduced
+/// torchvision architecture, `weights.*` in the fixture).
+fn fixture_model(dir: &Path, file: &str, arch: &str, classes: usize) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../zoo-engine/tests/fixtures")
+        .join(file);
+    let mapped = zoo_checkpoint::Mapped::open(&src).unwrap();
+    let loaded = zoo_checkpoint::load(&mapped).unwrap();
+    let tensors: Vec<_> = loaded
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            let name = t.name.strip_prefix("weights.")?;
+            Some(zoo_formats::safetensors::TensorData {
+                name: name.to_string(),
+                ..t.clone()
+            })
+        })
+        .collect();
+    let out = dir.join(arch);
+    std::fs::create_dir_all(&out).unwrap();
+    zoo_checkpoint::write_safetensors(&out.join("model.safetensors"), &tensors, None).unwrap();
+    let labels: Vec<String> = (0..classes).map(|i| format!("class {i}")).collect();
+    let config = zoo_card::Config::timm(arch, &labels, &zoo_card::PretrainedCfg::default());
+    std::fs::write(out.join("config.json"), config.to_json_string()).unwrap();
+    out
+}
+
+/// Fine-tunes `model` with the first blocks frozen (`freeze`), once with their output
+/// computed once and once running the whole network every step, and asserts the two models
+/// are byte-identical; then a third run reads the activations back from the cache.
+fn prefix_once_equals_every_step(tmp: &Path, model: &Path, freeze: &str) {
     let data = fixtures().join("fashion-mnist");
     let o = small(Options {
         epochs: 2,
-        freeze: "stages:8".into(),
+        freeze: freeze.into(),
         augment: false,
         per_class: Some(5),
         max_test: Some(20),
         batch_size: 16,
-        cache_dir: Some(tmp.path().join("cache")),
+        cache_dir: Some(tmp.join("cache")),
         ..Options::default()
     });
-    let once = finetune(&model, &data, &tmp.path().join("once"), &o, &Silent).unwrap();
+    let once = finetune(model, &data, &tmp.join("once"), &o, &Silent).unwrap();
     let every = finetune(
-        &model,
+        model,
         &data,
-        &tmp.path().join("every"),
+        &tmp.join("every"),
         &Options {
             prefix_cache: false,
             ..o.clone()
@@ -360,25 +385,63 @@ fn the_frozen_prefix_computed_once_gives_the_same_bytes_issue_11() {
     // The training steps and validation passes never ran the backbone's bottom.
     assert!(
         once.backbone_batches < every.backbone_batches,
-        "{} vs {}",
+        "{}: {} vs {}",
+        model.display(),
         once.backbone_batches,
         every.backbone_batches
     );
     let (a, b) = (
-        tensors(&tmp.path().join("once/model.safetensors")),
-        tensors(&tmp.path().join("every/model.safetensors")),
+        tensors(&tmp.join("once/model.safetensors")),
+        tensors(&tmp.join("every/model.safetensors")),
     );
     assert_eq!(a.len(), b.len());
     let differ: Vec<&String> = a.keys().filter(|k| a[*k] != b[*k]).collect();
     assert!(
         differ.is_empty(),
-        "{} tensors differ: {:?}",
+        "{}: {} tensors differ: {:?}",
+        model.display(),
         differ.len(),
         &differ[..differ.len().min(5)]
     );
     assert_eq!(once.eval.accuracy, every.eval.accuracy);
-    // A second run reads the activations from the cache and ends the same.
-    let again = finetune(&model, &data, &tmp.path().join("again"), &o, &Silent).unwrap();
-    assert_eq!(tensors(&tmp.path().join("again/model.safetensors")), a);
+    // A second run reads the activations from the cache (memory-mapped) and ends the same.
+    let again = finetune(model, &data, &tmp.join("again"), &o, &Silent).unwrap();
+    assert_eq!(tensors(&tmp.join("again/model.safetensors")), a);
     assert_eq!(again.eval.accuracy, once.eval.accuracy);
+    assert!(again.backbone_batches < once.backbone_batches);
+}
+
+/// Issue 11: with the first blocks frozen and no augmentation, their output is computed once
+/// and every epoch trains the blocks above it — and the fine-tuned model is byte-identical
+/// to the one that runs the whole network every step.
+#[test]
+fn the_frozen_prefix_computed_once_gives_the_same_bytes_issue_11() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = mobilenet(tmp.path());
+    prefix_once_equals_every_step(tmp.path(), &model, "stages:8");
+}
+
+/// Issue 11: the same for the other image architectures (ResNet, EfficientNet-B0, ConvNeXt;
+/// reduced random-weight models).
+#[test]
+fn the_frozen_prefix_of_every_image_architecture_gives_the_same_bytes_issue_11() {
+    for (file, arch, classes, freeze) in [
+        ("resnet18.parity.safetensors", "resnet18", 5, "stages:3"),
+        (
+            "efficientnet_b0.parity.safetensors",
+            "efficientnet_b0",
+            5,
+            "stages:4",
+        ),
+        (
+            "convnext.parity.safetensors",
+            "convnext_tiny",
+            5,
+            "stages:3",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = fixture_model(tmp.path(), file, arch, classes);
+        prefix_once_equals_every_step(tmp.path(), &model, freeze);
+    }
 }
