@@ -217,6 +217,35 @@ impl Bert {
         token_types: Tensor<2, Int>,
         mask: Tensor<2>,
     ) -> Tensor<3> {
+        let x = self.embed(ids, token_types, mask.clone());
+        self.run_layers(x, mask, 0..self.layers.len())
+    }
+
+    /// The sequential units, by block name (as `export::block_of` spells them): `stem` (the
+    /// embeddings), then the layers (`encoder.layer.N`, DistilBERT's `transformer.layer.N`).
+    pub fn unit_names(&self) -> Vec<String> {
+        let stack = if self.token_type.is_some() {
+            "encoder"
+        } else {
+            "transformer"
+        };
+        std::iter::once("stem".to_string())
+            .chain((0..self.layers.len()).map(|i| format!("{stack}.layer.{i}")))
+            .collect()
+    }
+
+    /// Transformer layers.
+    pub fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The embeddings' output (unit `stem`), normalised.
+    pub fn embed(
+        &self,
+        ids: Tensor<2, Int>,
+        token_types: Tensor<2, Int>,
+        mask: Tensor<2>,
+    ) -> Tensor<3> {
         let [b, t] = ids.dims();
         let device = ids.device();
         let positions = match self.position_offset {
@@ -230,17 +259,30 @@ impl Bert {
                     .repeat_dim(0, b)
                     .float();
                 let pad = (offset - 1) as f64;
-                (base.sub_scalar(pad) * mask.clone()).add_scalar(pad).int()
+                (base.sub_scalar(pad) * mask).add_scalar(pad).int()
             }
         };
         let mut x = self.word.forward(ids) + self.position.forward(positions);
         if let Some(tt) = &self.token_type {
             x = x + tt.forward(token_types);
         }
-        let mut x = ln(&self.emb_norm, x);
+        ln(&self.emb_norm, x)
+    }
+
+    /// Runs layers `range` (layer `i` is unit `i + 1` of
+    /// [`unit_names`](Bert::unit_names)) on the token states `x`.
+    pub fn run_layers(
+        &self,
+        mut x: Tensor<3>,
+        mask: Tensor<2>,
+        range: std::ops::Range<usize>,
+    ) -> Tensor<3> {
+        if range.is_empty() {
+            return x;
+        }
         // Padding gets a large negative score before the softmax.
         let additive = (mask.ones_like() - mask).mul_scalar(-1e9);
-        for l in &self.layers {
+        for l in &self.layers[range] {
             x = l.forward(x, additive.clone());
         }
         x

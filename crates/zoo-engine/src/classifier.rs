@@ -203,6 +203,32 @@ impl TextClassifier {
         pooling.pool(&self.encoder, hidden, mask)
     }
 
+    /// The token states after the first `k` units of the encoder (embeddings, then layers;
+    /// `k >= 1`) — a frozen prefix.
+    pub fn run_prefix(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        mask: Tensor<2>,
+        k: usize,
+    ) -> Tensor<3> {
+        let x = self.encoder.embed(ids, types, mask.clone());
+        self.encoder.run_layers(x, mask, 0..k.max(1) - 1)
+    }
+
+    /// Pooled features from the token states after the first `k >= 1` units.
+    pub fn features_from(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<2>,
+        k: usize,
+        pooling: Pooling,
+    ) -> Tensor<2> {
+        let n = self.encoder.layers();
+        let hidden = self.encoder.run_layers(x, mask.clone(), k.max(1) - 1..n);
+        pooling.pool(&self.encoder, hidden, mask)
+    }
+
     pub fn forward(
         &self,
         ids: Tensor<2, Int>,

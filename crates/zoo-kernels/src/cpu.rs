@@ -1328,6 +1328,15 @@ impl<'a> Mat<'a> {
     fn last(&self) -> usize {
         (self.rows - 1) * self.rs + (self.cols - 1) * self.cs
     }
+
+    /// The values, row-major.
+    pub fn to_row_major(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for r in 0..self.rows {
+            out.extend((0..self.cols).map(|c| self.data[r * self.rs + c * self.cs]));
+        }
+        out
+    }
 }
 
 /// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major with row stride
@@ -1384,6 +1393,18 @@ fn gemm_into(
         a.data.len() > a.last() && b.data.len() > b.last(),
         "matmul_into: operands"
     );
+    // `gemm` computes a small product (m·n <= 256) of a row-major `a` and a column-major `b`
+    // as dot products along k (its "horizontal" kernels), which add in another order than its
+    // microkernels: a value's bits would depend on the size of the whole product — a
+    // sequence's attention scores on how far the batch is padded (issue 11's frozen text
+    // prefix). A row-major copy of `b` (at most 256 columns) keeps it on the microkernels.
+    let copy;
+    let b = if a.cs == 1 && b.rs == 1 && m * n <= 256 && m > 1 && n > 1 {
+        copy = b.to_row_major();
+        Mat::rows(&copy, k, n)
+    } else {
+        b
+    };
     // SAFETY: `gemm` reads `a` and `b` and writes `dst` only at the indices of their
     // `m x k`, `k x n` and `m x n` shapes under the given strides; the asserts above keep the
     // largest of those indices inside each slice, and `dst` is borrowed mutably, so it

@@ -166,10 +166,15 @@ impl MappedRows {
 
     /// Appends row `i`'s values to `out`.
     pub fn extend_row(&self, i: usize, out: &mut Vec<f32>) {
-        let r = self.row_len() * 4;
-        let at = self.start + i * r;
+        self.extend_row_prefix(i, self.row_len(), out);
+    }
+
+    /// Appends the first `take` values of row `i` to `out`.
+    pub fn extend_row_prefix(&self, i: usize, take: usize, out: &mut Vec<f32>) {
+        assert!(take <= self.row_len(), "extend_row_prefix: {take} values");
+        let at = self.start + i * self.row_len() * 4;
         out.extend(
-            self.map.bytes()[at..at + r]
+            self.map.bytes()[at..at + take * 4]
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );

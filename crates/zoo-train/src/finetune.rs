@@ -234,7 +234,7 @@ fn loss(logits: Tensor<2>, labels: &[usize], smoothing: f64, device: &Device) ->
     (target * logp).sum_dim(1).mean().neg().reshape([1])
 }
 
-fn to_vec(t: Tensor<2>) -> Vec<f32> {
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
@@ -328,16 +328,16 @@ fn features(
     Ok((out, dim, batches, false))
 }
 
-/// How many leading units of the image backbone are entirely frozen (their parameters all
-/// in `frozen`), when the architecture can be cut there; `None` when none are.
+/// How many leading units of the backbone are entirely frozen (their parameters all in
+/// `frozen`); `None` when none are.
 fn frozen_prefix(
     net: &Net,
     params: &[(ParamId, String)],
     frozen: &HashSet<ParamId>,
 ) -> Option<usize> {
-    let units = net.image_backbone()?.prefix_units();
+    let units = net.prefix_units();
     let mut k = 0;
-    for unit in &units[..units.len() - 1] {
+    for unit in &units[..units.len().saturating_sub(1)] {
         let mut any = false;
         for (id, n) in params {
             if block_of(n) == *unit {
@@ -355,38 +355,70 @@ fn frozen_prefix(
     (k > 0).then_some(k)
 }
 
-/// Activations at the freeze boundary, one row per example: memory-mapped from the feature
-/// cache, or held in memory when the run keeps no cache.
+/// Activations at the freeze boundary, one row per example — `[c, h, w]` feature maps (a
+/// ViT's `[1, tokens, dim]`), or a text's token states `[tokens, hidden]` padded to the
+/// data set's longest — memory-mapped from the feature cache, or held in memory when the
+/// run keeps no cache.
 #[derive(Debug)]
 enum Activations {
     Mapped(MappedRows),
     Owned {
         values: Vec<f32>,
-        /// `[n, c, h, w]`.
-        shape: [usize; 4],
+        /// `[n, ...]`.
+        shape: Vec<usize>,
     },
 }
 
 impl Activations {
-    /// The rows of `idx` as a `[len, c, h, w]` tensor.
-    fn batch(&self, idx: &[usize], device: &Device) -> Tensor<4> {
-        let (r, [_, c, h, w]) = match self {
-            Activations::Mapped(m) => {
-                let s = &m.shape;
-                (m.row_len(), [s[0], s[1], s[2], s[3]])
-            }
-            Activations::Owned { shape, .. } => (shape[1..].iter().product(), *shape),
-        };
-        let mut x = Vec::with_capacity(idx.len() * r);
+    fn shape(&self) -> &[usize] {
+        match self {
+            Activations::Mapped(m) => &m.shape,
+            Activations::Owned { shape, .. } => shape,
+        }
+    }
+
+    /// The first `take` values of each row of `idx`, in order.
+    fn rows(&self, idx: &[usize], take: usize) -> Vec<f32> {
+        let mut x = Vec::with_capacity(idx.len() * take);
+        let r: usize = self.shape()[1..].iter().product();
         for &i in idx {
             match self {
-                Activations::Mapped(m) => m.extend_row(i, &mut x),
+                Activations::Mapped(m) => m.extend_row_prefix(i, take, &mut x),
                 Activations::Owned { values, .. } => {
-                    x.extend_from_slice(&values[i * r..(i + 1) * r]);
+                    x.extend_from_slice(&values[i * r..i * r + take]);
                 }
             }
         }
-        Tensor::from_data(TensorData::new(x, [idx.len(), c, h, w]), device)
+        x
+    }
+
+    /// Logits of the examples `idx` of `d` from their activations after `k` units.
+    fn logits(
+        &self,
+        net: &Net,
+        source: &Source,
+        d: &Dataset,
+        idx: &[usize],
+        k: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>, TrainError> {
+        let s = self.shape();
+        if s.len() == 4 {
+            let x = self.rows(idx, s[1] * s[2] * s[3]);
+            let x = Tensor::from_data(TensorData::new(x, [idx.len(), s[1], s[2], s[3]]), device);
+            return Ok(net.logits_from(x, k));
+        }
+        // Text: the batch's mask (padding to its longest) from the tokenizer, the token states
+        // from the cache up to that length.
+        let ex: Vec<&Example> = idx.iter().map(|&i| &d.examples[i]).collect();
+        let (b, _) = prepare(source, &ex, Prep::Eval, device)?;
+        let crate::net::Batch::Text { mask, .. } = b else {
+            unreachable!("a text source prepares texts")
+        };
+        let t = mask.dims()[1];
+        let x = self.rows(idx, t * s[2]);
+        let x = Tensor::from_data(TensorData::new(x, [idx.len(), t, s[2]]), device);
+        Ok(net.text_logits_from(x, mask, k, source.pooling()))
     }
 }
 
@@ -424,7 +456,7 @@ fn prefix_activations(
     };
     if let (Some(c), Some(key)) = (cache, &key)
         && let Some(rows) = c.get_mapped(key)
-        && rows.shape.len() == 4
+        && rows.shape.len() == if source.is_text() { 3 } else { 4 }
         && rows.len() == d.len()
     {
         progress.note(&format!(
@@ -436,23 +468,47 @@ fn prefix_activations(
     }
     let device = zoo_engine::cpu();
     let valid = net.valid();
-    let backbone = valid.image_backbone().expect("an image network");
     let refs: Vec<&Example> = d.examples.iter().collect();
+    let chunks: Vec<&[&Example]> = refs.chunks(inference_batch(source, o)).collect();
+    // A text's token states are stored padded to the longest example's length.
+    let longest = match source.is_text() {
+        true => {
+            let mut longest = 0;
+            for chunk in &chunks {
+                if let (crate::net::Batch::Text { mask, .. }, _) =
+                    prepare(source, chunk, Prep::Eval, &device)?
+                {
+                    longest = longest.max(mask.dims()[1]);
+                }
+            }
+            longest
+        }
+        false => 0,
+    };
     let mut values = Vec::new();
     let mut writer = None;
-    let mut shape = [d.len(), 0, 0, 0];
-    let chunks = refs.chunks(inference_batch(source, o));
-    let batches = chunks.len();
+    let mut shape = vec![d.len()];
     progress.start(&format!("{phase} frozen prefix"), d.len() as u64);
-    for (i, chunk) in chunks.enumerate() {
+    for (i, chunk) in chunks.iter().enumerate() {
         let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
-        let crate::net::Batch::Image(x) = b else {
-            unreachable!("an image source prepares images")
+        let (y, row_shape, pad) = match b {
+            crate::net::Batch::Image(x) => {
+                let y = valid.run_image_prefix(x, k);
+                let [_, c, h, w] = y.dims();
+                (to_vec(y), vec![c, h, w], None)
+            }
+            crate::net::Batch::Text { ids, types, mask } => {
+                let y = valid.run_text_prefix(ids, types, mask, k);
+                let [_, t, h] = y.dims();
+                (
+                    to_vec(y),
+                    vec![longest, h],
+                    Some((t * h, (longest - t) * h)),
+                )
+            }
         };
-        let y = backbone.run_prefix(x, k);
         if i == 0 {
-            let [_, c, h, w] = y.dims();
-            shape = [d.len(), c, h, w];
+            shape.extend(row_shape);
             let bytes = shape.iter().product::<usize>() * 4;
             if bytes > prefix_limit() {
                 progress.finish();
@@ -467,20 +523,29 @@ fn prefix_activations(
                 writer = Some(c.writer(key, &shape)?);
             }
         }
-        let y = y
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
+        let y = match pad {
+            // Each text row padded with zeros to the longest (positions past an example's own
+            // length are masked wherever they are read).
+            Some((row, zeros)) if zeros > 0 => {
+                let mut p = Vec::with_capacity(chunk.len() * (row + zeros));
+                for r in y.chunks_exact(row) {
+                    p.extend_from_slice(r);
+                    p.resize(p.len() + zeros, 0.0);
+                }
+                p
+            }
+            _ => y,
+        };
         match &mut writer {
             Some(w) => w.push(&y)?,
             None => values.extend(y),
         }
-        for _ in chunk {
+        for _ in chunk.iter() {
             progress.step("");
         }
     }
     progress.finish();
+    let batches = chunks.len();
     match (writer, cache, &key) {
         (Some(w), Some(c), Some(key)) => {
             w.finish()?;
@@ -846,8 +911,7 @@ pub fn finetune(
 
     // The frozen prefix, computed once (image models, no augmentation, a fixed freeze).
     let prefix = if !use_features
-        && !is_text
-        && !o.augment
+        && (is_text || !o.augment)
         && o.prefix_cache
         && !o.from_scratch
         && schedule.is_empty()
@@ -999,7 +1063,7 @@ pub fn finetune(
                 }
                 None if prefix.is_some() => {
                     let (k, acts, _) = prefix.as_ref().unwrap();
-                    net.logits_from(acts.batch(chunk, &device), *k)
+                    acts.logits(&net, &source, &train, chunk, *k, &device)?
                 }
                 None => {
                     let ex: Vec<&Example> = chunk.iter().map(|&i| &train.examples[i]).collect();
@@ -1079,7 +1143,7 @@ pub fn finetune(
                     let idx: Vec<usize> = (0..val.len()).collect();
                     let mut out = Vec::with_capacity(val.len() * classes.len());
                     for chunk in idx.chunks(inference_batch(&source, o)) {
-                        out.extend(to_vec(valid.logits_from(va.batch(chunk, &cpu), *k)));
+                        out.extend(to_vec(va.logits(&valid, &source, &val, chunk, *k, &cpu)?));
                     }
                     out
                 }

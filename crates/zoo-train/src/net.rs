@@ -328,11 +328,56 @@ impl Net {
         }
     }
 
+    /// The block names of the backbone's sequential units, in forward order (where a frozen
+    /// prefix can end).
+    pub fn prefix_units(&self) -> Vec<String> {
+        match self {
+            Net::Image(m) => m.backbone.prefix_units(),
+            Net::Text(m) => m.encoder.unit_names(),
+        }
+    }
+
+    /// An image network's activation after its first `k` units.
+    pub fn run_image_prefix(&self, x: Tensor<4>, k: usize) -> Tensor<4> {
+        match self {
+            Net::Image(m) => m.backbone.run_prefix(x, k),
+            Net::Text(_) => panic!("run_image_prefix: a text network"),
+        }
+    }
+
+    /// A text network's token states after its first `k >= 1` units.
+    pub fn run_text_prefix(
+        &self,
+        ids: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        mask: Tensor<2>,
+        k: usize,
+    ) -> Tensor<3> {
+        match self {
+            Net::Text(m) => m.run_prefix(ids, types, mask, k),
+            Net::Image(_) => panic!("run_text_prefix: an image network"),
+        }
+    }
+
     /// Logits from the activation after the first `k` backbone units (the frozen prefix).
     pub fn logits_from(&self, x: Tensor<4>, k: usize) -> Tensor<2> {
         match self {
             Net::Image(m) => m.head.forward(m.backbone.features_from(x, k)),
             Net::Text(_) => panic!("logits_from: a text network has no image prefix"),
+        }
+    }
+
+    /// Logits from a text's token states after the first `k` units.
+    pub fn text_logits_from(
+        &self,
+        x: Tensor<3>,
+        mask: Tensor<2>,
+        k: usize,
+        pooling: Pooling,
+    ) -> Tensor<2> {
+        match self {
+            Net::Text(m) => m.head.forward(m.features_from(x, mask, k, pooling)),
+            Net::Image(_) => panic!("text_logits_from: an image network"),
         }
     }
 

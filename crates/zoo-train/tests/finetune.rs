@@ -172,12 +172,9 @@ fn a_second_head_only_run_reads_every_feature_from_the_cache() {
 
 /// Resume (issue 6): a run stopped after epoch 1 and resumed ends with the same weights as one
 /// that ran straight through — full fine-tuning of the real MiniLM on real sentences.
-#[test]
-fn a_resumed_text_run_ends_where_a_straight_run_ends() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = fixtures().join("checkpoints/all-MiniLM-L6-v2");
-    // 60 sentences, balanced.
-    let csv = tmp.path().join("s.csv");
+/// The first `per_class` positive and negative sentences of the sentiment fixture as a CSV.
+fn sentiment_csv(dir: &Path, per_class: usize) -> PathBuf {
+    let csv = dir.join("s.csv");
     let mut rd = csv::Reader::from_path(fixtures().join("sentiment.csv")).unwrap();
     let mut w = csv::Writer::from_path(&csv).unwrap();
     w.write_record(["text", "label"]).unwrap();
@@ -189,13 +186,20 @@ fn a_resumed_text_run_ends_where_a_straight_run_ends() {
         } else {
             &mut neg
         };
-        if *c < 30 {
+        if *c < per_class {
             *c += 1;
             w.write_record([&r[0], &r[1]]).unwrap();
         }
     }
     w.flush().unwrap();
-    drop(w);
+    csv
+}
+
+#[test]
+fn a_resumed_text_run_ends_where_a_straight_run_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixtures().join("checkpoints/all-MiniLM-L6-v2");
+    let csv = sentiment_csv(tmp.path(), 30);
     let o = Options {
         epochs: 3,
         batch_size: 16,
@@ -359,7 +363,6 @@ fn fixture_model(dir: &Path, file: &str, arch: &str, classes: usize) -> PathBuf 
 /// computed once and once running the whole network every step, and asserts the two models
 /// are byte-identical; then a third run reads the activations back from the cache.
 fn prefix_once_equals_every_step(tmp: &Path, model: &Path, freeze: &str) {
-    let data = fixtures().join("fashion-mnist");
     let o = small(Options {
         epochs: 2,
         freeze: freeze.into(),
@@ -370,10 +373,14 @@ fn prefix_once_equals_every_step(tmp: &Path, model: &Path, freeze: &str) {
         cache_dir: Some(tmp.join("cache")),
         ..Options::default()
     });
-    let once = finetune(model, &data, &tmp.join("once"), &o, &Silent).unwrap();
+    prefix_once_equals_every_step_on(tmp, model, &fixtures().join("fashion-mnist"), &o);
+}
+
+fn prefix_once_equals_every_step_on(tmp: &Path, model: &Path, data: &Path, o: &Options) {
+    let once = finetune(model, data, &tmp.join("once"), o, &Silent).unwrap();
     let every = finetune(
         model,
-        &data,
+        data,
         &tmp.join("every"),
         &Options {
             prefix_cache: false,
@@ -405,7 +412,7 @@ fn prefix_once_equals_every_step(tmp: &Path, model: &Path, freeze: &str) {
     );
     assert_eq!(once.eval.accuracy, every.eval.accuracy);
     // A second run reads the activations from the cache (memory-mapped) and ends the same.
-    let again = finetune(model, &data, &tmp.join("again"), &o, &Silent).unwrap();
+    let again = finetune(model, data, &tmp.join("again"), o, &Silent).unwrap();
     assert_eq!(tensors(&tmp.join("again/model.safetensors")), a);
     assert_eq!(again.eval.accuracy, once.eval.accuracy);
     assert!(again.backbone_batches < once.backbone_batches);
@@ -444,4 +451,23 @@ fn the_frozen_prefix_of_every_image_architecture_gives_the_same_bytes_issue_11()
         let model = fixture_model(tmp.path(), file, arch, classes);
         prefix_once_equals_every_step(tmp.path(), &model, freeze);
     }
+}
+
+/// Issue 11: a text encoder's frozen layers too (MiniLM with the embeddings and the first two
+/// layers frozen, real sentences of different lengths): token states cached padded to the
+/// longest sentence, each batch read back at its own length.
+#[test]
+fn the_frozen_prefix_of_a_text_encoder_gives_the_same_bytes_issue_11() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixtures().join("checkpoints/all-MiniLM-L6-v2");
+    let csv = sentiment_csv(tmp.path(), 30);
+    let o = Options {
+        epochs: 2,
+        batch_size: 8,
+        lr: 1e-4,
+        freeze: "stages:3".into(),
+        cache_dir: Some(tmp.path().join("cache")),
+        ..Options::default()
+    };
+    prefix_once_equals_every_step_on(tmp.path(), &model, &csv, &o);
 }
