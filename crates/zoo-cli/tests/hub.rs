@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 mod common;
 use common::*;
 
+/// The Python client's whole surface, with large files through classic LFS
+/// (`HF_HUB_DISABLE_XET=1`, as git-lfs, older clients and file-object uploads use it; the Xet
+/// path has its own test below).
 #[test]
 fn python_huggingface_hub_works_unmodified() {
     let python = std::env::var("ZOO_PYTHON")
@@ -50,6 +53,40 @@ fn python_huggingface_hub_works_unmodified() {
         !log.contains(&alice) && !log.contains(&bob),
         "a token appeared in the log"
     );
+}
+
+/// Issue 12: uploads through Xet, as huggingface_hub >= 1.20 sends them whenever hf_xet is
+/// installed (the default): no environment variable.
+#[test]
+fn python_uploads_through_xet_with_no_setting_issue_12() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let alice = user(&data, "alice", "write");
+    let server = Server::start(&data, &[], &[]);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/xet.py"))
+        .env_remove("HF_HUB_DISABLE_XET")
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HUB_CACHE", dir.path().join("cache"))
+        .env("HF_HOME", dir.path().join("hf-home"))
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("ZOO_TOKEN_ALICE", &alice)
+        .env("ZOO_DATA", &data)
+        .env("ZOO_WORK", &work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all xet checks passed"), "{stdout}");
+    eprintln!("{stdout}");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod meta;
 pub mod paths;
 pub mod search;
 pub mod server;
+pub mod xet;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -191,6 +191,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Repositories whose card names `base` as `base_model`.
     fn children(&self, base: &str) -> Result<Vec<String>>;
     fn count_download(&self, repo_id: i64) -> Result<()>;
+
+    /// Records a verified xorb (Xet upload) of a repository: its hash and the blob holding
+    /// its serialized bytes (`size` of them). Xorbs are per repository: a shard may name only
+    /// its own.
+    fn add_xorb(&self, repo_id: i64, hash: &str, blob: &str, size: u64) -> Result<bool>;
+    /// The blob of a repository's xorb.
+    fn xorb(&self, repo_id: i64, hash: &str) -> Result<Option<String>>;
 }
 
 /// SQLite metadata in one file.
@@ -269,6 +276,14 @@ CREATE TABLE IF NOT EXISTS lineage (
     PRIMARY KEY (repo_id, base)
 );
 CREATE INDEX IF NOT EXISTS lineage_base ON lineage(base);
+CREATE TABLE IF NOT EXISTS xet_xorbs (
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    hash TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, hash)
+);
 "#;
 
 pub fn now_ms() -> i64 {
@@ -744,6 +759,27 @@ impl MetaStore for SqliteMeta {
                 [repo_id],
             )?;
             Ok(())
+        })
+    }
+
+    fn add_xorb(&self, repo_id: i64, hash: &str, blob: &str, size: u64) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO xet_xorbs (repo_id, hash, blob, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![repo_id, hash, blob, size as i64, now_ms()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn xorb(&self, repo_id: i64, hash: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT blob FROM xet_xorbs WHERE repo_id = ?1 AND hash = ?2",
+                params![repo_id, hash],
+                |r| r.get(0),
+            )
+            .optional()?)
         })
     }
 }

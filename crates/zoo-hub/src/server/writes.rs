@@ -1,0 +1,374 @@
+//! Writing repositories: the preupload classification and the ndjson commit (regular files
+//! inline, LFS files by oid), with every new file scanned before it is committed.
+
+use super::*;
+
+/// Files larger than this, binary files and weight formats go through LFS.
+pub(super) const LFS_THRESHOLD: u64 = 10_000_000;
+
+/// Extensions that always go through LFS, as the Hub's default `.gitattributes` says.
+pub(super) const LFS_EXTENSIONS: &[&str] = &[
+    "safetensors",
+    "bin",
+    "pt",
+    "pth",
+    "ckpt",
+    "h5",
+    "onnx",
+    "msgpack",
+    "pkl",
+    "pickle",
+    "npy",
+    "npz",
+    "gguf",
+    "zip",
+    "tar",
+    "gz",
+    "tgz",
+    "zst",
+    "parquet",
+    "arrow",
+    "tflite",
+    "ot",
+    "model",
+    "joblib",
+    "png",
+    "jpg",
+    "jpeg",
+    "webp",
+];
+
+pub(super) fn upload_mode(path: &str, size: u64, sample: &[u8]) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if size > LFS_THRESHOLD || sample.contains(&0) || LFS_EXTENSIONS.contains(&ext.as_str()) {
+        "lfs"
+    } else {
+        "regular"
+    }
+}
+
+pub(super) async fn preupload(
+    ctx: &Ctx<'_>,
+    kind: RepoKind,
+    ns: &str,
+    name: &str,
+    rev: &str,
+    body: Body,
+) -> HubResult {
+    let repo = ctx.writable(kind, ns, name)?;
+    let body = read_json(body, 64 << 20).await?;
+    let head = ctx.hub.meta.resolve(repo.id, rev)?;
+    let files = body
+        .get("files")
+        .and_then(Value::as_array)
+        .ok_or_else(|| HubError::BadRequest("`files` is required".into()))?;
+    let mut out = Vec::new();
+    for f in files {
+        let path = f
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| HubError::BadRequest("a file has no `path`".into()))?;
+        if let Some(p) = path_problem(path) {
+            return Err(HubError::BadRequest(format!("`{path}`: {p}")));
+        }
+        let size = f.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let sample = f
+            .get("sample")
+            .and_then(Value::as_str)
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .unwrap_or_default();
+        let mode = upload_mode(path, size, &sample);
+        let mut entry = json!({"path": path, "uploadMode": mode, "shouldIgnore": false});
+        if let Some(head) = &head
+            && let Some(existing) = ctx.hub.meta.file(head, path)?
+        {
+            entry["oid"] = json!(if mode == "lfs" {
+                existing.sha256
+            } else {
+                existing.git_oid
+            });
+        }
+        out.push(entry);
+    }
+    Ok(json_response(StatusCode::OK, json!({"files": out})))
+}
+
+/// One parsed ndjson operation.
+pub(super) enum Op {
+    File {
+        path: String,
+        content: Vec<u8>,
+    },
+    Lfs {
+        path: String,
+        oid: String,
+        size: Option<u64>,
+    },
+    DeleteFile(String),
+    DeleteFolder(String),
+}
+
+pub(super) async fn commit(
+    ctx: &Ctx<'_>,
+    kind: RepoKind,
+    ns: &str,
+    name: &str,
+    rev: &str,
+    body: Body,
+) -> HubResult {
+    let repo = ctx.writable(kind, ns, name)?;
+    let author = ctx.user()?.user.clone();
+    if ctx.flag("create_pr") {
+        return Err(HubError::BadRequest(
+            "pull requests are not supported by this hub: commit to a branch".into(),
+        ));
+    }
+    let is_branch = ctx
+        .hub
+        .meta
+        .refs(repo.id)?
+        .iter()
+        .any(|r| r.kind == "branch" && r.name == rev);
+    if !is_branch {
+        return match ctx.hub.meta.resolve(repo.id, rev)? {
+            Some(_) => Err(HubError::BadRequest(format!(
+                "`{rev}` is not a branch: commits go to branches"
+            ))),
+            None => Err(HubError::RevisionNotFound(rev.to_string())),
+        };
+    }
+    let limit = usize::try_from(ctx.hub.config.max_commit_bytes).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        HubError::TooLarge(format!(
+            "commit body exceeds {} bytes: send large files through LFS",
+            ctx.hub.config.max_commit_bytes
+        ))
+    })?;
+    let mut summary = String::new();
+    let mut description = String::new();
+    let mut parent = None;
+    let mut ops = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| HubError::BadRequest(format!("commit line {}: {e}", i + 1)))?;
+        let key = v.get("key").and_then(Value::as_str).unwrap_or("");
+        let value = v.get("value").cloned().unwrap_or(Value::Null);
+        let path = || -> HubResult<String> {
+            let p = value
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| HubError::BadRequest(format!("commit line {}: no `path`", i + 1)))?;
+            match path_problem(p) {
+                Some(problem) => Err(HubError::BadRequest(format!("`{p}`: {problem}"))),
+                None => Ok(p.to_string()),
+            }
+        };
+        match key {
+            "header" => {
+                summary = value
+                    .get("summary")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                description = value
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                parent = value
+                    .get("parentCommit")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            "file" => {
+                let content = value.get("content").and_then(Value::as_str).unwrap_or("");
+                let content = match value.get("encoding").and_then(Value::as_str) {
+                    Some("base64") | None => base64::engine::general_purpose::STANDARD
+                        .decode(content)
+                        .map_err(|e| {
+                            HubError::BadRequest(format!("commit line {}: base64: {e}", i + 1))
+                        })?,
+                    Some("utf-8") | Some("utf8") => content.as_bytes().to_vec(),
+                    Some(other) => {
+                        return Err(HubError::BadRequest(format!(
+                            "encoding `{other}` is not supported"
+                        )));
+                    }
+                };
+                ops.push(Op::File {
+                    path: path()?,
+                    content,
+                });
+            }
+            "lfsFile" => {
+                let oid = value
+                    .get("oid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if value
+                    .get("algo")
+                    .and_then(Value::as_str)
+                    .is_some_and(|a| a != "sha256")
+                    || !is_sha256(&oid)
+                {
+                    return Err(HubError::BadRequest(format!(
+                        "commit line {}: lfsFile needs a sha256 oid",
+                        i + 1
+                    )));
+                }
+                ops.push(Op::Lfs {
+                    path: path()?,
+                    oid,
+                    size: value.get("size").and_then(Value::as_u64),
+                });
+            }
+            "deletedFile" => ops.push(Op::DeleteFile(path()?)),
+            "deletedFolder" => {
+                ops.push(Op::DeleteFolder(path()?.trim_end_matches('/').to_string()))
+            }
+            other => {
+                return Err(HubError::BadRequest(format!(
+                    "commit line {}: unknown key `{other}`",
+                    i + 1
+                )));
+            }
+        }
+    }
+    if summary.is_empty() {
+        summary = "Upload files".into();
+    }
+    // Store regular files and check LFS objects: blobs become visible only once hashed.
+    let blobs = ctx.hub.blobs.clone();
+    let allow_dangerous = ctx.hub.config.allow_dangerous_pickles;
+    let (added, deleted_files, deleted_folders) = tokio::task::spawn_blocking(move || -> HubResult<_> {
+        let mut added = Vec::new();
+        let (mut df, mut dd) = (Vec::new(), Vec::new());
+        for op in ops {
+            match op {
+                Op::File { path, content } => {
+                    let mut w = blobs.writer()?;
+                    w.write_chunk(&content)?;
+                    let info = w.commit(None, Some(content.len() as u64))?;
+                    let mut e = FileEntry {
+                        path,
+                        sha256: info.sha256,
+                        size: info.size,
+                        git_oid: git_blob_sha1(&content),
+                        lfs: false,
+                        verdict: None,
+                        scan: None,
+                    };
+                    scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
+                    added.push(e);
+                }
+                Op::Lfs { path, oid, size } => {
+                    let stored = blobs.size(&oid)?.ok_or_else(|| {
+                        HubError::BadRequest(format!("`{path}`: LFS object {oid} was not uploaded (or failed its hash check)"))
+                    })?;
+                    if size.is_some_and(|s| s != stored) {
+                        return Err(HubError::BadRequest(format!("`{path}`: LFS object {oid} is {stored} bytes, not {}", size.unwrap())));
+                    }
+                    let pointer = lfs_pointer(&oid, stored);
+                    let mut e = FileEntry {
+                        path,
+                        sha256: oid,
+                        size: stored,
+                        git_oid: git_blob_sha1(pointer.as_bytes()),
+                        lfs: true,
+                        verdict: None,
+                        scan: None,
+                    };
+                    scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
+                    added.push(e);
+                }
+                Op::DeleteFile(p) => df.push(p),
+                Op::DeleteFolder(p) => dd.push(p),
+            }
+        }
+        Ok((added, df, dd))
+    })
+    .await
+    .map_err(|e| HubError::Internal(e.to_string()))??;
+    let id = ctx.hub.meta.commit(&NewCommit {
+        repo_id: repo.id,
+        branch: rev.to_string(),
+        expected_parent: parent,
+        summary: summary.clone(),
+        description,
+        author,
+        added,
+        deleted_files,
+        deleted_folders,
+    })?;
+    if rev == "main" {
+        reindex(ctx.hub, &repo, &id).await?;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"commitUrl": format!("{}/commit/{id}", ctx.repo_url(&repo)), "commitOid": id, "commitMessage": summary, "pullRequestUrl": null, "success": true}),
+    ))
+}
+
+/// Recomputes the search index of a repository from a commit (its new `main`).
+pub(super) async fn reindex(hub: &Hub, repo: &Repo, commit: &str) -> HubResult<()> {
+    let files = hub.meta.files(commit)?;
+    let blobs = hub.blobs.clone();
+    let row = tokio::task::spawn_blocking(move || crate::index::compute(&files, blobs.as_ref()))
+        .await
+        .map_err(|e| HubError::Internal(e.to_string()))?;
+    hub.meta.set_index(repo.id, &row)?;
+    Ok(())
+}
+
+/// Scans a new file: safetensors must pass the validator; dangerous pickles are refused
+/// unless the server allows them. The verdict and report are recorded with the file.
+pub(super) fn scan_entry(
+    blobs: &dyn BlobStore,
+    e: &mut FileEntry,
+    allow_dangerous: bool,
+) -> HubResult<()> {
+    use zoo_formats::scan::{FileVerdict, Kind};
+    let Some(local) = blobs.local_path(&e.sha256) else {
+        return Ok(());
+    };
+    let mapped =
+        zoo_checkpoint::Mapped::open(&local).map_err(|err| HubError::Internal(err.to_string()))?;
+    let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+    let report = zoo_formats::scan::scan_bytes(name, mapped.bytes());
+    let checkpoint_like = report.kind != Kind::Other || report.expected.is_some();
+    if !checkpoint_like {
+        return Ok(());
+    }
+    if report.verdict == FileVerdict::Invalid
+        && (report.kind == Kind::Safetensors || report.expected == Some(Kind::Safetensors))
+    {
+        return Err(HubError::BadRequest(format!(
+            "`{}` is not a valid safetensors file: {}",
+            e.path,
+            report.notes.join("; ")
+        )));
+    }
+    if report.verdict == FileVerdict::Dangerous && !allow_dangerous {
+        let bad: Vec<String> = report
+            .imports
+            .iter()
+            .filter(|i| i.verdict == zoo_formats::policy::Verdict::Dangerous)
+            .map(|i| format!("{}.{}", i.module, i.name))
+            .collect();
+        return Err(HubError::BadRequest(format!(
+            "`{}` is a dangerous pickle (imports {}); refused. Convert it with `zoo convert`, or start the server with --allow-dangerous-pickles",
+            e.path,
+            bad.join(", ")
+        )));
+    }
+    e.verdict = Some(report.verdict.as_str().to_string());
+    e.scan = serde_json::to_string(&report).ok();
+    Ok(())
+}
