@@ -89,6 +89,35 @@ fn python_uploads_through_xet_with_no_setting_issue_12() {
     eprintln!("{stdout}");
 }
 
+/// Issue 12: data-set repositories load with `datasets` (CSV, JSON Lines, Parquet, streaming
+/// too) and answer the error codes the Hugging Face libraries branch on.
+#[test]
+fn datasets_load_from_dataset_repositories_issue_12() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let alice = user(&data, "alice", "write");
+    let server = Server::start(&data, &[], &[]);
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/datasets_load.py"))
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HUB_CACHE", dir.path().join("cache"))
+        .env("HF_HOME", dir.path().join("hf-home"))
+        .env("HF_DATASETS_CACHE", dir.path().join("datasets"))
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("ZOO_TOKEN_ALICE", &alice)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all datasets checks passed"), "{stdout}");
+}
+
 #[test]
 fn the_rust_hf_hub_crate_downloads_a_file() {
     let dir = tempfile::tempdir().unwrap();

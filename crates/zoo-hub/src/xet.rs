@@ -129,7 +129,7 @@ pub fn merkle_root(leaves: &[(Hash, u64)]) -> Hash {
             } else {
                 let end = 9.min(rest.len());
                 (2..end)
-                    .find(|&i| rest[i].0.last_u64() % 4 == 0)
+                    .find(|&i| rest[i].0.last_u64().is_multiple_of(4))
                     .map_or(end, |i| i + 1)
             };
             let mut text = String::with_capacity(cut * 80);
@@ -636,7 +636,7 @@ mod tests {
         for cut in [10, 60, 100, s.len() - 96] {
             assert!(parse_shard(&s[..cut]).is_err(), "cut at {cut}");
         }
-        let mut wrong = s.clone();
+        let mut wrong = s;
         wrong[0] = b'X';
         assert!(parse_shard(&wrong).is_err());
     }

@@ -367,6 +367,9 @@ async fn api_repo(
         }
         (_, ["tree", rev, path @ ..]) if get => tree(ctx, kind, ns, name, rev, &path.join("/")),
         (_, ["refs"]) if get => refs(ctx, kind, ns, name),
+        (Method::POST, ["paths-info", rev @ ..]) if !rev.is_empty() => {
+            paths_info(ctx, kind, ns, name, &rev.join("/"), body).await
+        }
         (_, ["commits", rev @ ..]) if get && !rev.is_empty() => {
             commits(ctx, kind, ns, name, &rev.join("/"))
         }

@@ -184,14 +184,7 @@ pub(super) fn tree(
             dirs.insert(format!("{prefix}{}", parts[..i].join("/")));
         }
         if recursive || parts.len() == 1 {
-            let mut e = json!({"type": "file", "path": f.path, "oid": f.git_oid, "size": f.size});
-            if f.lfs {
-                e["lfs"] = json!({"oid": f.sha256, "size": f.size, "pointerSize": lfs_pointer(&f.sha256, f.size).len()});
-            }
-            if let Some(s) = security(f) {
-                e["securityFileStatus"] = s;
-            }
-            entries.push(e);
+            entries.push(file_json(f));
         }
     }
     if !dir.is_empty() && entries.is_empty() && dirs.is_empty() {
@@ -200,13 +193,7 @@ pub(super) fn tree(
             commit: sha,
         });
     }
-    let mut all: Vec<Value> = dirs
-        .into_iter()
-        .map(|d| {
-            let oid = git_blob_sha1(d.as_bytes());
-            json!({"type": "directory", "path": d, "oid": oid, "size": 0})
-        })
-        .collect();
+    let mut all: Vec<Value> = dirs.into_iter().map(|d| dir_json(&d)).collect();
     all.extend(entries);
     all.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
     let page = ctx
@@ -381,4 +368,68 @@ pub(super) fn list(ctx: &Ctx<'_>, kind: RepoKind) -> HubResult {
         out.push(v);
     }
     paginate(ctx, &out, page)
+}
+
+/// A file as `tree` and `paths-info` list it.
+fn file_json(f: &FileEntry) -> Value {
+    let mut e = json!({"type": "file", "path": f.path, "oid": f.git_oid, "size": f.size});
+    if f.lfs {
+        e["lfs"] = json!({"oid": f.sha256, "size": f.size, "pointerSize": lfs_pointer(&f.sha256, f.size).len()});
+    }
+    if let Some(s) = security(f) {
+        e["securityFileStatus"] = s;
+    }
+    e
+}
+
+/// A folder as `tree` and `paths-info` list it.
+fn dir_json(d: &str) -> Value {
+    let oid = git_blob_sha1(d.as_bytes());
+    json!({"type": "directory", "path": d, "oid": oid, "size": 0})
+}
+
+/// `POST /api/{kind}s/{repo}/paths-info/{rev}`: the files and folders among `paths` (form
+/// fields, as huggingface_hub sends them, or JSON), missing ones left out.
+pub(super) async fn paths_info(
+    ctx: &Ctx<'_>,
+    kind: RepoKind,
+    ns: &str,
+    name: &str,
+    rev: &str,
+    body: Body,
+) -> HubResult {
+    let repo = ctx.readable(kind, ns, name)?;
+    let sha = ctx.resolve(&repo, rev)?;
+    let bytes = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .map_err(|e| HubError::TooLarge(format!("request body: {e}")))?;
+    let paths: Vec<String> = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => v["paths"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(_) => form_urlencoded::parse(&bytes)
+            .filter(|(k, _)| k == "paths")
+            .map(|(_, v)| v.into_owned())
+            .collect(),
+    };
+    let files = ctx.hub.meta.files(&sha)?;
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.trim_matches('/');
+        if let Some(f) = files.iter().find(|f| f.path == p) {
+            out.push(file_json(f));
+        } else if !p.is_empty() && files.iter().any(|f| f.path.starts_with(&format!("{p}/"))) {
+            out.push(dir_json(p));
+        }
+    }
+    let mut r = json_response(StatusCode::OK, Value::Array(out));
+    if let Ok(v) = HeaderValue::from_str(&sha) {
+        r.headers_mut().insert("x-repo-commit", v);
+    }
+    Ok(r)
 }

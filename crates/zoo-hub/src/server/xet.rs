@@ -120,6 +120,7 @@ pub(super) fn write_token(
 /// The CAS routes under `/xet-cas/{kind}s/{ns}/{name}/`. Unknown ones (global dedup
 /// `v1/chunks`, `v1/xorb-grants`, `v2/shards`, telemetry) answer 404, which the client takes
 /// as "not offered" and falls back from.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn cas(
     hub: &Hub,
     method: &Method,
@@ -160,7 +161,7 @@ async fn body_bytes(body: Body) -> HubResult<Bytes> {
         .map_err(|e| HubError::TooLarge(format!("Xet objects are at most 64 MiB: {e}")))
 }
 
-fn refused(what: &str, e: XetError) -> HubError {
+fn refused(what: &str, e: &XetError) -> HubError {
     HubError::BadRequest(format!("{what}: {e}"))
 }
 
@@ -178,7 +179,7 @@ async fn upload_xorb(hub: &Hub, g: &Grant, hash: &str, body: Body) -> HubResult 
     let bytes = body_bytes(body).await?;
     let blobs = hub.blobs.clone();
     let info = tokio::task::spawn_blocking(move || -> HubResult<_> {
-        xet::parse_xorb(&bytes, &expected).map_err(|e| refused("xorb", e))?;
+        xet::parse_xorb(&bytes, &expected).map_err(|e| refused("xorb", &e))?;
         let mut w = blobs.writer()?;
         w.write_chunk(&bytes)?;
         Ok(w.commit(None, Some(bytes.len() as u64))?)
@@ -198,7 +199,7 @@ async fn upload_xorb(hub: &Hub, g: &Grant, hash: &str, body: Body) -> HubResult 
 /// against its sha256 and stored; the commit that follows names it by that sha256.
 async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
     let bytes = body_bytes(body).await?;
-    let files = xet::parse_shard(&bytes).map_err(|e| refused("shard", e))?;
+    let files = xet::parse_shard(&bytes).map_err(|e| refused("shard", &e))?;
     let meta = hub.meta.clone();
     let blobs = hub.blobs.clone();
     let max_file = hub.config.max_file_bytes;
@@ -235,7 +236,7 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
                     blobs.read_range(&blob, 0, size)?.read_to_end(&mut data).map_err(|e| {
                         HubError::Internal(format!("reading xorb {}: {e}", t.xorb))
                     })?;
-                    let x = xet::parse_xorb(&data, &t.xorb).map_err(|e| refused("stored xorb", e))?;
+                    let x = xet::parse_xorb(&data, &t.xorb).map_err(|e| refused("stored xorb", &e))?;
                     cached = Some((t.xorb, data, x));
                 }
                 let (_, data, x) = cached.as_ref().expect("just cached");
@@ -260,7 +261,7 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
                 }
                 let mut n = 0u64;
                 for c in chunks {
-                    let d = xet::chunk_data(data, c).map_err(|e| refused("stored xorb", e))?;
+                    let d = xet::chunk_data(data, c).map_err(|e| refused("stored xorb", &e))?;
                     n += d.len() as u64;
                     sha2::Digest::update(&mut digest, &d);
                     w.write_chunk(&d)?;
