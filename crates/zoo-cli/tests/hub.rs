@@ -118,6 +118,121 @@ fn datasets_load_from_dataset_repositories_issue_12() {
     assert!(stdout.contains("all datasets checks passed"), "{stdout}");
 }
 
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `tests/hub/prefix.py` against `endpoint` (ending in `/hub`), with Xet and with
+/// classic LFS.
+fn prefix_checks(python: &str, endpoint: &str, token: &str, work: &Path, repo: &str) {
+    for (i, xet) in [true, false].into_iter().enumerate() {
+        let dir = work.join(format!("{repo}-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(python);
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/prefix.py"))
+            .env("HF_ENDPOINT", endpoint)
+            .env("HF_HUB_CACHE", dir.join("cache"))
+            .env("HF_HOME", dir.join("hf-home"))
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env("ZOO_TOKEN_ALICE", token)
+            .env("ZOO_WORK", &dir)
+            .env("ZOO_REPO", format!("alice/{repo}-{i}"));
+        if xet {
+            cmd.env_remove("HF_HUB_DISABLE_XET");
+        } else {
+            cmd.env("HF_HUB_DISABLE_XET", "1");
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("all prefix checks passed"),
+            "{endpoint} (xet: {xet}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Issue 12: a hub behind a path prefix (`ZOO_PUBLIC_URL=http://host/hub`), reached directly
+/// with the prefix in every path, and through a real nginx that strips it.
+#[test]
+fn a_hub_behind_a_path_prefix_works_with_the_python_client_issue_12() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let alice = user(&data, "alice", "write");
+    // Directly: the hub itself at http://127.0.0.1:P/hub.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let public = format!("http://{addr}/hub");
+    let server = Server::start(&data, &["--addr", &addr], &[("ZOO_PUBLIC_URL", &public)]);
+    prefix_checks(&python, &public, &alice, dir.path(), "direct");
+    drop(server);
+    // Through nginx, which strips the prefix.
+    let nginx = which("nginx").expect("nginx (Debian's nginx-light; .ci/run installs it)");
+    let (hub_port, proxy_port) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{proxy_port}/hub");
+    let _server = Server::start(
+        &data,
+        &["--addr", &format!("127.0.0.1:{hub_port}")],
+        &[("ZOO_PUBLIC_URL", &public)],
+    );
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; pid {pid}; error_log {log};\n\
+             events {{}}\n\
+             http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};\n\
+             server {{ listen 127.0.0.1:{proxy_port};\n\
+             location /hub/ {{ proxy_pass http://127.0.0.1:{hub_port}/; client_max_body_size 0;\n\
+             proxy_request_buffering off; proxy_buffering off; proxy_http_version 1.1; proxy_set_header Host $host:$server_port; }} }} }}\n",
+            pid = dir.path().join("nginx.pid").display(),
+            log = dir.path().join("nginx.err").display(),
+            tmp = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let mut proxy = Command::new(nginx)
+        .args(["-p", &dir.path().display().to_string(), "-c"])
+        .arg(&conf)
+        .spawn()
+        .unwrap();
+    wait_for_port(proxy_port);
+    prefix_checks(&python, &public, &alice, dir.path(), "proxied");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(name))
+    .find(|p| p.exists())
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
 #[test]
 fn the_rust_hf_hub_crate_downloads_a_file() {
     let dir = tempfile::tempdir().unwrap();

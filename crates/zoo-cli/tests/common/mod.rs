@@ -24,8 +24,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let addr = if args.contains(&"--addr") {
+            &[][..]
+        } else {
+            &["--addr", "127.0.0.1:0"][..]
+        };
         let mut child = Command::new(ZOO)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg("serve")
+            .args(addr)
+            .arg("--data")
             .arg(data)
             .args(args)
             .envs(env.iter().copied())

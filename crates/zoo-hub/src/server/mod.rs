@@ -183,6 +183,19 @@ fn decode_segments(path: &str) -> HubResult<Vec<String>> {
         .collect()
 }
 
+/// `path` without the path part of `public_url`, when it starts with it.
+fn strip_prefix<'a>(public_url: Option<&str>, path: &'a str) -> &'a str {
+    let prefix = public_url
+        .and_then(|u| u.split_once("://"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .map(|p| p.trim_end_matches('/'))
+        .unwrap_or("");
+    match path.strip_prefix(prefix) {
+        Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('/')) => rest,
+        _ => path,
+    }
+}
+
 async fn route(
     hub: &Hub,
     method: &Method,
@@ -190,7 +203,10 @@ async fn route(
     headers: &HeaderMap,
     body: Body,
 ) -> HubResult {
-    let segs = decode_segments(uri.path())?;
+    // Behind a path prefix (`public_url` = `https://host/hub`) a proxy may pass the prefix on
+    // or strip it: both reach the same routes.
+    let path = strip_prefix(hub.config.public_url.as_deref(), uri.path());
+    let segs = decode_segments(path)?;
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -219,7 +235,7 @@ async fn route(
         viewer,
         base,
         query,
-        path: uri.path(),
+        path,
     };
     let get = *method == Method::GET || *method == Method::HEAD;
     match (method.clone(), s.as_slice()) {
@@ -271,7 +287,7 @@ async fn route(
         ),
         _ => Err(HubError::NotFound(format!(
             "no route for {method} {}",
-            uri.path()
+            path
         ))),
     }
 }
