@@ -12,6 +12,7 @@ pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod error;
+pub mod git;
 pub mod index;
 pub mod meta;
 pub mod paths;

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sha1::{Digest, Sha1};
 
 /// Why metadata could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +131,9 @@ pub struct NewCommit {
     pub added: Vec<FileEntry>,
     pub deleted_files: Vec<String>,
     pub deleted_folders: Vec<String>,
+    /// A commit pushed over git: its id and time (Unix ms), kept as they are. Otherwise the
+    /// id is the git commit the API commit computes to ([`crate::git::commit_id`]).
+    pub pushed: Option<(String, i64)>,
 }
 
 /// Search parameters already parsed by the route.
@@ -173,9 +175,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// A branch, a tag, or a full commit id of this repository → commit id.
     fn resolve(&self, repo_id: i64, revision: &str) -> Result<Option<String>>;
-    fn commit_info(&self, commit: &str) -> Result<Option<Commit>>;
-    fn files(&self, commit: &str) -> Result<Vec<FileEntry>>;
-    fn file(&self, commit: &str, path: &str) -> Result<Option<FileEntry>>;
+    fn commit_info(&self, repo_id: i64, commit: &str) -> Result<Option<Commit>>;
+    fn files(&self, repo_id: i64, commit: &str) -> Result<Vec<FileEntry>>;
+    fn file(&self, repo_id: i64, commit: &str, path: &str) -> Result<Option<FileEntry>>;
     /// Applies a commit atomically and returns its id.
     fn commit(&self, c: &NewCommit) -> Result<String>;
     fn history(&self, repo_id: i64, head: &str, limit: usize) -> Result<Vec<Commit>>;
@@ -206,6 +208,10 @@ pub struct SqliteMeta {
     conn: Mutex<Connection>,
 }
 
+/// The schema's version (`PRAGMA user_version`): 2 since commit ids are git commit ids, per
+/// repository (version 0/1 had random ids, global).
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
@@ -231,16 +237,18 @@ CREATE TABLE IF NOT EXISTS repos (
     UNIQUE (kind, namespace, name)
 );
 CREATE TABLE IF NOT EXISTS commits (
-    id TEXT PRIMARY KEY,
     repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
     parent TEXT,
     summary TEXT NOT NULL,
     description TEXT NOT NULL,
     author TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, id)
 );
 CREATE TABLE IF NOT EXISTS commit_files (
-    commit_id TEXT NOT NULL REFERENCES commits(id) ON DELETE CASCADE,
+    repo_id INTEGER NOT NULL,
+    commit_id TEXT NOT NULL,
     path TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -248,7 +256,8 @@ CREATE TABLE IF NOT EXISTS commit_files (
     lfs INTEGER NOT NULL,
     verdict TEXT,
     scan TEXT,
-    PRIMARY KEY (commit_id, path)
+    PRIMARY KEY (repo_id, commit_id, path),
+    FOREIGN KEY (repo_id, commit_id) REFERENCES commits(repo_id, id) ON DELETE CASCADE
 );
 CREATE TABLE IF NOT EXISTS refs (
     repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
@@ -291,22 +300,6 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn new_commit_id(repo_id: i64, parent: Option<&str>, summary: &str) -> String {
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).expect("the OS random source");
-    let mut h = Sha1::new();
-    h.update(
-        format!(
-            "{repo_id}\0{}\0{summary}\0{}\0",
-            parent.unwrap_or(""),
-            now_ms()
-        )
-        .as_bytes(),
-    );
-    h.update(nonce);
-    hex::encode(h.finalize())
 }
 
 fn row_repo(r: &rusqlite::Row<'_>) -> rusqlite::Result<Repo> {
@@ -357,16 +350,157 @@ fn row_index(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<IndexRow> {
     })
 }
 
+/// Version 1 → 2: every commit gets the git commit id its files, parent, author, time and
+/// message compute to, unique per repository; refs follow. One transaction.
+fn migrate_to_git_ids(conn: &mut Connection) -> Result<()> {
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE commits RENAME TO commits_v1;
+         ALTER TABLE commit_files RENAME TO commit_files_v1;",
+    )?;
+    tx.execute_batch(SCHEMA)?;
+    let old: Vec<(i64, Commit)> = {
+        let mut st = tx.prepare(
+            "SELECT id, repo_id, parent, summary, description, author, created_at FROM commits_v1 ORDER BY created_at, rowid",
+        )?;
+        st.query_map([], |r| {
+            Ok((
+                r.get(1)?,
+                Commit {
+                    id: r.get(0)?,
+                    parent: r.get(2)?,
+                    summary: r.get(3)?,
+                    description: r.get(4)?,
+                    author: r.get(5)?,
+                    created_at: r.get(6)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?
+    };
+    let mut new_ids: std::collections::HashMap<String, String> = Default::default();
+    let mut pending = old;
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut later = Vec::new();
+        for (repo_id, c) in pending {
+            let parent_new = match &c.parent {
+                Some(p) => match new_ids.get(p) {
+                    Some(n) => Some(n.clone()),
+                    None => {
+                        later.push((repo_id, c));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let files: Vec<FileEntry> = {
+                let mut st = tx.prepare(
+                    "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files_v1 WHERE commit_id = ?1 ORDER BY path",
+                )?;
+                st.query_map([&c.id], row_file)?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let new_id = crate::git::commit_id(
+                &files,
+                parent_new.as_deref(),
+                &c.author,
+                c.created_at,
+                &c.summary,
+                &c.description,
+            );
+            tx.execute(
+                "INSERT OR IGNORE INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![repo_id, new_id, parent_new, c.summary, c.description, c.author, c.created_at],
+            )?;
+            insert_files(&tx, repo_id, &new_id, &files)?;
+            new_ids.insert(c.id.clone(), new_id);
+        }
+        if later.len() == before {
+            // Parents that do not exist: keep the commits as roots rather than lose them.
+            for (_, c) in &mut later {
+                c.parent = None;
+            }
+        }
+        pending = later;
+    }
+    let refs: Vec<(i64, String, String, String)> = {
+        let mut st = tx.prepare("SELECT repo_id, kind, name, commit_id FROM refs")?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (repo_id, kind, name, commit) in refs {
+        if let Some(n) = new_ids.get(&commit) {
+            tx.execute(
+                "UPDATE refs SET commit_id = ?1 WHERE repo_id = ?2 AND kind = ?3 AND name = ?4",
+                params![n, repo_id, kind, name],
+            )?;
+        }
+    }
+    tx.execute_batch("DROP TABLE commit_files_v1; DROP TABLE commits_v1;")?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn files_of(c: &Connection, repo_id: i64, commit: &str) -> Result<Vec<FileEntry>> {
+    let mut st = c.prepare_cached(
+        "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE repo_id = ?1 AND commit_id = ?2 ORDER BY path",
+    )?;
+    let rows = st
+        .query_map(params![repo_id, commit], row_file)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn insert_files(
+    tx: &rusqlite::Transaction<'_>,
+    repo_id: i64,
+    commit: &str,
+    files: &[FileEntry],
+) -> Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT OR REPLACE INTO commit_files (repo_id, commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for f in files {
+        st.execute(params![
+            repo_id,
+            commit,
+            f.path,
+            f.sha256,
+            f.size as i64,
+            f.git_oid,
+            f.lfs as i64,
+            f.verdict,
+            f.scan
+        ])?;
+    }
+    Ok(())
+}
+
 const INDEX_COLS: &str = "i.pipeline_tag, i.library, i.license, i.architecture, i.params, i.params_by_dtype, i.card_json, i.tags, i.base_models, i.metrics";
 
 impl SqliteMeta {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let existing: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commits')",
+            [],
+            |r| r.get(0),
+        )?;
+        if existing && version < SCHEMA_VERSION {
+            migrate_to_git_ids(&mut conn)?;
+        }
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
         })
@@ -459,10 +593,10 @@ impl MetaStore for SqliteMeta {
                 Err(e) => return Err(e.into()),
             }
             let id = tx.last_insert_rowid();
-            let commit = new_commit_id(id, None, "initial commit");
+            let commit = crate::git::commit_id(&[], None, author, now, "initial commit", "");
             tx.execute(
-                "INSERT INTO commits (id, repo_id, parent, summary, description, author, created_at) VALUES (?1, ?2, NULL, 'initial commit', '', ?3, ?4)",
-                params![commit, id, author, now],
+                "INSERT INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES (?1, ?2, NULL, 'initial commit', '', ?3, ?4)",
+                params![id, commit, author, now],
             )?;
             tx.execute("INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (?1, 'branch', 'main', ?2)", params![id, commit])?;
             let repo = tx.query_row(&format!("SELECT {REPO_COLS} FROM repos WHERE id = ?1"), [id], row_repo)?;
@@ -525,11 +659,11 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn commit_info(&self, commit: &str) -> Result<Option<Commit>> {
+    fn commit_info(&self, repo_id: i64, commit: &str) -> Result<Option<Commit>> {
         self.with(|c| {
             Ok(c.query_row(
-                "SELECT id, parent, summary, description, author, created_at FROM commits WHERE id = ?1",
-                [commit],
+                "SELECT id, parent, summary, description, author, created_at FROM commits WHERE repo_id = ?1 AND id = ?2",
+                params![repo_id, commit],
                 |r| {
                     Ok(Commit {
                         id: r.get(0)?,
@@ -545,22 +679,16 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn files(&self, commit: &str) -> Result<Vec<FileEntry>> {
-        self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?1 ORDER BY path",
-            )?;
-            let rows = st.query_map([commit], row_file)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+    fn files(&self, repo_id: i64, commit: &str) -> Result<Vec<FileEntry>> {
+        self.with(|c| files_of(c, repo_id, commit))
     }
 
-    fn file(&self, commit: &str, path: &str) -> Result<Option<FileEntry>> {
+    fn file(&self, repo_id: i64, commit: &str, path: &str) -> Result<Option<FileEntry>> {
         self.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?1 AND path = ?2",
+                "SELECT path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE repo_id = ?1 AND commit_id = ?2 AND path = ?3",
             )?;
-            Ok(st.query_row(params![commit, path], row_file).optional()?)
+            Ok(st.query_row(params![repo_id, commit, path], row_file).optional()?)
         })
     }
 
@@ -579,34 +707,38 @@ impl MetaStore for SqliteMeta {
                 && expected != &head {
                     return Err(MetaError::Conflict { expected: expected.clone(), found: head });
                 }
-            let id = new_commit_id(n.repo_id, Some(&head), &n.summary);
-            let now = now_ms();
-            tx.execute(
-                "INSERT INTO commits (id, repo_id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, n.repo_id, head, n.summary, n.description, n.author, now],
-            )?;
-            tx.execute(
-                "INSERT INTO commit_files (commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
-                 SELECT ?1, path, sha256, size, git_oid, lfs, verdict, scan FROM commit_files WHERE commit_id = ?2",
-                params![id, head],
-            )?;
+            let mut files: std::collections::BTreeMap<String, FileEntry> = files_of(&tx, n.repo_id, &head)?
+                .into_iter()
+                .map(|f| (f.path.clone(), f))
+                .collect();
             for p in &n.deleted_files {
-                tx.execute("DELETE FROM commit_files WHERE commit_id = ?1 AND path = ?2", params![id, p])?;
+                files.remove(p);
             }
             for p in &n.deleted_folders {
                 let prefix = format!("{}/", p.trim_end_matches('/'));
-                tx.execute(
-                    "DELETE FROM commit_files WHERE commit_id = ?1 AND substr(path, 1, length(?2)) = ?2",
-                    params![id, prefix],
-                )?;
+                files.retain(|path, _| !path.starts_with(&prefix));
             }
             for f in &n.added {
-                tx.execute(
-                    "INSERT OR REPLACE INTO commit_files (commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![id, f.path, f.sha256, f.size as i64, f.git_oid, f.lfs as i64, f.verdict, f.scan],
-                )?;
+                files.insert(f.path.clone(), f.clone());
             }
+            let files: Vec<FileEntry> = files.into_values().collect();
+            let (id, created_at) = match &n.pushed {
+                Some((id, t)) => (id.clone(), *t),
+                None => {
+                    let now = now_ms();
+                    let id = crate::git::commit_id(&files, Some(&head), &n.author, now, &n.summary, &n.description);
+                    (id, now)
+                }
+            };
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![n.repo_id, id, head, n.summary, n.description, n.author, created_at],
+            )?;
+            if inserted == 0 {
+                return Err(MetaError::Exists(format!("commit {id}")));
+            }
+            insert_files(&tx, n.repo_id, &id, &files)?;
+            let now = now_ms();
             tx.execute(
                 "UPDATE refs SET commit_id = ?1 WHERE repo_id = ?2 AND kind = 'branch' AND name = ?3",
                 params![id, n.repo_id, n.branch],
@@ -624,10 +756,9 @@ impl MetaStore for SqliteMeta {
             if out.len() >= limit {
                 break;
             }
-            let Some(c) = self.commit_info(&id)? else {
+            let Some(c) = self.commit_info(repo_id, &id)? else {
                 break;
             };
-            let _ = repo_id;
             next = c.parent.clone();
             out.push(c);
         }

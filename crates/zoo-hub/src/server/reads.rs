@@ -114,7 +114,7 @@ pub(super) fn info(
 ) -> HubResult {
     let repo = ctx.readable(kind, ns, name)?;
     let sha = ctx.resolve(&repo, rev.unwrap_or("main"))?;
-    let files = ctx.hub.meta.files(&sha)?;
+    let files = ctx.hub.meta.files(repo.id, &sha)?;
     // The index follows the default branch; other revisions are computed on demand.
     let row = match rev {
         None | Some("main") => ctx.hub.meta.index(repo.id)?.unwrap_or_default(),
@@ -164,7 +164,7 @@ pub(super) fn tree(
 ) -> HubResult {
     let repo = ctx.readable(kind, ns, name)?;
     let sha = ctx.resolve(&repo, rev)?;
-    let files = ctx.hub.meta.files(&sha)?;
+    let files = ctx.hub.meta.files(repo.id, &sha)?;
     let recursive = ctx.flag("recursive");
     let dir = dir.trim_matches('/');
     let prefix = if dir.is_empty() {
@@ -220,7 +220,7 @@ pub(super) fn resolve(
     let file = ctx
         .hub
         .meta
-        .file(&sha, path)?
+        .file(repo.id, &sha, path)?
         .ok_or_else(|| HubError::EntryNotFound {
             path: path.to_string(),
             commit: sha.clone(),
@@ -360,7 +360,7 @@ pub(super) fn list(ctx: &Ctx<'_>, kind: RepoKind) -> HubResult {
         let mut v = repo_json(ctx, repo, row, sha.as_deref(), card);
         if full {
             let files = match &sha {
-                Some(s) => ctx.hub.meta.files(s)?,
+                Some(s) => ctx.hub.meta.files(repo.id, s)?,
                 None => Vec::new(),
             };
             v["siblings"] = Value::Array(files.iter().map(sibling).collect());
@@ -417,7 +417,7 @@ pub(super) async fn paths_info(
             .map(|(_, v)| v.into_owned())
             .collect(),
     };
-    let files = ctx.hub.meta.files(&sha)?;
+    let files = ctx.hub.meta.files(repo.id, &sha)?;
     let mut out = Vec::new();
     for p in paths {
         let p = p.trim_matches('/');

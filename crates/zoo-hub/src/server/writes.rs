@@ -83,7 +83,7 @@ pub(super) async fn preupload(
         let mode = upload_mode(path, size, &sample);
         let mut entry = json!({"path": path, "uploadMode": mode, "shouldIgnore": false});
         if let Some(head) = &head
-            && let Some(existing) = ctx.hub.meta.file(head, path)?
+            && let Some(existing) = ctx.hub.meta.file(repo.id, head, path)?
         {
             entry["oid"] = json!(if mode == "lfs" {
                 existing.sha256
@@ -306,6 +306,7 @@ pub(super) async fn commit(
         added,
         deleted_files,
         deleted_folders,
+        pushed: None,
     })?;
     if rev == "main" {
         reindex(ctx.hub, &repo, &id).await?;
@@ -318,7 +319,7 @@ pub(super) async fn commit(
 
 /// Recomputes the search index of a repository from a commit (its new `main`).
 pub(super) async fn reindex(hub: &Hub, repo: &Repo, commit: &str) -> HubResult<()> {
-    let files = hub.meta.files(commit)?;
+    let files = hub.meta.files(repo.id, commit)?;
     let blobs = hub.blobs.clone();
     let row = tokio::task::spawn_blocking(move || crate::index::compute(&files, blobs.as_ref()))
         .await
