@@ -82,7 +82,7 @@ fn an_old_data_directory_gets_git_commit_ids_issue_12() {
     let meta = SqliteMeta::open(&db).unwrap();
     let root = zoo_hub::git::commit_id(&[], None, "alice", 1_700_000_000_000, "initial commit", "");
     let c1 = zoo_hub::git::commit_id(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         Some(&root),
         "alice",
         1_700_000_001_000,
@@ -113,8 +113,8 @@ fn an_old_data_directory_gets_git_commit_ids_issue_12() {
         .map(|c| c.id)
         .collect();
     assert_eq!(history, [c2.clone(), c1.clone(), root.clone()]);
-    assert_eq!(meta.files(1, &c2).unwrap(), vec![a.clone(), b.clone()]);
     assert_eq!(meta.files(1, &c1).unwrap(), vec![a.clone()]);
+    assert_eq!(meta.files(1, &c2).unwrap(), vec![a, b]);
     assert_eq!(meta.history(2, &root, 10).unwrap().len(), 1);
     drop(meta);
     // Opening again: nothing moves.
