@@ -124,6 +124,12 @@ enum Command {
         #[command(subcommand)]
         command: hub::AdminCommand,
     },
+    /// Run by git inside `zoo serve`'s bare repositories (the `pre-receive` hook of a push).
+    #[command(hide = true)]
+    HubHook {
+        /// The hook's name (`pre-receive`).
+        hook: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -187,6 +193,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect { path, json } => inspect::run(&path, json),
         Command::Serve(args) => hub::serve(args),
+        Command::HubHook { hook } => match hook.as_str() {
+            "pre-receive" => Ok(ExitCode::from(zoo_hub::gitrepo::hook_main() as u8)),
+            other => anyhow::bail!("unknown hook `{other}`"),
+        },
         Command::Import(a) => models::import(&a),
         Command::Predict(a) => train::predict(&a),
         Command::Finetune(a) => train::finetune(&a),

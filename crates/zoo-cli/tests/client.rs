@@ -22,6 +22,10 @@ struct Setup {
     small: Vec<u8>,
 }
 
+/// The `.gitattributes` the hub adds for the LFS file of [`setup`]'s repository (issue 12: a
+/// git clone checks its content out).
+const ATTRS: &str = "weights.raw filter=lfs diff=lfs merge=lfs -text\n";
+
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
@@ -139,7 +143,13 @@ fn pull_writes_the_hf_cache_layout() {
         &["pull", "alice/data", "--exclude", "*.raw", "--json"],
     );
     let doc: Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert_eq!(doc["files"][0]["path"], "notes/small.txt");
+    let paths: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [".gitattributes", "notes/small.txt"]);
     // Errors name the repository; exit 2.
     let out = s.zoo(&s.server.url, &s.cache(), &["pull", "alice/nothing"]);
     assert_eq!(out.status.code(), Some(2));
@@ -304,7 +314,7 @@ fn a_slow_server_is_no_false_alarm_and_two_processes_share_the_work() {
     };
     assert_eq!(
         total(&da) + total(&db),
-        (s.big.len() + s.small.len()) as u64,
+        (s.big.len() + s.small.len() + ATTRS.len()) as u64,
         "each blob fetched once"
     );
     assert_eq!(
@@ -520,7 +530,10 @@ fn cache_ls_verify_repair_prune_rm() {
     )))
     .unwrap();
     assert_eq!(ls[0]["repo"], "alice/data");
-    assert_eq!(ls[0]["bytes"], (s.big.len() + s.small.len()) as u64);
+    assert_eq!(
+        ls[0]["bytes"],
+        (s.big.len() + s.small.len() + ATTRS.len()) as u64
+    );
     assert_eq!(ls[0]["revisions"][0]["refs"], json!(["main"]));
     // Corrupt a blob: verify fails; --repair fetches it again.
     let mut bytes = std::fs::read(s.blob()).unwrap();

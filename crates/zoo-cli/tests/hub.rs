@@ -465,9 +465,15 @@ fn weights_are_validated_and_pickles_scanned() {
     let good = std::fs::read(fixtures().join("mobilenet_v2_tiny.legacy.pt")).unwrap();
     assert_eq!(upload(&http, "pytorch_model.bin", &good).status, 200);
     let tree = http.get("/api/models/alice/w/tree/main", None, None).json();
-    assert_eq!(tree[0]["securityFileStatus"]["status"], "safe");
+    let tree = tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "pytorch_model.bin")
+        .unwrap();
+    assert_eq!(tree["securityFileStatus"]["status"], "safe");
     assert_eq!(
-        tree[0]["securityFileStatus"]["pickleImportScan"]["imports"]
+        tree["securityFileStatus"]["pickleImportScan"]["imports"]
             .as_array()
             .unwrap()
             .len(),

@@ -68,7 +68,8 @@ ok("unchanged files are skipped (preupload oids)")
 # model_info and list_repo_files
 mi = alice.model_info("alice/demo")
 names = sorted(s.rfilename for s in mi.siblings)
-assert names == ["README.md", "hello.txt", "large.raw", "sub/notes.txt"], names
+# .gitattributes: the hub covers the LFS file `large.raw` for git clones (issue 12)
+assert names == [".gitattributes", "README.md", "hello.txt", "large.raw", "sub/notes.txt"], names
 assert mi.sha == first_commit
 assert mi.pipeline_tag == "image-classification" and mi.card_data.license == "mit"
 large = [s for s in mi.siblings if s.rfilename == "large.raw"][0]
@@ -96,7 +97,7 @@ except RevisionNotFoundError:
 ok("hf_hub_download (latest, pinned, missing)")
 
 snap = snapshot_download("alice/demo")
-assert sorted(os.listdir(snap)) == ["README.md", "hello.txt", "large.raw", "sub"]
+assert sorted(os.listdir(snap)) == [".gitattributes", "README.md", "hello.txt", "large.raw", "sub"]
 assert sha(os.path.join(snap, "large.raw")) == sha(big)
 ok("snapshot_download")
 
@@ -134,7 +135,7 @@ assert ids(anon.list_models(filter="metric:top-1>=0.7")) == ["alice/demo"]
 assert ids(anon.list_models(filter="metric:top-1>=0.8")) == []
 assert len(list(anon.list_models(limit=1))) == 1
 full = list(anon.list_models(filter="dataset:imagenet-1k", full=True, cardData=True))[0]
-assert full.card_data.license == "mit" and len(full.siblings) == 3
+assert full.card_data.license == "mit" and len(full.siblings) == 4  # with .gitattributes
 ok("list_models with filters")
 
 # private repos: invisible to others, exactly like missing ones

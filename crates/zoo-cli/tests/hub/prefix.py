@@ -25,5 +25,5 @@ for i in range(3):
 with open(hf_hub_download(repo, "big.bin"), "rb") as f:
     assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(open(big, "rb").read()).hexdigest()
 files = sorted(f.path for f in api.list_repo_tree(repo, recursive=True) if hasattr(f, "size"))
-assert files == ["big.bin", "many/0.txt", "many/1.txt", "many/2.txt", "small.txt"], files
+assert files == [".gitattributes", "big.bin", "many/0.txt", "many/1.txt", "many/2.txt", "small.txt"], files
 print("all prefix checks passed", flush=True)

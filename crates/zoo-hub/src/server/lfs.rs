@@ -50,7 +50,10 @@ pub(super) async fn lfs_batch(
         let stored = ctx.hub.blobs.size(&oid)?;
         if operation == "download" {
             match stored {
-                Some(s) => out.push(json!({"oid": oid, "size": s, "authenticated": true, "actions": {"download": {"href": format!("{}/api/lfs/objects/{oid}", ctx.base)}}})),
+                Some(s) => {
+                    let sig = sign_download(&ctx.hub.secret, &oid, expires);
+                    out.push(json!({"oid": oid, "size": s, "authenticated": true, "actions": {"download": {"href": format!("{}/api/lfs/objects/{oid}?expires={expires}&sig={sig}", ctx.base), "expires_in": 3600}}}))
+                }
                 None => out.push(json!({"oid": oid, "size": size, "error": {"code": 404, "message": "object not found"}})),
             }
             continue;
@@ -65,7 +68,7 @@ pub(super) async fn lfs_batch(
             "oid": oid, "size": size, "authenticated": true,
             "actions": {
                 "upload": {"href": format!("{}/api/lfs/upload/{oid}?size={size}&expires={expires}&sig={sig}", ctx.base), "expires_in": 3600},
-                "verify": {"href": format!("{}/api/lfs/verify/{k}/{full}", ctx.base)},
+                "verify": {"href": format!("{}/api/lfs/verify/{k}/{full}?expires={expires}&sig={}", ctx.base, sign_verify(&ctx.hub.secret, &oid, expires))},
             }
         }));
     }
@@ -141,10 +144,23 @@ pub(super) async fn lfs_verify(
     name: &str,
     body: Body,
 ) -> HubResult {
-    ctx.writable(kind, ns, name)?;
     let body = read_json(body, 1 << 20).await?;
     let oid = body.get("oid").and_then(Value::as_str).unwrap_or("");
     let size = body.get("size").and_then(Value::as_u64);
+    // git-lfs calls the verify link without credentials: the batch API signed it.
+    let expires: i64 = ctx
+        .param("expires")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let signed = ctx.param("sig").is_some_and(|sig| {
+        constant_time_eq(
+            sig.as_bytes(),
+            sign_verify(&ctx.hub.secret, oid, expires).as_bytes(),
+        )
+    }) && expires >= now_ms() / 1000;
+    if !signed {
+        ctx.writable(kind, ns, name)?;
+    }
     match ctx.hub.blobs.size(oid)? {
         Some(s) if size.is_none_or(|n| n == s) => Ok(json_response(
             StatusCode::OK,
@@ -154,4 +170,73 @@ pub(super) async fn lfs_verify(
             "object {oid} was not uploaded (or its size differs)"
         ))),
     }
+}
+
+pub(super) fn sign_download(secret: &[u8], oid: &str, expires: i64) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("download\0{oid}\0{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `GET /api/lfs/objects/{oid}?expires=…&sig=…`: an LFS object, by the signed link the batch
+/// API handed out to someone who may read a repository holding it.
+pub(super) fn lfs_get(
+    hub: &Hub,
+    method: &Method,
+    headers: &HeaderMap,
+    oid: &str,
+    query: &[(String, String)],
+) -> HubResult {
+    let q = |k: &str| {
+        query
+            .iter()
+            .find(|(qk, _)| qk == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let expires: i64 = q("expires").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let expected = sign_download(&hub.secret, oid, expires);
+    if !constant_time_eq(q("sig").unwrap_or("").as_bytes(), expected.as_bytes())
+        || expires < now_ms() / 1000
+    {
+        return Err(HubError::Forbidden(
+            "download link is invalid or expired: ask the batch endpoint again".into(),
+        ));
+    }
+    let size = hub
+        .blobs
+        .size(oid)?
+        .ok_or_else(|| HubError::NotFound(format!("object {oid} not found")))?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|r| r.to_str().ok())
+        .map(|r| parse_range(r, size))
+        .transpose()?
+        .flatten();
+    let (status, start, end) = match range {
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e),
+        None => (StatusCode::OK, 0, size),
+    };
+    let mut r = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, (end - start).to_string())
+        .header(header::ACCEPT_RANGES, "bytes");
+    if status == StatusCode::PARTIAL_CONTENT {
+        r = r.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", end - 1),
+        );
+    }
+    let body = if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        stream_reader(hub.blobs.read_range(oid, start, end)?)
+    };
+    r.body(body).map_err(|e| HubError::Internal(e.to_string()))
+}
+
+fn sign_verify(secret: &[u8], oid: &str, expires: i64) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("verify\0{oid}\0{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }

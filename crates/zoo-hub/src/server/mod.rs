@@ -4,6 +4,7 @@
 //! URLs are matched by hand on percent-decoded segments: revisions and paths arrive in
 //! shapes a router's patterns do not express (`refs%2Fpr%2F1`, nested file paths).
 
+mod git;
 mod lfs;
 mod reads;
 mod repos;
@@ -45,6 +46,8 @@ pub struct Hub {
     pub blobs: Arc<dyn BlobStore>,
     pub config: HubConfig,
     secret: Vec<u8>,
+    /// One git request at a time per repository (its bare repository is rewritten first).
+    git_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -67,7 +70,18 @@ impl Hub {
             blobs,
             config,
             secret,
+            git_locks: Default::default(),
         }
+    }
+
+    /// The lock of repository `repo_id`'s bare repository.
+    fn git_lock(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.git_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repo_id)
+            .or_default()
+            .clone()
     }
 }
 
@@ -117,6 +131,14 @@ impl Ctx<'_> {
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+    /// The query string as received.
+    fn query_string(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.query {
+            q.append_pair(k, v);
+        }
+        q.finish()
     }
     fn flag(&self, key: &str) -> bool {
         matches!(self.param(key), Some("1" | "true" | "True" | ""))
@@ -225,6 +247,9 @@ async fn route(
     if let (&Method::PUT, ["api", "lfs", "upload", oid]) = (method, s.as_slice()) {
         return lfs_put(hub, oid, &query, body).await;
     }
+    if let (&Method::GET | &Method::HEAD, ["api", "lfs", "objects", oid]) = (method, s.as_slice()) {
+        return lfs_get(hub, method, headers, oid, &query);
+    }
     // The Xet CAS authenticates with its own tokens.
     if let ["xet-cas", kind, ns, name, rest @ ..] = s.as_slice() {
         return xet::cas(hub, method, headers, kind, ns, name, rest, body).await;
@@ -263,6 +288,22 @@ async fn route(
         (Method::POST, [ns, repo, "info", "lfs", "objects", "batch"]) if repo.ends_with(".git") => {
             lfs_batch(&ctx, RepoKind::Model, ns, &repo[..repo.len() - 4], body).await
         }
+        (_, ["datasets", ns, name, rest @ ..]) if git::is_git_path(rest) => {
+            git::serve(
+                &ctx,
+                method,
+                headers,
+                RepoKind::Dataset,
+                ns,
+                name,
+                rest,
+                body,
+            )
+            .await
+        }
+        (_, [ns, name, rest @ ..]) if git::is_git_path(rest) => {
+            git::serve(&ctx, method, headers, RepoKind::Model, ns, name, rest, body).await
+        }
         (_, ["datasets", ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => {
             resolve(
                 &ctx,
@@ -297,11 +338,25 @@ fn viewer(hub: &Hub, headers: &HeaderMap) -> HubResult<Option<Viewer>> {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| HubError::BadToken)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(HubError::BadToken)?
-        .trim();
+    // git and git-lfs send HTTP Basic: any user name, the token as the password.
+    let basic = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
+    let token = match &basic {
+        Some(t) => t.as_str(),
+        None => value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(HubError::BadToken)?
+            .trim(),
+    };
     match hub.meta.token(&hash_token(token))? {
         Some((user, scope, display_name)) => Ok(Some(Viewer {
             user,

@@ -94,8 +94,11 @@ pub(super) async fn delete_repo(ctx: &Ctx<'_>, body: Body) -> HubResult {
     let v = ctx.user()?.clone();
     let body = read_json(body, 1 << 20).await?;
     let (kind, ns, name) = names_from(&body, &v)?;
-    ctx.writable(kind, &ns, &name)?;
+    let repo = ctx.writable(kind, &ns, &name)?;
     ctx.hub.meta.delete_repo(kind, &ns, &name)?;
+    // Its bare git repository goes too (a later repository may get the same id).
+    let bare = crate::gitrepo::bare_dir(&ctx.hub.config.data, &repo);
+    let _ = std::fs::remove_dir_all(bare);
     Ok(json_response(StatusCode::OK, json!({})))
 }
 

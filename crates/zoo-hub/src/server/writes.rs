@@ -265,7 +265,7 @@ pub(super) async fn commit(
                         verdict: None,
                         scan: None,
                     };
-                    scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
+                    crate::scan::scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
                     added.push(e);
                 }
                 Op::Lfs { path, oid, size } => {
@@ -285,7 +285,7 @@ pub(super) async fn commit(
                         verdict: None,
                         scan: None,
                     };
-                    scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
+                    crate::scan::scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
                     added.push(e);
                 }
                 Op::DeleteFile(p) => df.push(p),
@@ -296,6 +296,7 @@ pub(super) async fn commit(
     })
     .await
     .map_err(|e| HubError::Internal(e.to_string()))??;
+    let added = cover_lfs_files(ctx.hub, &repo, rev, added).await?;
     let id = ctx.hub.meta.commit(&NewCommit {
         repo_id: repo.id,
         branch: rev.to_string(),
@@ -328,48 +329,64 @@ pub(super) async fn reindex(hub: &Hub, repo: &Repo, commit: &str) -> HubResult<(
     Ok(())
 }
 
-/// Scans a new file: safetensors must pass the validator; dangerous pickles are refused
-/// unless the server allows them. The verdict and report are recorded with the file.
-pub(super) fn scan_entry(
-    blobs: &dyn BlobStore,
-    e: &mut FileEntry,
-    allow_dangerous: bool,
-) -> HubResult<()> {
-    use zoo_formats::scan::{FileVerdict, Kind};
-    let Some(local) = blobs.local_path(&e.sha256) else {
-        return Ok(());
+/// `added`, plus a `.gitattributes` that covers every LFS file among them (so that a git
+/// clone checks their content out, not their pointers), when the branch's does not.
+async fn cover_lfs_files(
+    hub: &Hub,
+    repo: &Repo,
+    rev: &str,
+    mut added: Vec<FileEntry>,
+) -> HubResult<Vec<FileEntry>> {
+    let lfs: Vec<String> = added
+        .iter()
+        .filter(|f| f.lfs)
+        .map(|f| f.path.clone())
+        .collect();
+    if lfs.is_empty() {
+        return Ok(added);
+    }
+    let current = match added.iter().find(|f| f.path == ".gitattributes") {
+        Some(f) => Some(f.clone()),
+        None => match hub.meta.resolve(repo.id, rev)? {
+            Some(head) => hub.meta.file(repo.id, &head, ".gitattributes")?,
+            None => None,
+        },
     };
-    let mapped =
-        zoo_checkpoint::Mapped::open(&local).map_err(|err| HubError::Internal(err.to_string()))?;
-    let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-    let report = zoo_formats::scan::scan_bytes(name, mapped.bytes());
-    let checkpoint_like = report.kind != Kind::Other || report.expected.is_some();
-    if !checkpoint_like {
-        return Ok(());
+    let blobs = hub.blobs.clone();
+    let entry = tokio::task::spawn_blocking(move || -> HubResult<Option<FileEntry>> {
+        let text = match &current {
+            Some(f) if !f.lfs && f.size < 1 << 20 => {
+                let mut s = String::new();
+                blobs
+                    .read_range(&f.sha256, 0, f.size)?
+                    .read_to_string(&mut s)
+                    .map_err(|e| HubError::Internal(format!(".gitattributes: {e}")))?;
+                s
+            }
+            _ => String::new(),
+        };
+        let paths: Vec<&str> = lfs.iter().map(String::as_str).collect();
+        let Some(new) = crate::gitattributes::covering(&text, &paths) else {
+            return Ok(None);
+        };
+        let mut w = blobs.writer()?;
+        w.write_chunk(new.as_bytes())?;
+        let info = w.commit(None, Some(new.len() as u64))?;
+        Ok(Some(FileEntry {
+            path: ".gitattributes".into(),
+            sha256: info.sha256,
+            size: info.size,
+            git_oid: git_blob_sha1(new.as_bytes()),
+            lfs: false,
+            verdict: None,
+            scan: None,
+        }))
+    })
+    .await
+    .map_err(|e| HubError::Internal(e.to_string()))??;
+    if let Some(e) = entry {
+        added.retain(|f| f.path != ".gitattributes");
+        added.push(e);
     }
-    if report.verdict == FileVerdict::Invalid
-        && (report.kind == Kind::Safetensors || report.expected == Some(Kind::Safetensors))
-    {
-        return Err(HubError::BadRequest(format!(
-            "`{}` is not a valid safetensors file: {}",
-            e.path,
-            report.notes.join("; ")
-        )));
-    }
-    if report.verdict == FileVerdict::Dangerous && !allow_dangerous {
-        let bad: Vec<String> = report
-            .imports
-            .iter()
-            .filter(|i| i.verdict == zoo_formats::policy::Verdict::Dangerous)
-            .map(|i| format!("{}.{}", i.module, i.name))
-            .collect();
-        return Err(HubError::BadRequest(format!(
-            "`{}` is a dangerous pickle (imports {}); refused. Convert it with `zoo convert`, or start the server with --allow-dangerous-pickles",
-            e.path,
-            bad.join(", ")
-        )));
-    }
-    e.verdict = Some(report.verdict.as_str().to_string());
-    e.scan = serde_json::to_string(&report).ok();
-    Ok(())
+    Ok(added)
 }
