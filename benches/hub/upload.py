@@ -19,7 +19,11 @@ from huggingface_hub import HfApi
 mode = os.environ["MODE"]
 api = HfApi(endpoint=os.environ["ZOO_URL"], token=os.environ["ZOO_TOKEN"])
 work = os.environ["ZOO_WORK"]
-big = os.path.join(work, "big.bin")
+big = os.path.join(work, f"big-{mode}.bin")
+# Fresh random content for every run: the hub would otherwise find the bytes already stored.
+with open(big, "wb") as f:
+    for _ in range(int(os.environ["SIZE_MIB"])):
+        f.write(os.urandom(1 << 20))
 repo = f"bench/upload-{mode}-{int(time.time() * 1000)}"
 api.create_repo(repo)
 
@@ -44,6 +48,5 @@ if mode == "xet":
     api.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id=repo)
     out["append_seconds"] = time.perf_counter() - t
     out["append_xorb_bytes"] = xorb_bytes() - before
-    with open(big, "r+b") as f:
-        f.truncate(size)
+os.remove(big)
 print(json.dumps(out), flush=True)

@@ -158,10 +158,18 @@ pub(super) async fn cas(
 async fn body_bytes(body: Body) -> HubResult<Bytes> {
     axum::body::to_bytes(body, xet::MAX_OBJECT + (1 << 20))
         .await
-        .map_err(|e| HubError::TooLarge(format!("Xet objects are at most 64 MiB: {e}")))
+        .map_err(|e| {
+            eprintln!("zoo serve: Xet object refused: {e}");
+            HubError::TooLarge(format!(
+                "Xet objects are at most {} bytes: {e}",
+                xet::MAX_OBJECT
+            ))
+        })
 }
 
 fn refused(what: &str, e: &XetError) -> HubError {
+    // Logged: a refused upload is otherwise visible only as a status in the client's error.
+    eprintln!("zoo serve: Xet {what} refused: {e}");
     HubError::BadRequest(format!("{what}: {e}"))
 }
 
@@ -221,8 +229,9 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
                     f.size()
                 )));
             }
+            // The shard carries the sha256 as a Xet hash: its string form is the digest.
+            let announced = Hash(sha).hex();
             let mut w = blobs.writer()?;
-            let mut digest = <Sha256 as sha2::Digest>::new();
             for t in &f.terms {
                 if cached.as_ref().is_none_or(|(h, _, _)| *h != t.xorb) {
                     let blob = meta.xorb(repo_id, &t.xorb.hex())?.ok_or_else(|| {
@@ -263,7 +272,6 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
                 for c in chunks {
                     let d = xet::chunk_data(data, c).map_err(|e| refused("stored xorb", &e))?;
                     n += d.len() as u64;
-                    sha2::Digest::update(&mut digest, &d);
                     w.write_chunk(&d)?;
                 }
                 if n != u64::from(t.bytes) {
@@ -273,17 +281,18 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
                     )));
                 }
             }
-            let got: [u8; 32] = sha2::Digest::finalize(digest).into();
-            // The shard carries the sha256 as a Xet hash: its string form is the digest.
-            let plain = hex::encode(got);
-            let announced = Hash(sha).hex();
-            if announced != plain {
-                return Err(HubError::BadRequest(format!(
-                    "shard: file {} rebuilds to sha256 {plain}, not the {announced} it announces",
-                    f.file_hash
-                )));
+            // The blob store hashes while it writes; the file appears only if it matches.
+            match w.commit(Some(&announced), Some(f.size())) {
+                Err(crate::blobs::BlobError::HashMismatch { actual, .. }) => {
+                    return Err(HubError::BadRequest(format!(
+                        "shard: file {} rebuilds to sha256 {actual}, not the {announced} it announces",
+                        f.file_hash
+                    )));
+                }
+                other => {
+                    other?;
+                }
             }
-            w.commit(Some(&plain), Some(f.size()))?;
         }
         Ok(())
     })
