@@ -16,10 +16,46 @@ use common::*;
 /// The Python client's whole surface, with large files through classic LFS
 /// (`HF_HUB_DISABLE_XET=1`, as git-lfs, older clients and file-object uploads use it; the Xet
 /// path has its own test below).
-#[test]
-fn python_huggingface_hub_works_unmodified() {
+/// Runs `tests/hub/{script}` with the Python of `ZOO_PYTHON` against `server`, with a private
+/// cache and home under `dir` and `env` added; asserts it exits 0 and prints `done`; returns
+/// its output.
+fn python_checks(
+    script: &str,
+    server: &Server,
+    dir: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    done: &str,
+) -> String {
     let python = std::env::var("ZOO_PYTHON")
         .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let mut cmd = Command::new(python);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/hub")
+            .join(script),
+    )
+    .env_remove("HF_HUB_DISABLE_XET")
+    .env("HF_ENDPOINT", &server.url)
+    .env("HF_HUB_CACHE", dir.join("cache"))
+    .env("HF_HOME", dir.join("hf-home"))
+    .env("HF_DATASETS_CACHE", dir.join("datasets"))
+    .env("HF_HUB_DISABLE_TELEMETRY", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(done), "{stdout}");
+    stdout
+}
+
+#[test]
+fn python_huggingface_hub_works_unmodified() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let alice = user(&data, "alice", "write");
@@ -27,26 +63,20 @@ fn python_huggingface_hub_works_unmodified() {
     let server = Server::start(&data, &[], &[]);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/compat.py"))
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HUB_CACHE", dir.path().join("cache"))
-        .env("HF_HOME", dir.path().join("hf-home"))
-        .env("HF_HUB_DISABLE_XET", "1")
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("ZOO_TOKEN_ALICE", &alice)
-        .env("ZOO_TOKEN_BOB", &bob)
-        .env("ZOO_FIXTURES", real_fixtures())
-        .env("ZOO_WORK", &work)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let fixtures = real_fixtures();
+    python_checks(
+        "compat.py",
+        &server,
+        dir.path(),
+        &[
+            ("HF_HUB_DISABLE_XET", "1".as_ref()),
+            ("ZOO_TOKEN_ALICE", alice.as_ref()),
+            ("ZOO_TOKEN_BOB", bob.as_ref()),
+            ("ZOO_FIXTURES", fixtures.as_os_str()),
+            ("ZOO_WORK", work.as_os_str()),
+        ],
+        "all python checks passed",
     );
-    assert!(stdout.contains("all python checks passed"), "{stdout}");
     // Tokens never reach the server's output.
     let log = server.log.lock().unwrap().clone();
     assert!(
@@ -59,63 +89,41 @@ fn python_huggingface_hub_works_unmodified() {
 /// installed (the default): no environment variable.
 #[test]
 fn python_uploads_through_xet_with_no_setting_issue_12() {
-    let python = std::env::var("ZOO_PYTHON")
-        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let alice = user(&data, "alice", "write");
     let server = Server::start(&data, &[], &[]);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/xet.py"))
-        .env_remove("HF_HUB_DISABLE_XET")
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HUB_CACHE", dir.path().join("cache"))
-        .env("HF_HOME", dir.path().join("hf-home"))
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("ZOO_TOKEN_ALICE", &alice)
-        .env("ZOO_DATA", &data)
-        .env("ZOO_WORK", &work)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python_checks(
+        "xet.py",
+        &server,
+        dir.path(),
+        &[
+            ("ZOO_TOKEN_ALICE", alice.as_ref()),
+            ("ZOO_DATA", data.as_os_str()),
+            ("ZOO_WORK", work.as_os_str()),
+        ],
+        "all xet checks passed",
     );
-    assert!(stdout.contains("all xet checks passed"), "{stdout}");
-    eprintln!("{stdout}");
+    eprintln!("{out}");
 }
 
 /// Issue 12: data-set repositories load with `datasets` (CSV, JSON Lines, Parquet, streaming
 /// too) and answer the error codes the Hugging Face libraries branch on.
 #[test]
 fn datasets_load_from_dataset_repositories_issue_12() {
-    let python = std::env::var("ZOO_PYTHON")
-        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let alice = user(&data, "alice", "write");
     let server = Server::start(&data, &[], &[]);
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/datasets_load.py"))
-        .env("HF_ENDPOINT", &server.url)
-        .env("HF_HUB_CACHE", dir.path().join("cache"))
-        .env("HF_HOME", dir.path().join("hf-home"))
-        .env("HF_DATASETS_CACHE", dir.path().join("datasets"))
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("ZOO_TOKEN_ALICE", &alice)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    python_checks(
+        "datasets_load.py",
+        &server,
+        dir.path(),
+        &[("ZOO_TOKEN_ALICE", alice.as_ref())],
+        "all datasets checks passed",
     );
-    assert!(stdout.contains("all datasets checks passed"), "{stdout}");
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -516,20 +516,7 @@ struct GitCommit {
 }
 
 fn run(bare: &BareRepo, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(&bare.dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io(&bare.dir))?;
-    if !out.status.success() {
-        return Err(GitError::Git(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&run_bytes(bare, args)?).into_owned())
 }
 
 fn read_commit(bare: &BareRepo, id: &str) -> Result<GitCommit> {

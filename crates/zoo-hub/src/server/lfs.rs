@@ -3,10 +3,18 @@
 
 use super::*;
 
-pub(super) fn sign(secret: &[u8], oid: &str, size: u64, expires: i64) -> String {
+/// HMAC-SHA256 of `parts` joined by NUL bytes (the first names what the link allows), hex.
+pub(super) fn mac_hex(secret: &[u8], parts: &[&str]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("upload\0{oid}\0{size}\0{expires}").as_bytes());
+    mac.update(parts.join("\0").as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+pub(super) fn sign(secret: &[u8], oid: &str, size: u64, expires: i64) -> String {
+    mac_hex(
+        secret,
+        &["upload", oid, &size.to_string(), &expires.to_string()],
+    )
 }
 
 pub(super) async fn lfs_batch(
@@ -173,9 +181,7 @@ pub(super) async fn lfs_verify(
 }
 
 pub(super) fn sign_download(secret: &[u8], oid: &str, expires: i64) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("download\0{oid}\0{expires}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac_hex(secret, &["download", oid, &expires.to_string()])
 }
 
 /// `GET /api/lfs/objects/{oid}?expires=…&sig=…`: an LFS object, by the signed link the batch
@@ -236,7 +242,5 @@ pub(super) fn lfs_get(
 }
 
 fn sign_verify(secret: &[u8], oid: &str, expires: i64) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("verify\0{oid}\0{expires}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac_hex(secret, &["verify", oid, &expires.to_string()])
 }

@@ -185,6 +185,15 @@ impl Ctx<'_> {
             RepoKind::Dataset => format!("{}/datasets/{}", self.base, repo.full_name()),
         }
     }
+    /// Whether `rev` names a branch of `repo`.
+    fn is_branch(&self, repo: &Repo, rev: &str) -> HubResult<bool> {
+        Ok(self
+            .hub
+            .meta
+            .refs(repo.id)?
+            .iter()
+            .any(|r| r.kind == "branch" && r.name == rev))
+    }
     fn resolve(&self, repo: &Repo, rev: &str) -> HubResult<String> {
         self.hub
             .meta

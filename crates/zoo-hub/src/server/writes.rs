@@ -126,13 +126,7 @@ pub(super) async fn commit(
             "pull requests are not supported by this hub: commit to a branch".into(),
         ));
     }
-    let is_branch = ctx
-        .hub
-        .meta
-        .refs(repo.id)?
-        .iter()
-        .any(|r| r.kind == "branch" && r.name == rev);
-    if !is_branch {
+    if !ctx.is_branch(&repo, rev)? {
         return match ctx.hub.meta.resolve(repo.id, rev)? {
             Some(_) => Err(HubError::BadRequest(format!(
                 "`{rev}` is not a branch: commits go to branches"

@@ -20,10 +20,7 @@ struct Grant {
 }
 
 fn token_mac(secret: &[u8], payload: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(b"xet-write\0");
-    mac.update(payload.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac_hex(secret, &["xet-write", payload])
 }
 
 fn issue_token(secret: &[u8], repo_id: i64, user: &str, rev: &str, exp: i64) -> String {
@@ -81,14 +78,7 @@ pub(super) fn write_token(
     // With `create_pr` the client asks for revision `None`. The data may come (hf_xet shows
     // only the status of an error here); the commit that follows says that pull requests are
     // not supported, which the client shows in full.
-    let is_branch = ctx.flag("create_pr")
-        || ctx
-            .hub
-            .meta
-            .refs(repo.id)?
-            .iter()
-            .any(|r| r.kind == "branch" && r.name == rev);
-    if !is_branch {
+    if !ctx.flag("create_pr") && !ctx.is_branch(&repo, rev)? {
         return Err(HubError::RevisionNotFound(rev.to_string()));
     }
     let exp = now_ms() / 1000 + TOKEN_SECONDS;
