@@ -284,3 +284,46 @@ fn git_clone_and_push_agree_with_the_api_issue_12() {
     );
     assert_eq!(got.body, b"text,label\nhi,1\n");
 }
+
+/// Issue 12: git through a hub behind a path prefix (`ZOO_PUBLIC_URL=http://host/hub`), the
+/// prefix in every path.
+#[test]
+fn git_works_behind_a_path_prefix_issue_12() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = user(&data, "alice", "write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let public = format!("http://{addr}/hub");
+    let _server = Server::start(&data, &["--addr", &addr], &[("ZOO_PUBLIC_URL", &public)]);
+    let http = Http::new(&public);
+    http.create(&token, "alice/p", false);
+    let weights: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+    let oid = http.lfs_upload(&token, "alice/p", &weights);
+    let r = http.commit(
+        &token,
+        "alice/p",
+        &[("a.txt", b"a\n")],
+        &[json!({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": weights.len()}})],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    ok(&home, dir.path(), &["lfs", "install"]);
+    let url = format!("http://alice:{token}@{addr}/hub/alice/p");
+    let clone = dir.path().join("c");
+    ok(&home, dir.path(), &["clone", &url, clone.to_str().unwrap()]);
+    assert_eq!(sha256_file(&clone.join("w.bin")), oid);
+    std::fs::write(clone.join("b.txt"), "b\n").unwrap();
+    ok(&home, &clone, &["add", "-A"]);
+    ok(&home, &clone, &["commit", "-q", "-m", "b"]);
+    ok(&home, &clone, &["push", "-q"]);
+    assert_eq!(
+        http.head_commit(&token, "alice/p"),
+        ok(&home, &clone, &["rev-parse", "HEAD"])
+    );
+}
