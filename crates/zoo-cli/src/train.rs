@@ -165,6 +165,10 @@ pub struct FinetuneArgs {
     /// augmentation computes their output once by default; the result is the same).
     #[arg(long)]
     no_prefix_cache: bool,
+    /// The data set's id on a hub (`org/name`), for the card's `datasets:` (a local folder's
+    /// name is not written there).
+    #[arg(long)]
+    dataset_id: Option<String>,
     /// Continue a killed run from its last checkpoint in --out.
     #[arg(long)]
     resume: bool,
@@ -260,6 +264,7 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
     }
     o.stop_after = a.stop_after;
     o.stop_after_steps = a.stop_after_steps;
+    o.dataset_id = a.dataset_id.clone();
     Ok(o)
 }
 

@@ -1,6 +1,8 @@
 //! Labelled data sets: image folders (`PATH/<class>/*` or `PATH/train|val|test/<class>/*`) and
-//! text as CSV or JSONL with `text` and `label` columns. Class names are sorted (as
-//! torchvision's `ImageFolder` does) and kept in that order in the model's config.
+//! text as CSV or JSONL with `text` and `label` columns. Class names are sorted — as numbers
+//! when every name is an integer (so class `10` comes after `9` and a label's index is the
+//! integer a `datasets.ClassLabel` user has), as strings otherwise (as torchvision's
+//! `ImageFolder`) — and kept in that order in the model's config.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +155,15 @@ pub fn stratified_split(d: &Dataset, n_second: usize, seed: u64) -> (Dataset, Da
 
 const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "webp", "bmp"];
 
+/// Sorts class names: numerically when all are integers, as strings otherwise.
+pub fn sort_classes(names: &mut [String]) {
+    let numbers: Option<Vec<i128>> = names.iter().map(|n| n.trim().parse().ok()).collect();
+    match numbers {
+        Some(_) => names.sort_by_key(|n| n.trim().parse::<i128>().unwrap_or_default()),
+        None => names.sort(),
+    }
+}
+
 /// `dir/<class>/*` as a data set with sorted class names.
 pub fn image_folder(dir: &Path) -> Result<Dataset, TrainError> {
     let read = |p: &Path| {
@@ -168,7 +179,9 @@ pub fn image_folder(dir: &Path) -> Result<Dataset, TrainError> {
             ));
         }
     }
-    classes.sort();
+    let mut names: Vec<String> = classes.iter().map(|(n, _)| n.clone()).collect();
+    sort_classes(&mut names);
+    classes.sort_by_key(|(n, _)| names.iter().position(|m| m == n));
     if classes.is_empty() {
         return Err(TrainError::Data(format!(
             "{}: no class folders (expected {0}/<class>/<image>)",
@@ -273,12 +286,13 @@ pub fn text_file(path: &Path) -> Result<Dataset, TrainError> {
     if rows.is_empty() {
         return Err(TrainError::Data(format!("{name}: no examples")));
     }
-    let classes: Vec<String> = rows
+    let mut classes: Vec<String> = rows
         .iter()
         .map(|(_, l, _)| l.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    sort_classes(&mut classes);
     let index: BTreeMap<&str, usize> = classes
         .iter()
         .enumerate()
@@ -356,4 +370,26 @@ pub fn load_splits(path: &Path, val_fraction: f64, seed: u64) -> Result<Splits, 
             }
         }
     })
+}
+
+#[cfg(test)]
+mod class_order_tests {
+    use super::sort_classes;
+
+    /// Issue 13: numeric labels in numeric order, others as strings.
+    #[test]
+    fn numeric_labels_sort_as_numbers_issue_13() {
+        let mut n: Vec<String> = ["10", "2", "0", "1", "-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        sort_classes(&mut n);
+        assert_eq!(n, ["-1", "0", "1", "2", "10"]);
+        let mut s: Vec<String> = ["b", "10", "a", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        sort_classes(&mut s);
+        assert_eq!(s, ["10", "2", "a", "b"]);
+    }
 }

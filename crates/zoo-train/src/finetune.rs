@@ -86,6 +86,10 @@ pub struct Options {
     /// came from; default: the folder's name). Set by the CLI, not saved.
     #[serde(skip)]
     pub base_model: Option<String>,
+    /// The data set's id on a hub (`org/name`): the card's `datasets:` and the `model-index`
+    /// dataset type. Without it the card names no data set (a local folder is not one).
+    #[serde(skip)]
+    pub dataset_id: Option<String>,
     /// Stop after this many epochs in this process (tests of resume; not saved).
     #[serde(skip)]
     pub stop_after: Option<usize>,
@@ -126,6 +130,7 @@ impl Default for Options {
             resume: false,
             checkpoint_every: None,
             base_model: None,
+            dataset_id: None,
             stop_after: None,
             stop_after_steps: None,
         }
@@ -141,6 +146,7 @@ impl Options {
             resume: false,
             checkpoint_every: None,
             base_model: None,
+            dataset_id: None,
             stop_after: None,
             stop_after_steps: None,
             prefix_cache: true,

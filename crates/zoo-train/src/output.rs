@@ -179,10 +179,13 @@ pub fn write(
     card.set("library_name", "zoo");
     card.set("pipeline_tag", task);
     card.set_list("base_model", std::slice::from_ref(&base));
-    card.set_list("datasets", std::slice::from_ref(&data_name));
+    if let Some(id) = &o.dataset_id {
+        card.set_list("datasets", std::slice::from_ref(id));
+    }
+    let dataset_type = o.dataset_id.clone().unwrap_or_else(|| data_name.clone());
     let result = |metric: &str, value: f64| EvalResult {
         task: task.to_string(),
-        dataset: data_name.clone(),
+        dataset: dataset_type.clone(),
         dataset_name: Some(data_name.clone()),
         split: Some(s.eval_split.clone()),
         metric: metric.to_string(),

@@ -144,7 +144,19 @@ fn a_second_head_only_run_reads_every_feature_from_the_cache() {
         ..Options::default()
     });
     let first = finetune(&model, &data, &tmp.path().join("a"), &o, &Silent).unwrap();
-    let second = finetune(&model, &data, &tmp.path().join("b"), &o, &Silent).unwrap();
+    let with_id = Options {
+        dataset_id: Some("zalando-datasets/fashion_mnist".into()),
+        ..o.clone()
+    };
+    let second = finetune(&model, &data, &tmp.path().join("b"), &with_id, &Silent).unwrap();
+    // Issue 13: the card names a data set only when given its hub id.
+    let card = |d: &str| std::fs::read_to_string(tmp.path().join(d).join("README.md")).unwrap();
+    assert!(!card("a").contains("datasets:"), "{}", card("a"));
+    assert!(
+        card("b").contains("datasets:\n- zalando-datasets/fashion_mnist"),
+        "{}",
+        card("b")
+    );
     assert!(first.backbone_batches > 0);
     assert_eq!(
         second.backbone_batches, 0,
@@ -170,8 +182,6 @@ fn a_second_head_only_run_reads_every_feature_from_the_cache() {
     );
 }
 
-/// Resume (issue 6): a run stopped after epoch 1 and resumed ends with the same weights as one
-/// that ran straight through — full fine-tuning of the real MiniLM on real sentences.
 /// The first `per_class` positive and negative sentences of the sentiment fixture as a CSV.
 fn sentiment_csv(dir: &Path, per_class: usize) -> PathBuf {
     let csv = dir.join("s.csv");
@@ -195,6 +205,8 @@ fn sentiment_csv(dir: &Path, per_class: usize) -> PathBuf {
     csv
 }
 
+/// Resume (issue 6): a run stopped after epoch 1 and resumed ends with the same weights as one
+/// that ran straight through — full fine-tuning of the real MiniLM on real sentences.
 #[test]
 fn a_resumed_text_run_ends_where_a_straight_run_ends() {
     let tmp = tempfile::tempdir().unwrap();
