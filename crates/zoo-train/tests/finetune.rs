@@ -146,7 +146,7 @@ fn a_second_head_only_run_reads_every_feature_from_the_cache() {
     let first = finetune(&model, &data, &tmp.path().join("a"), &o, &Silent).unwrap();
     let with_id = Options {
         dataset_id: Some("zalando-datasets/fashion_mnist".into()),
-        ..o.clone()
+        ..o
     };
     let second = finetune(&model, &data, &tmp.path().join("b"), &with_id, &Silent).unwrap();
     // Issue 13: the card names a data set only when given its hub id.
