@@ -79,20 +79,20 @@ pub struct FinetuneArgs {
     #[arg(long)]
     data: PathBuf,
     /// The output folder (model, config, card, metrics, pictures, report; `.checkpoint/` while
-    /// running).
-    #[arg(long)]
+    /// running). Also `--output-dir`.
+    #[arg(long, visible_alias = "output-dir")]
     out: PathBuf,
     /// A TOML file with any of the options below (flags win).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// At most this many epochs [default: 10].
-    #[arg(long)]
+    /// At most this many epochs [default: 10]. Also `--num-train-epochs`.
+    #[arg(long, visible_alias = "num-train-epochs")]
     epochs: Option<usize>,
     /// Training batch size [default: 32].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Peak learning rate of the backbone [default: 3e-4].
-    #[arg(long)]
+    /// Peak learning rate of the backbone [default: 3e-4]. Also `--learning-rate`.
+    #[arg(long, visible_alias = "learning-rate")]
     lr: Option<f64>,
     /// Peak learning rate of the head [default: 10 × lr].
     #[arg(long)]
@@ -100,17 +100,25 @@ pub struct FinetuneArgs {
     /// Decoupled weight decay, not on biases and norm weights [default: 0.01].
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Fraction of steps spent warming up [default: 0.1], then cosine decay.
-    #[arg(long)]
+    /// Fraction of steps spent warming up from 0 [default: 0.1]. Also `--warmup-ratio`.
+    #[arg(long, visible_alias = "warmup-ratio")]
     warmup: Option<f64>,
+    /// After the warm-up: cosine | linear | constant [default: cosine].
+    #[arg(long)]
+    lr_scheduler: Option<String>,
+    /// What picks the best epoch (restored at the end) and stops early: loss (lowest
+    /// validation loss) | accuracy | f1 (macro-F1) [default: loss].
+    #[arg(long)]
+    metric_for_best_model: Option<String>,
     /// Layer-wise learning-rate decay per block below the head [default: 1.0 = off].
     #[arg(long)]
     layer_decay: Option<f64>,
-    /// Label smoothing of the cross-entropy [default: 0.1].
-    #[arg(long)]
+    /// Label smoothing of the cross-entropy [default: 0.1]. Also `--label-smoothing-factor`.
+    #[arg(long, visible_alias = "label-smoothing-factor")]
     label_smoothing: Option<f64>,
-    /// Bound on the global gradient norm [default: 1.0]; 0 turns clipping off.
-    #[arg(long)]
+    /// Bound on the global gradient norm [default: 1.0]; 0 turns clipping off. Also
+    /// `--max-grad-norm`.
+    #[arg(long, visible_alias = "max-grad-norm")]
     clip_grad: Option<f64>,
     /// all | none | stages:N | comma-separated name globs [default: none].
     #[arg(long)]
@@ -127,7 +135,7 @@ pub struct FinetuneArgs {
     /// Keep every BatchNorm's running statistics fixed (gamma and beta still train).
     #[arg(long)]
     freeze_bn_stats: bool,
-    /// Epochs without a better validation loss before stopping [default: 3].
+    /// Epochs without a better best-model metric before stopping [default: 3].
     #[arg(long)]
     patience: Option<usize>,
     /// Seed of splits, shuffles, augmentation, head initialisation and dropout [default: 0].
@@ -228,6 +236,12 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
     }
     if let Some(h) = &a.head {
         o.head = h.clone();
+    }
+    if let Some(v) = &a.lr_scheduler {
+        o.lr_scheduler = v.clone();
+    }
+    if let Some(v) = &a.metric_for_best_model {
+        o.metric_for_best_model = v.clone();
     }
     o.freeze_bn_stats |= a.freeze_bn_stats;
     if a.no_augment {

@@ -154,3 +154,133 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_bytes_issue_6() {
     };
     assert_eq!(metrics(&straight), metrics(&killed));
 }
+
+/// Issue 13: the Trainer's spellings work, `--metric-for-best-model` and `--lr-scheduler` take
+/// effect, and `trainer_state.json` carries a `log_history` as the Trainer writes it.
+#[test]
+fn the_trainer_vocabulary_and_trainer_state_issue_13() {
+    let fx = real_fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("mnv2");
+    let r = Command::new(ZOO)
+        .args([
+            "import",
+            s(&fx.join("checkpoints/mobilenet_v2-b0353104.pth")),
+            "--arch",
+            "mobilenet_v2",
+            "--labels",
+            s(&fx.join("imagenet_classes.txt")),
+            "--out",
+            s(&model),
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let out = tmp.path().join("run");
+    let r = Command::new(ZOO)
+        .args([
+            "finetune",
+            s(&model),
+            "--data",
+            s(&fx.join("fashion-mnist")),
+            "--output-dir",
+            s(&out),
+            "--image-size",
+            "64",
+            "--per-class",
+            "5",
+            "--max-val",
+            "20",
+            "--max-test",
+            "20",
+            "--num-train-epochs",
+            "3",
+            "--learning-rate",
+            "1e-3",
+            "--warmup-ratio",
+            "0.5",
+            "--lr-scheduler",
+            "linear",
+            "--max-grad-norm",
+            "2.0",
+            "--label-smoothing-factor",
+            "0.0",
+            "--metric-for-best-model",
+            "accuracy",
+            "--patience",
+            "10",
+            "--freeze",
+            "all",
+            "--no-augment",
+            "--batch-size",
+            "10",
+        ])
+        .env("ZOO_FEATURE_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trainer_state.json")).unwrap())
+            .unwrap();
+    let log = state["log_history"].as_array().unwrap();
+    assert_eq!(log.len(), 6, "{state}");
+    for (i, e) in log.iter().enumerate() {
+        assert_eq!(e["epoch"], ((i / 2) + 1) as f64);
+        assert_eq!(
+            e["step"],
+            ((i / 2 + 1) * 5) as u64,
+            "50 images, 10 per batch"
+        );
+        let keys: &[&str] = if i % 2 == 0 {
+            &["loss", "learning_rate"]
+        } else {
+            &["eval_loss", "eval_accuracy", "eval_f1"]
+        };
+        for k in keys {
+            assert!(e[k].is_number(), "{k} in {e}");
+        }
+    }
+    // Linear decay to zero at the last step (15 steps, 8 of warm-up from 0).
+    let lr: Vec<f64> = log
+        .iter()
+        .step_by(2)
+        .map(|e| e["learning_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        lr[0] > 0.0 && lr[1] > lr[2] && lr[2] < 1e-3 * 10.0 * 0.2,
+        "{lr:?}"
+    );
+    // The best epoch is the one with the highest validation accuracy.
+    let accs: Vec<f64> = log
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|e| e["eval_accuracy"].as_f64().unwrap())
+        .collect();
+    let best = accs.iter().copied().fold(f64::MIN, f64::max);
+    assert_eq!(state["best_metric"].as_f64().unwrap(), best);
+    assert_eq!(state["metric_for_best_model"], "eval_accuracy");
+    // A misspelt scheduler is a clear error.
+    let r = Command::new(ZOO)
+        .args([
+            "finetune",
+            s(&model),
+            "--data",
+            s(&fx.join("fashion-mnist")),
+            "--out",
+        ])
+        .arg(tmp.path().join("bad"))
+        .args([
+            "--lr-scheduler",
+            "polynomial",
+            "--per-class",
+            "2",
+            "--freeze",
+            "all",
+        ])
+        .env("ZOO_FEATURE_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("expected cosine, linear or constant"));
+}

@@ -28,7 +28,7 @@ use crate::cache::{FeatureCache, MappedRows};
 use crate::data::{Dataset, Example, Splits};
 use crate::metrics::{Evaluation, evaluate};
 use crate::net::{Kind, Net, Prep, Source, prepare};
-use crate::optim::{AdamW, lr_at};
+use crate::optim::{AdamW, Schedule, lr_at};
 use crate::report::EpochRecord;
 use crate::{Progress, TrainError};
 
@@ -43,8 +43,14 @@ pub struct Options {
     /// Peak learning rate of the head (default: 10 × `lr`).
     pub head_lr: Option<f64>,
     pub weight_decay: f64,
-    /// Fraction of the steps spent warming up.
+    /// Fraction of the steps spent warming up (from 0, as the Trainer does).
     pub warmup: f64,
+    /// After the warm-up: `cosine`, `linear` or `constant`.
+    #[serde(default = "default_scheduler")]
+    pub lr_scheduler: String,
+    /// What picks the best epoch and stops early: `loss`, `accuracy` or `f1` (macro-F1).
+    #[serde(default = "default_best_metric")]
+    pub metric_for_best_model: String,
     /// Layer-wise decay: each block below the head gets this factor of the next one's rate.
     pub layer_decay: f64,
     pub label_smoothing: f64,
@@ -107,6 +113,8 @@ impl Default for Options {
             head_lr: None,
             weight_decay: 0.01,
             warmup: 0.1,
+            lr_scheduler: default_scheduler(),
+            metric_for_best_model: default_best_metric(),
             layer_decay: 1.0,
             label_smoothing: 0.1,
             clip_grad: Some(1.0),
@@ -153,6 +161,14 @@ impl Options {
             ..self.clone()
         }
     }
+}
+
+fn default_scheduler() -> String {
+    "cosine".into()
+}
+
+fn default_best_metric() -> String {
+    "loss".into()
 }
 
 /// What a run measured.
@@ -887,6 +903,21 @@ pub fn finetune(
     let steps_per_epoch = train.len().div_ceil(o.batch_size);
     let total_steps = steps_per_epoch * o.epochs;
     let warmup = ((total_steps as f64) * o.warmup).round() as usize;
+    let lr_schedule = Schedule::parse(&o.lr_scheduler).ok_or_else(|| {
+        opt_err(format!(
+            "--lr-scheduler {}: expected cosine, linear or constant",
+            o.lr_scheduler
+        ))
+    })?;
+    let higher_is_better = match o.metric_for_best_model.as_str() {
+        "loss" | "eval_loss" => false,
+        "accuracy" | "eval_accuracy" | "f1" | "eval_f1" | "macro_f1" => true,
+        other => {
+            return Err(opt_err(format!(
+                "--metric-for-best-model {other}: expected loss, accuracy or f1"
+            )));
+        }
+    };
 
     // The feature cache (head-only runs without augmentation).
     let cache = (use_features && o.use_cache).then(|| FeatureCache {
@@ -1100,7 +1131,13 @@ pub fn finetune(
             loss_sum += lv * labels.len() as f64;
             seen += labels.len();
             let grads = GradientsParams::from_grads(l.backward(), &net);
-            let lr = lr_at(head_lr, state.steps as usize, total_steps, warmup);
+            let lr = lr_at(
+                head_lr,
+                state.steps as usize,
+                total_steps,
+                warmup,
+                lr_schedule,
+            );
             let (n, _) = opt.step(lr, net, grads, o.clip_grad);
             net = n;
             state.steps += 1;
@@ -1167,10 +1204,12 @@ pub fn finetune(
             state.steps.saturating_sub(1) as usize,
             total_steps,
             warmup,
+            lr_schedule,
         );
         let live = trainable(&net, &names);
         let record = EpochRecord {
             epoch,
+            step: state.steps,
             train_loss: loss_sum / seen.max(1) as f64,
             train_accuracy: correct as f64 / seen.max(1) as f64,
             val_loss: ev.loss,
@@ -1217,8 +1256,20 @@ pub fn finetune(
             }
         }
         state.history.push(record);
-        if state.best_loss.is_none_or(|b| ev.loss < b - 1e-6) {
-            state.best_loss = Some(ev.loss);
+        let metric = match o.metric_for_best_model.trim_start_matches("eval_") {
+            "accuracy" => ev.accuracy,
+            "f1" | "macro_f1" => ev.macro_f1,
+            _ => ev.loss,
+        };
+        let better = |b: f64| {
+            if higher_is_better {
+                metric > b + 1e-9
+            } else {
+                metric < b - 1e-6
+            }
+        };
+        if state.best_loss.is_none_or(better) {
+            state.best_loss = Some(metric);
             state.best_epoch = epoch;
             state.bad_epochs = 0;
             let v = model_values(&net, &names);
@@ -1238,8 +1289,8 @@ pub fn finetune(
         epochs_this_process += 1;
         if state.bad_epochs >= o.patience.max(1) && epoch < o.epochs {
             progress.note(&format!(
-                "early stopping after epoch {epoch}: no better validation loss for {} epochs (best: epoch {})",
-                state.bad_epochs, state.best_epoch
+                "early stopping after epoch {epoch}: no better validation {} for {} epochs (best: epoch {})",
+                o.metric_for_best_model, state.bad_epochs, state.best_epoch
             ));
             stopped_early = true;
             break;

@@ -10,14 +10,38 @@ use burn::prelude::{Device, Tensor};
 use burn::tensor::TensorData;
 use zoo_engine::Names;
 
-/// Learning rate at `step` of `total`: linear warm-up over `warmup` steps, then cosine decay
-/// to zero.
-pub fn lr_at(base: f64, step: usize, total: usize, warmup: usize) -> f64 {
-    if step < warmup {
-        return base * (step + 1) as f64 / warmup as f64;
+/// The learning-rate schedule after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+impl Schedule {
+    pub fn parse(s: &str) -> Option<Schedule> {
+        Some(match s {
+            "cosine" => Schedule::Cosine,
+            "linear" => Schedule::Linear,
+            "constant" | "constant_with_warmup" => Schedule::Constant,
+            _ => return None,
+        })
     }
-    let t = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
-    base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+}
+
+/// Learning rate of the optimizer step `step` (0-based) of `total`, as transformers'
+/// schedulers give it: a linear warm-up from 0 over `warmup` steps (step 0 has rate 0), then
+/// cosine or linear decay to zero at `total`, or constant.
+pub fn lr_at(base: f64, step: usize, total: usize, warmup: usize, schedule: Schedule) -> f64 {
+    if step < warmup {
+        return base * step as f64 / warmup as f64;
+    }
+    let t = ((step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64).min(1.0);
+    match schedule {
+        Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+        Schedule::Linear => base * (1.0 - t),
+        Schedule::Constant => base,
+    }
 }
 
 /// AdamW state.
@@ -190,14 +214,25 @@ impl ModuleMapper for Stepper<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::lr_at;
+    use super::{Schedule, lr_at};
 
+    /// The values of transformers' `get_{cosine,linear,constant}_schedule_with_warmup`
+    /// (`LambdaLR` factors at steps 0, 5, 10, 55, 99 of 100 with 10 warm-up steps).
     #[test]
-    fn warm_up_then_cosine() {
-        assert!((lr_at(1.0, 0, 100, 10) - 0.1).abs() < 1e-12);
-        assert!((lr_at(1.0, 9, 100, 10) - 1.0).abs() < 1e-12);
-        assert!((lr_at(1.0, 10, 100, 10) - 1.0).abs() < 1e-12);
-        assert!((lr_at(1.0, 55, 100, 10) - 0.5).abs() < 1e-12);
-        assert!(lr_at(1.0, 99, 100, 10) < 0.01);
+    fn warm_up_from_zero_then_the_schedule_issue_13() {
+        let c = |s| lr_at(1.0, s, 100, 10, Schedule::Cosine);
+        assert_eq!(c(0), 0.0);
+        assert!((c(5) - 0.5).abs() < 1e-12);
+        assert!((c(10) - 1.0).abs() < 1e-12);
+        assert!((c(55) - 0.5).abs() < 1e-12);
+        assert!(c(99) < 0.001);
+        let l = |s| lr_at(1.0, s, 100, 10, Schedule::Linear);
+        assert_eq!(l(0), 0.0);
+        assert!((l(10) - 1.0).abs() < 1e-12);
+        assert!((l(55) - 0.5).abs() < 1e-12);
+        assert!((l(99) - 1.0 / 90.0).abs() < 1e-12);
+        assert_eq!(lr_at(1.0, 99, 100, 10, Schedule::Constant), 1.0);
+        assert_eq!(lr_at(1.0, 0, 100, 0, Schedule::Cosine), 1.0);
+        assert_eq!(Schedule::parse("polynomial"), None);
     }
 }

@@ -114,6 +114,13 @@ pub fn write(
         lines.push('\n');
     }
     std::fs::write(&mp, lines).map_err(io(&mp))?;
+    let tp = out.join("trainer_state.json");
+    let state = trainer_state(o, s, history);
+    std::fs::write(
+        &tp,
+        serde_json::to_string_pretty(&state).unwrap_or_default(),
+    )
+    .map_err(io(&tp))?;
 
     // Pictures and the report.
     let base = o.base_model.clone().unwrap_or_else(|| {
@@ -229,4 +236,54 @@ pub fn write(
     let rp = out.join("README.md");
     std::fs::write(&rp, card.render()).map_err(io(&rp))?;
     Ok(())
+}
+
+/// `trainer_state.json` as transformers' Trainer writes it: the run's shape and a
+/// `log_history` with a training entry (`loss`, `learning_rate`) and an evaluation entry
+/// (`eval_loss`, `eval_accuracy`, `eval_f1`) per epoch.
+fn trainer_state(o: &Options, s: &Summary, history: &[EpochRecord]) -> serde_json::Value {
+    let mut log = Vec::new();
+    for r in history {
+        let lr = r.lr.values().copied().fold(0.0, f64::max);
+        log.push(json!({"epoch": r.epoch as f64, "step": r.step, "loss": r.train_loss, "learning_rate": lr}));
+        log.push(json!({
+            "epoch": r.epoch as f64,
+            "step": r.step,
+            "eval_loss": r.val_loss,
+            "eval_accuracy": r.val_accuracy,
+            "eval_f1": r.val_macro_f1,
+            "eval_runtime": r.seconds,
+        }));
+    }
+    let best = history.iter().find(|r| r.epoch == s.best_epoch);
+    let best_metric = best.map(
+        |r| match o.metric_for_best_model.trim_start_matches("eval_") {
+            "accuracy" => r.val_accuracy,
+            "f1" | "macro_f1" => r.val_macro_f1,
+            _ => r.val_loss,
+        },
+    );
+    let metric = match o.metric_for_best_model.trim_start_matches("eval_") {
+        "f1" | "macro_f1" => "eval_f1".to_string(),
+        m => format!("eval_{m}"),
+    };
+    json!({
+        "best_metric": best_metric,
+        "best_model_checkpoint": null,
+        "best_global_step": best.map(|r| r.step),
+        "epoch": history.last().map_or(0.0, |r| r.epoch as f64),
+        "global_step": history.last().map_or(0, |r| r.step),
+        "is_hyper_param_search": false,
+        "is_local_process_zero": true,
+        "is_world_process_zero": true,
+        "log_history": log,
+        "logging_steps": history.first().map_or(0, |r| r.step),
+        "max_steps": history.first().map_or(0, |r| r.step) * o.epochs as u64,
+        "metric_for_best_model": metric,
+        "num_train_epochs": o.epochs,
+        "seed": o.seed,
+        "train_batch_size": o.batch_size,
+        "trial_name": null,
+        "trial_params": null,
+    })
 }

@@ -13,6 +13,9 @@ use crate::metrics::Evaluation;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
+    /// Optimizer steps taken by the end of the epoch.
+    #[serde(default)]
+    pub step: u64,
     pub train_loss: f64,
     pub train_accuracy: f64,
     pub val_loss: f64,
