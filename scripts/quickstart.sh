@@ -54,7 +54,7 @@ echo "== import and push the starter checkpoints"
 cat > "$out/mobilenet_v2.card.md" <<'EOF'
 ---
 license: bsd-3-clause
-library_name: zoo
+library_name: timm
 pipeline_tag: image-classification
 datasets: [imagenet-1k]
 model-index:

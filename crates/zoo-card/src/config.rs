@@ -36,6 +36,9 @@ pub struct PretrainedCfg {
     pub input_size: [u32; 3],
     pub interpolation: String,
     pub crop_pct: f64,
+    /// timm's crop mode (`center`, `squash`, `border`); absent means `center`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_mode: Option<String>,
     pub mean: [f64; 3],
     pub std: [f64; 3],
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +56,7 @@ impl Default for PretrainedCfg {
             input_size: [3, 224, 224],
             interpolation: "bilinear".into(),
             crop_pct: 0.875,
+            crop_mode: None,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             first_conv: None,

@@ -52,7 +52,7 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
     let loaded = zoo_checkpoint::load(&mapped)
         .with_context(|| format!("reading {}", a.checkpoint.display()))?;
     let device = zoo_engine::cpu();
-    let weights = Weights::from_loaded(&loaded, &device);
+    let weights = Weights::from_loaded(&loaded, &device).in_torchvision_layout(&a.arch);
     let (_, classes) = Model::build(&a.arch, &weights, true)
         .with_context(|| format!("{}: as {}", a.checkpoint.display(), a.arch))?;
     weights
@@ -79,9 +79,23 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     let out_weights = a.out.join("model.safetensors");
-    zoo_checkpoint::write_safetensors(&out_weights, &loaded.tensors, Some(&meta))?;
-    let cfg = default_cfg(&a.arch);
-    let config = Config::timm(&a.arch, &labels, &cfg);
+    // timm's architecture and tensor names (the same tensors), so timm loads the folder as
+    // published; a timm-named checkpoint is written as it is.
+    let tv_arch = zoo_engine::timm::torchvision_arch(&a.arch);
+    let names: Vec<&str> = loaded.tensors.iter().map(|t| t.name.as_str()).collect();
+    let mut tensors = loaded.tensors.clone();
+    if !zoo_engine::timm::is_timm_layout(tv_arch, &names) {
+        for t in &mut tensors {
+            if let Some(n) = zoo_engine::timm::to_timm(tv_arch, &t.name) {
+                t.shape = zoo_engine::timm::timm_shape(&n, &t.shape);
+                t.name = n;
+            }
+        }
+        tensors.sort_by(|x, y| x.name.cmp(&y.name));
+    }
+    zoo_checkpoint::write_safetensors(&out_weights, &tensors, Some(&meta))?;
+    let cfg = default_cfg(tv_arch);
+    let config = Config::timm(zoo_engine::timm::timm_arch(tv_arch), &labels, &cfg);
     std::fs::write(a.out.join("config.json"), config.to_json_string())?;
     let mut card = match &a.card_from {
         Some(p) => ModelCard::parse(
@@ -91,7 +105,7 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
         None => ModelCard::default(),
     };
     if card.library_name().is_none() {
-        card.set("library_name", "zoo");
+        card.set("library_name", "timm");
     }
     if card.pipeline_tag().is_none() {
         card.set("pipeline_tag", "image-classification");
@@ -181,7 +195,7 @@ fn read_model(dir: &Path) -> Result<(Model, Vec<String>, zoo_preprocess::ImageTr
     let weights_path = dir.join("model.safetensors");
     let mapped = zoo_checkpoint::Mapped::open(&weights_path)?;
     let loaded = zoo_checkpoint::load(&mapped)?;
-    let weights = Weights::from_loaded(&loaded, &zoo_engine::cpu());
+    let weights = Weights::from_loaded(&loaded, &zoo_engine::cpu()).in_torchvision_layout(&arch);
     let (model, _) =
         Model::build(&arch, &weights, true).with_context(|| weights_path.display().to_string())?;
     weights

@@ -40,7 +40,29 @@ fn import_then_predict_classifies_the_photos_like_torchvision() {
     import("mobilenet_v2-b0353104.pth", "mobilenet_v2", &out);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["architecture"], "mobilenet_v2");
+    // Issue 13: timm's architecture and tensor names, so timm loads the folder as published.
+    assert_eq!(config["architecture"], "mobilenetv2_100");
+    let mapped = zoo_checkpoint::Mapped::open(out.join("model.safetensors")).unwrap();
+    let names: Vec<String> = zoo_checkpoint::load(&mapped)
+        .unwrap()
+        .tensors
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "conv_stem.weight" || n == "blocks.6.0.conv_pwl.weight")
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("features.")),
+        "{names:?}"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("README.md"))
+            .unwrap()
+            .contains("library_name: timm")
+    );
     assert_eq!(config["num_classes"], 1000);
     assert_eq!(config["label_names"][967], "espresso");
     assert_eq!(

@@ -17,6 +17,7 @@ pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;
 pub mod seeded;
+pub mod timm;
 pub mod vit;
 pub mod weights;
 

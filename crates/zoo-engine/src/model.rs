@@ -17,6 +17,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "resnet50",
     "resnet101",
     "mobilenet_v2",
+    "mobilenetv2_100",
     "efficientnet_b0",
     "efficientnet_lite0",
     "convnext_tiny",
@@ -49,7 +50,7 @@ pub enum Model {
 /// The name of an architecture's classifier layer (`fc` in ResNet, `classifier.1` in
 /// MobileNetV2, `head` in ViT, ...), under which a new head is saved.
 pub fn head_name(arch: &str) -> Option<&'static str> {
-    Some(match arch {
+    Some(match crate::timm::torchvision_arch(arch) {
         "mobilenet_v2" | "efficientnet_b0" => "classifier.1",
         "efficientnet_lite0" => "_fc",
         "convnext_tiny" | "convnext_small" | "convnext_base" => "classifier.2",
@@ -68,7 +69,9 @@ impl Model {
         w: &Weights,
         with_head: bool,
     ) -> Result<(Model, Option<usize>), ModelError> {
-        match arch {
+        // timm's names for the same networks (`mobilenetv2_100`): the weights are renamed by
+        // `Weights::in_torchvision_layout`.
+        match crate::timm::torchvision_arch(arch) {
             "mobilenet_v2" => {
                 let width = crate::mobilenet_v2::infer_width(w).ok_or_else(|| {
                     WeightError::Missing("features.0.0.weight (with the channel counts of a MobileNetV2 at a standard width)".into())

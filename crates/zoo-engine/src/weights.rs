@@ -125,6 +125,57 @@ impl Weights {
         }
     }
 
+    /// Renames tensors: `f` gives a tensor's new name, or `None` to keep it.
+    pub fn renamed(mut self, f: impl Fn(&str) -> Option<String>) -> Self {
+        let tensors = std::mem::take(&mut self.tensors);
+        self.tensors = tensors
+            .into_iter()
+            .map(|(name, t)| (f(&name).unwrap_or(name), t))
+            .collect();
+        self
+    }
+
+    /// Adds the tensors of another file (a module folder beside the main checkpoint), each
+    /// under the name `f` gives it; tensors `f` maps to `None` are left out.
+    pub fn with_tensors_from(
+        mut self,
+        loaded: &zoo_checkpoint::Loaded<'_>,
+        f: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        for t in &loaded.tensors {
+            if let Some(name) = f(&t.name) {
+                self.tensors
+                    .insert(name, (t.shape.clone(), t.data.to_vec(), t.dtype));
+            }
+        }
+        self
+    }
+
+    /// Renames a timm-named checkpoint of `arch` (`conv_stem`, `blocks.S.I…`,
+    /// `stages.S.blocks.I…`) to the torchvision names zoo builds from; other checkpoints are
+    /// unchanged.
+    pub fn in_torchvision_layout(mut self, arch: &str) -> Self {
+        let arch = crate::timm::torchvision_arch(arch);
+        let names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        if !crate::timm::is_timm_layout(arch, &names) {
+            return self;
+        }
+        let tensors = std::mem::take(&mut self.tensors);
+        self.tensors = tensors
+            .into_iter()
+            .map(
+                |(name, (shape, bytes, dtype))| match crate::timm::to_torchvision(arch, &name) {
+                    Some(tv) => {
+                        let shape = crate::timm::torchvision_shape(&tv, &shape);
+                        (tv, (shape, bytes, dtype))
+                    }
+                    None => (name, (shape, bytes, dtype)),
+                },
+            )
+            .collect();
+        self
+    }
+
     /// Allows tensors under these prefixes to go unused (`--allow-partial` when replacing a head).
     pub fn allow_unused(mut self, prefixes: &[&str]) -> Self {
         self.allow = prefixes.iter().map(|p| p.to_string()).collect();

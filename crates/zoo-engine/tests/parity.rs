@@ -327,3 +327,60 @@ fn features_from_every_unit_boundary_equal_the_whole_pass_issue_11() {
     w.finish().unwrap();
     check("vit", &Model::Vit(vit), &input(&loaded, &device));
 }
+
+/// Issue 13: every tensor name maps between torchvision's and timm's layouts, both ways, as
+/// the two libraries name the same tensors (`fixtures/timm_names.py` writes the pairs).
+#[test]
+fn torchvision_and_timm_names_map_both_ways_issue_13() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm_names.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (arch, entry) in v.as_object().unwrap() {
+        assert_eq!(
+            zoo_engine::timm::timm_arch(arch),
+            entry["timm"].as_str().unwrap()
+        );
+        assert_eq!(
+            zoo_engine::timm::torchvision_arch(entry["timm"].as_str().unwrap()),
+            arch
+        );
+        let pairs = entry["pairs"].as_array().unwrap();
+        let timm_names: Vec<&str> = pairs.iter().map(|p| p[2].as_str().unwrap()).collect();
+        assert!(
+            zoo_engine::timm::is_timm_layout(arch, &timm_names),
+            "{arch}"
+        );
+        let tv_names: Vec<&str> = pairs.iter().map(|p| p[0].as_str().unwrap()).collect();
+        assert!(!zoo_engine::timm::is_timm_layout(arch, &tv_names), "{arch}");
+        for p in pairs {
+            let (tv, timm) = (p[0].as_str().unwrap(), p[2].as_str().unwrap());
+            let shape = |i: usize| -> Vec<usize> {
+                p[i].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect()
+            };
+            assert_eq!(
+                zoo_engine::timm::to_timm(arch, tv).as_deref(),
+                Some(timm),
+                "{arch}: {tv}"
+            );
+            assert_eq!(
+                zoo_engine::timm::to_torchvision(arch, timm).as_deref(),
+                Some(tv),
+                "{arch}: {timm}"
+            );
+            assert_eq!(
+                zoo_engine::timm::timm_shape(timm, &shape(1)),
+                shape(3),
+                "{timm}"
+            );
+            assert_eq!(
+                zoo_engine::timm::torchvision_shape(tv, &shape(3)),
+                shape(1),
+                "{tv}"
+            );
+        }
+    }
+}

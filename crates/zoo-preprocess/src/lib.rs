@@ -28,6 +28,8 @@ pub enum PreprocessError {
     InputSize([u32; 3]),
     #[error("crop_pct {0} must be in (0, 1]")]
     CropPct(f64),
+    #[error("crop_mode `{0}` is not supported: zoo applies timm's `center` crop only")]
+    CropMode(String),
     #[error("{path}: tokenizer: {reason}")]
     Tokenizer { path: String, reason: String },
     #[error("input {index} is {tokens} tokens, over the model's limit of {limit} (--no-truncate)")]
@@ -57,6 +59,13 @@ impl ImageTransform {
         }
         if !(cfg.crop_pct > 0.0 && cfg.crop_pct <= 1.0) {
             return Err(PreprocessError::CropPct(cfg.crop_pct));
+        }
+        // timm's `crop_mode`: `center` (its default) is what this transform does; `squash` and
+        // `border` would give other pixels, so they are refused rather than ignored.
+        if let Some(m) = cfg.crop_mode.as_deref()
+            && m != "center"
+        {
+            return Err(PreprocessError::CropMode(m.to_string()));
         }
         let filter = match cfg.interpolation.as_str() {
             "bilinear" => FilterType::Triangle,

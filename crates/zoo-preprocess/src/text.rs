@@ -78,6 +78,11 @@ impl TextTokenizer {
 
     /// Tokenises a batch. With `no_truncate`, an input longer than the limit is an error
     /// naming it; otherwise it is cut (its index is in `truncated`).
+    /// The most tokens a text keeps (longer ones are truncated).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
     pub fn encode(&self, texts: &[&str], no_truncate: bool) -> Result<TextBatch, PreprocessError> {
         let mut rows = Vec::with_capacity(texts.len());
         let mut truncated = Vec::new();

@@ -160,3 +160,17 @@ fn centre_crop_rounds_halves_to_even_like_python_issue_6() {
     assert_eq!(out[plane], 6.0 / 255.0, "first row");
     assert_eq!(out[95], 101.0 / 255.0, "last column");
 }
+
+/// Issue 13: timm's `crop_mode` is honoured where zoo applies it (`center`) and refused, by
+/// name, where it would give other pixels.
+#[test]
+fn crop_mode_center_applies_and_others_are_refused_issue_13() {
+    let mut cfg = zoo_card::PretrainedCfg {
+        crop_mode: Some("center".into()),
+        ..zoo_card::PretrainedCfg::default()
+    };
+    assert!(zoo_preprocess::ImageTransform::from_cfg(&cfg).is_ok());
+    cfg.crop_mode = Some("squash".into());
+    let e = zoo_preprocess::ImageTransform::from_cfg(&cfg).unwrap_err();
+    assert!(e.to_string().contains("crop_mode `squash`"), "{e}");
+}

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod data;
 pub mod finetune;
+pub mod layout;
 pub mod metrics;
 pub mod net;
 pub mod optim;

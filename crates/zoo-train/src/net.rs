@@ -104,10 +104,25 @@ impl Source {
             }
             let c = BertConfig::from_json(&raw).map_err(|e| model_err(&config_path, e))?;
             let tokenizer = TextTokenizer::from_dir(dir, c.max_position_embeddings)?;
+            // A transformers classifier saved elsewhere implies its head and pooling.
+            let implied = if head.is_none() {
+                let loaded = zoo_checkpoint::load(&mapped)?;
+                let names: Vec<&str> = loaded.tensors.iter().map(|t| t.name.as_str()).collect();
+                crate::layout::implied_head(&names, |n| {
+                    loaded
+                        .tensors
+                        .iter()
+                        .find(|t| t.name == n)
+                        .map(|t| t.shape[0])
+                })
+            } else {
+                None
+            };
             let pooling = zoo
                 .get("pooling")
                 .and_then(Value::as_str)
                 .and_then(Pooling::parse)
+                .or(implied.map(|(_, p)| p))
                 .or_else(|| st_pooling(dir))
                 .unwrap_or(Pooling::Pooler);
             let labels = match raw.get("id2label").and_then(Value::as_object) {
@@ -121,14 +136,7 @@ impl Source {
                 }
                 None => Vec::new(),
             };
-            let head = head.or_else(|| {
-                // A transformers classifier saved elsewhere: `classifier.weight`.
-                let loaded = zoo_checkpoint::load(&mapped).ok()?;
-                let has = loaded.tensors.iter().any(|t| {
-                    t.name == "classifier.weight" || t.name.ends_with(".classifier.weight")
-                });
-                has.then_some(HeadSpec::Linear)
-            });
+            let head = head.or(implied.map(|(h, _)| h));
             return Ok(Source {
                 dir: dir.to_path_buf(),
                 kind: Kind::Text {
@@ -215,6 +223,12 @@ impl Source {
         let head_prefixes = [format!("{head_name}."), "pre_classifier.".to_string()];
         let prefixes: Vec<&str> = head_prefixes.iter().map(String::as_str).collect();
         let mut w = Weights::from_loaded(&loaded, device).allow_unused(&prefixes);
+        match &self.kind {
+            Kind::Image { arch, .. } => w = w.in_torchvision_layout(arch),
+            Kind::Text { pooling, .. } => {
+                w = crate::layout::import_text(&self.dir, w, *pooling)?.allow_unused(&prefixes)
+            }
+        }
         if let Some(seed) = from_scratch {
             w = w.reinitialized(seed).allow_unused(&prefixes);
         }

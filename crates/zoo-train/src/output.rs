@@ -11,8 +11,10 @@ use zoo_engine::export::state_dict;
 
 use crate::TrainError;
 use crate::finetune::{Options, Summary};
+use crate::layout::{self, TextLayout};
 use crate::net::{Kind, Net, Source};
 use crate::report::EpochRecord;
+use zoo_engine::classifier::HeadSpec;
 
 /// Files a text model folder needs besides the weights and config.
 const TOKENIZER_FILES: &[&str] = &[
@@ -43,9 +45,20 @@ pub fn write(
 ) -> Result<(), TrainError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let mut tensors = state_dict(net, names);
+    let mut text_layout = None;
     let (config_text, task) = match &source.kind {
         Kind::Image { arch, cfg, .. } => {
-            let mut c = Config::timm(arch, classes, cfg);
+            // timm's architecture and tensor names, so `timm.create_model("hf-hub:…",
+            // pretrained=True)` loads the model (zoo reads both layouts back).
+            let tv = zoo_engine::timm::torchvision_arch(arch);
+            for t in &mut tensors {
+                if let Some(n) = zoo_engine::timm::to_timm(tv, &t.name) {
+                    t.shape = zoo_engine::timm::timm_shape(&n, &t.shape);
+                    t.name = n;
+                }
+            }
+            tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut c = Config::timm(zoo_engine::timm::timm_arch(tv), classes, cfg);
             c.raw.insert("zoo".into(), json!({"head": o.head}));
             (c.to_json_string(), "image-classification")
         }
@@ -53,21 +66,27 @@ pub fn write(
             config,
             pooling,
             family,
-            ..
+            tokenizer,
         } => {
-            // Task-model names (`bert.encoder...`, `classifier`), as transformers saves them.
-            let prefix = format!("{family}.");
-            for t in &mut tensors {
-                if !t.name.starts_with("classifier") && !t.name.starts_with(&prefix) {
-                    t.name = format!("{prefix}{}", t.name);
-                }
-            }
-            tensors.sort_by(|a, b| a.name.cmp(&b.name));
+            let hidden = zoo_engine::bert::BertConfig::from_json(config)
+                .map(|c| c.hidden_size)
+                .map_err(|e| TrainError::Options(format!("config.json: {e}")))?;
+            let has_pooler = tensors
+                .iter()
+                .any(|t| t.name.ends_with("pooler.dense.weight"));
+            let spec = HeadSpec::parse(&o.head).unwrap_or(HeadSpec::Linear);
+            let layout = TextLayout::choose(family, *pooling, spec, has_pooler, hidden);
+            let export =
+                layout::export_text(family, layout, *pooling, std::mem::take(&mut tensors))?;
+            tensors = export.root;
             let mut c = config.clone();
-            let arch = match family.as_str() {
-                "roberta" => "RobertaForSequenceClassification",
-                "distilbert" => "DistilBertForSequenceClassification",
-                _ => "BertForSequenceClassification",
+            let arch = match layout {
+                TextLayout::Transformers(class) => class.to_string(),
+                TextLayout::SentenceTransformers => match family.as_str() {
+                    "roberta" => "RobertaModel".to_string(),
+                    "distilbert" => "DistilBertModel".to_string(),
+                    _ => "BertModel".to_string(),
+                },
             };
             c["architectures"] = json!([arch]);
             c["id2label"] = Value::Object(
@@ -85,7 +104,26 @@ pub fn write(
                     .collect(),
             );
             c["problem_type"] = json!("single_label_classification");
-            c["zoo"] = json!({"head": o.head, "pooling": pooling.name()});
+            c["zoo"] = json!({"head": o.head, "pooling": pooling.name(), "layout": layout.name()});
+            for stale in ["modules.json", "1_Pooling", "2_Dense", "3_Dense", "4_Dense"] {
+                let p = out.join(stale);
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p).map_err(io(&p))?;
+                } else if p.exists() {
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                }
+            }
+            if layout == TextLayout::SentenceTransformers {
+                layout::write_st_modules(out, *pooling, hidden, &export.dense)?;
+                if !source.dir.join("sentence_bert_config.json").exists() {
+                    let p = out.join("sentence_bert_config.json");
+                    let v =
+                        json!({"max_seq_length": tokenizer.max_length(), "do_lower_case": false});
+                    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap_or_default())
+                        .map_err(io(&p))?;
+                }
+            }
+            text_layout = Some(layout);
             for f in TOKENIZER_FILES {
                 let from = source.dir.join(f);
                 if from.exists() {
@@ -183,7 +221,9 @@ pub fn write(
 
     // The card.
     let mut card = ModelCard::default();
-    card.set("library_name", "zoo");
+    // The library that loads the model as published: timm for an image model with a linear
+    // head, transformers for a text classifier; zoo alone for what neither loads.
+    card.set("library_name", library_name(&source.kind, text_layout, o));
     card.set("pipeline_tag", task);
     card.set_list("base_model", std::slice::from_ref(&base));
     if let Some(id) = &o.dataset_id {
@@ -229,6 +269,7 @@ pub fn write(
             }
         }
     }
+    body.push_str(&usage(library_name(&source.kind, text_layout, o)));
     body.push_str(
         "\nTraining curves, the confusion matrix and per-class figures: `report.html`.\n",
     );
@@ -286,4 +327,36 @@ fn trainer_state(o: &Options, s: &Summary, history: &[EpochRecord]) -> serde_jso
         "trial_name": null,
         "trial_params": null,
     })
+}
+
+/// The card's `library_name`: the tool the published model loads in with the same outputs —
+/// timm for an image model with a linear head; for a text classifier, transformers or
+/// sentence-transformers as [`TextLayout::choose`] says; zoo alone for an image model with an
+/// MLP head (timm has no such head).
+fn library_name(kind: &Kind, text: Option<TextLayout>, o: &Options) -> &'static str {
+    match (kind, text) {
+        (_, Some(layout)) => layout.library(),
+        (Kind::Image { .. }, _) if o.head == "linear" => "timm",
+        _ => "zoo",
+    }
+}
+
+/// The card's usage snippet, for the library the card names (`REPO` stands for the
+/// repository the folder is pushed to).
+fn usage(library: &str) -> String {
+    let code = match library {
+        "timm" => {
+            "```python\nimport timm, torch\nmodel = timm.create_model(\"hf-hub:REPO\", pretrained=True).eval()\ncfg = timm.data.resolve_data_config({}, model=model)\ntransform = timm.data.create_transform(**cfg)\nlogits = model(transform(image).unsqueeze(0))  # image: a PIL image\n```\n"
+        }
+        "transformers" => {
+            "```python\nfrom transformers import pipeline\nclassify = pipeline(\"text-classification\", model=\"REPO\")\nclassify(\"A wonderful film.\")\n```\n"
+        }
+        "sentence-transformers" => {
+            "```python\nfrom sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer(\"REPO\")\nlogits = model.encode([\"A wonderful film.\"])  # one logit per class, in config.json's id2label order\n```\n"
+        }
+        _ => {
+            "```sh\nzoo predict REPO INPUT...\n```\n\n(an MLP head on an image backbone: no timm architecture has it, so this model loads in zoo only)\n"
+        }
+    };
+    format!("\n## Usage\n\n{code}\nOr with zoo: `zoo predict REPO INPUT...`.\n")
 }

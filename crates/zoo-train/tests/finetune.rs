@@ -32,13 +32,18 @@ fn mobilenet(dir: &Path) -> PathBuf {
     out
 }
 
+/// A checkpoint's tensors under torchvision's names (zoo publishes MobileNetV2 under timm's).
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mapped = zoo_checkpoint::Mapped::open(path).unwrap();
     let loaded = zoo_checkpoint::load(&mapped).unwrap();
     loaded
         .tensors
         .iter()
-        .map(|t| (t.name.clone(), t.data.to_vec()))
+        .map(|t| {
+            let name = zoo_engine::timm::to_torchvision("mobilenet_v2", &t.name)
+                .unwrap_or_else(|| t.name.clone());
+            (name, t.data.to_vec())
+        })
         .collect()
 }
 
@@ -258,7 +263,9 @@ fn a_resumed_text_run_ends_where_a_straight_run_ends() {
         &std::fs::read_to_string(tmp.path().join("straight/config.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    // Mean pooling (the MiniLM folder's own): sentence-transformers' layout (issue 13).
+    assert_eq!(config["architectures"][0], "BertModel");
+    assert!(tmp.path().join("straight/modules.json").exists());
     assert_eq!(config["id2label"]["1"], "positive");
     assert!(tmp.path().join("straight/tokenizer.json").exists());
 }

@@ -1,0 +1,226 @@
+"""Issue 13's compatibility check (run by scripts/compat-check.sh, which starts the hub).
+
+For each combination: fine-tune a tiny model with zoo, push it to the hub at HF_ENDPOINT,
+load it from the hub with the library its card names, and compare its logits with
+`zoo predict REPO --json` on the same inputs. Fails on max |diff| > 1e-4 x max |logit|, on a
+card naming a library that does not load the model, and on a model that loads nowhere.
+
+  python compat_check.py --zoo ZOO --fixtures FX --work DIR [--only SUBSTRING]
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--zoo", required=True)
+ap.add_argument("--fixtures", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--only", default="")
+args = ap.parse_args()
+fx, work = args.fixtures, args.work
+TOLERANCE = 1e-4
+TEXTS = [
+    "A wonderful, moving film with superb acting.",
+    "Dull, predictable and far too long.",
+    "It was fine, I guess.",
+    "The best thing I have seen all year!",
+    "I want those two hours of my life back.",
+]
+
+
+def zoo(*a, capture=False):
+    r = subprocess.run([args.zoo, *a], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"zoo {' '.join(a)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def front_matter(path):
+    text = open(path).read()
+    head = text.split("---")[1] if text.startswith("---") else ""
+    return {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in head.splitlines() if ":" in l and not l.startswith(" "))}
+
+
+def zoo_logits(repo, inputs, classes):
+    out = json.loads(zoo("predict", repo, *inputs, "--top", str(classes), "--json", "-q"))
+    rows = []
+    for row in out:
+        v = [0.0] * classes
+        for e in row:
+            v[e["index"]] = e["logit"]
+        rows.append(v)
+    return np.array(rows, dtype=np.float64)
+
+
+results = []
+
+
+def compare(name, library, theirs, ours):
+    theirs = np.asarray(theirs, dtype=np.float64)
+    diff = float(np.abs(theirs - ours).max())
+    scale = float(np.abs(ours).max())
+    ok = diff <= TOLERANCE * max(scale, 1e-12) and theirs.shape == ours.shape
+    results.append({"model": name, "library": library, "max_abs_diff": diff, "max_abs_logit": scale, "ok": ok})
+    print(f"{'ok  ' if ok else 'FAIL'} {name:42} {library:22} max|diff| {diff:.2e}  max|logit| {scale:.3f}", flush=True)
+
+
+# ---------------------------------------------------------------- text
+def tiny_text_bases():
+    """Tiny random BERT, RoBERTa and DistilBERT folders with real tokenizers."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (BertConfig, BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel,
+                              DistilBertTokenizerFast, RobertaConfig, RobertaModel, RobertaTokenizerFast)
+
+    minilm = f"{fx}/checkpoints/all-MiniLM-L6-v2"
+    bases = {}
+    d = f"{work}/base-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(d)
+    BertTokenizerFast.from_pretrained(minilm).save_pretrained(d)
+    bases["bert"] = d
+    d = f"{work}/base-distilbert"
+    DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                     max_position_embeddings=64)).save_pretrained(d)
+    DistilBertTokenizerFast.from_pretrained(minilm).save_pretrained(d)
+    bases["distilbert"] = d
+    d = f"{work}/base-roberta"
+    os.makedirs(d, exist_ok=True)
+    texts = [r["text"] for r in csv.DictReader(open(f"{fx}/sentiment.csv"))]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts + TEXTS, vocab_size=800, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(d)
+    RobertaTokenizerFast(vocab_file=f"{d}/vocab.json", merges_file=f"{d}/merges.txt").save_pretrained(d)
+    RobertaModel(RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=64, max_position_embeddings=66,
+                               type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)).save_pretrained(d)
+    bases["roberta"] = d
+    return bases
+
+
+def text_checks():
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = f"{work}/sentiment-small.csv"
+    rows = list(csv.DictReader(open(f"{fx}/sentiment.csv")))
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        counts = {}
+        for r in rows:
+            if counts.get(r["label"], 0) < 24:
+                counts[r["label"]] = counts.get(r["label"], 0) + 1
+                w.writerow([r["text"], r["label"]])
+    for family, base in tiny_text_bases().items():
+        for pooling in ["mean", "cls", "max", "pooler"]:
+            for head in ["linear", "mlp:32"]:
+                name = f"tiny-{family}-{pooling}-{head.replace(':', '')}"
+                if args.only not in name:
+                    continue
+                out = f"{work}/{name}"
+                zoo("finetune", base, "--data", data, "--out", out, "--pooling", pooling, "--head", head,
+                    "--epochs", "3", "--lr", "3e-3", "--batch-size", "8", "-q")
+                repo = f"zoo/{name}"
+                zoo("push", "-q", out, repo)
+                config = json.load(open(f"{out}/config.json"))
+                classes = len(config["id2label"])
+                ours = zoo_logits(repo, TEXTS, classes)
+                library = front_matter(f"{out}/README.md").get("library_name")
+                if library == "transformers":
+                    model = AutoModelForSequenceClassification.from_pretrained(repo).eval()
+                    tok = AutoTokenizer.from_pretrained(repo)
+                    with torch.no_grad():
+                        theirs = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+                    compare(name, f"transformers {type(model).__name__}", theirs, ours)
+                elif library == "sentence-transformers":
+                    model = SentenceTransformer(repo, device="cpu")
+                    theirs = model.encode(TEXTS, batch_size=len(TEXTS), convert_to_numpy=True)
+                    compare(name, "sentence-transformers", theirs, ours)
+                else:
+                    sys.exit(f"{name}: card names library `{library}`: a text classifier must load in transformers or sentence-transformers")
+
+
+# ---------------------------------------------------------------- images
+IMAGE_ARCHS = {
+    "mobilenetv2_100": 64,
+    "efficientnet_b0": 64,
+    "convnext_tiny": 64,
+    "resnet18": 64,
+    "vit_small_patch16_224": 224,
+}
+
+
+def image_checks():
+    import timm
+    import timm.data
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    labels = f"{work}/labels10.txt"
+    open(labels, "w").write("".join(f"class {i}\n" for i in range(10)))
+    test_images = []
+    for c in sorted(os.listdir(f"{fx}/fashion-mnist/test"))[:4]:
+        d = f"{fx}/fashion-mnist/test/{c}"
+        test_images.append(f"{d}/{sorted(os.listdir(d))[0]}")
+    test_images.append(f"{fx}/images/chelsea.png")
+    for arch, size in IMAGE_ARCHS.items():
+        if args.only not in arch:
+            continue
+        ckpt = f"{work}/{arch}.safetensors"
+        m = timm.create_model(arch, pretrained=False, num_classes=10)
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, ckpt)
+        base = f"{work}/base-{arch}"
+        zoo("import", ckpt, "--arch", arch, "--labels", labels, "--out", base)
+        for head in ["linear", "mlp:32"]:
+            name = f"tiny-{arch}-{head.replace(':', '')}".replace("_", "-")
+            out = f"{work}/{name}"
+            zoo("finetune", base, "--data", f"{fx}/fashion-mnist", "--out", out, "--image-size", str(size),
+                "--per-class", "3", "--max-test", "20", "--epochs", "1", "--freeze", "all", "--head", head, "-q")
+            repo = f"zoo/{name}"
+            zoo("push", "-q", out, repo)
+            library = front_matter(f"{out}/README.md").get("library_name")
+            config = json.load(open(f"{out}/config.json"))
+            if head != "linear":
+                # No timm architecture has an MLP head: the card must name no tool but zoo.
+                ok = library == "zoo"
+                results.append({"model": name, "library": f"zoo only (card: {library})", "ok": ok})
+                print(f"{'ok  ' if ok else 'FAIL'} {name:42} card names `{library}` (timm has no MLP head)", flush=True)
+                continue
+            if library != "timm":
+                sys.exit(f"{name}: card names library `{library}`, expected timm")
+            model = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
+            cfg = timm.data.resolve_data_config({}, model=model)
+            tf = timm.data.create_transform(**cfg)
+            # Inputs already at timm's resize size, so neither side resamples: the weights,
+            # the crop and the normalisation are compared, not two resize kernels.
+            scale = math.floor(cfg["input_size"][-1] / cfg["crop_pct"])
+            inputs = []
+            for i, p in enumerate(test_images):
+                q = f"{work}/{name}-{i}.png"
+                Image.open(p).convert("RGB").resize((scale, scale), Image.BILINEAR).save(q)
+                inputs.append(q)
+            x = torch.stack([tf(Image.open(p).convert("RGB")) for p in inputs])
+            with torch.no_grad():
+                theirs = model(x).numpy()
+            ours = zoo_logits(repo, inputs, config["num_classes"])
+            compare(name, f"timm {config['architecture']}", theirs, ours)
+
+
+if not args.only or args.only.startswith("tiny-") or any(f in args.only for f in ["bert", "roberta"]):
+    text_checks()
+image_checks()
+json.dump(results, open(f"{work}/compat.json", "w"), indent=1)
+bad = [r for r in results if not r["ok"]]
+print(f"compat: {len(results) - len(bad)}/{len(results)} combinations load in the library their card names with zoo's logits")
+sys.exit(1 if bad or not results else 0)
