@@ -122,33 +122,36 @@ def text_checks():
             if counts.get(r["label"], 0) < 24:
                 counts[r["label"]] = counts.get(r["label"], 0) + 1
                 w.writerow([r["text"], r["label"]])
-    for family, base in tiny_text_bases().items():
-        for pooling in ["mean", "cls", "max", "pooler"]:
-            for head in ["linear", "mlp:32"]:
-                name = f"tiny-{family}-{pooling}-{head.replace(':', '')}"
-                if args.only not in name:
-                    continue
-                out = f"{work}/{name}"
-                zoo("finetune", base, "--data", data, "--out", out, "--pooling", pooling, "--head", head,
-                    "--epochs", "3", "--lr", "3e-3", "--batch-size", "8", "-q")
-                repo = f"zoo/{name}"
-                zoo("push", "-q", out, repo)
-                config = json.load(open(f"{out}/config.json"))
-                classes = len(config["id2label"])
-                ours = zoo_logits(repo, TEXTS, classes)
-                library = front_matter(f"{out}/README.md").get("library_name")
-                if library == "transformers":
-                    model = AutoModelForSequenceClassification.from_pretrained(repo).eval()
-                    tok = AutoTokenizer.from_pretrained(repo)
-                    with torch.no_grad():
-                        theirs = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
-                    compare(name, f"transformers {type(model).__name__}", theirs, ours)
-                elif library == "sentence-transformers":
-                    model = SentenceTransformer(repo, device="cpu")
-                    theirs = model.encode(TEXTS, batch_size=len(TEXTS), convert_to_numpy=True)
-                    compare(name, "sentence-transformers", theirs, ours)
-                else:
-                    sys.exit(f"{name}: card names library `{library}`: a text classifier must load in transformers or sentence-transformers")
+    cases = [(f"tiny-{family}-{pooling}-{head.replace(':', '')}", base, pooling, head)
+             for family, base in tiny_text_bases().items()
+             for pooling in ["mean", "cls", "max", "pooler"]
+             for head in ["linear", "mlp:32"]]
+    # The quickstart's published text model: the real MiniLM, its own (mean) pooling.
+    cases.append(("minilm-l6-mean-linear", f"{fx}/checkpoints/all-MiniLM-L6-v2", "mean", "linear"))
+    for name, base, pooling, head in cases:
+        if args.only not in name:
+            continue
+        out = f"{work}/{name}"
+        zoo("finetune", base, "--data", data, "--out", out, "--pooling", pooling, "--head", head,
+            "--epochs", "3", "--lr", "3e-3", "--batch-size", "8", "-q")
+        repo = f"zoo/{name}"
+        zoo("push", "-q", out, repo)
+        config = json.load(open(f"{out}/config.json"))
+        classes = len(config["id2label"])
+        ours = zoo_logits(repo, TEXTS, classes)
+        library = front_matter(f"{out}/README.md").get("library_name")
+        if library == "transformers":
+            model = AutoModelForSequenceClassification.from_pretrained(repo).eval()
+            tok = AutoTokenizer.from_pretrained(repo)
+            with torch.no_grad():
+                theirs = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+            compare(name, f"transformers {type(model).__name__}", theirs, ours)
+        elif library == "sentence-transformers":
+            model = SentenceTransformer(repo, device="cpu")
+            theirs = model.encode(TEXTS, batch_size=len(TEXTS), convert_to_numpy=True)
+            compare(name, "sentence-transformers", theirs, ours)
+        else:
+            sys.exit(f"{name}: card names library `{library}`: a text classifier must load in transformers or sentence-transformers")
 
 
 # ---------------------------------------------------------------- images
@@ -174,16 +177,24 @@ def image_checks():
         d = f"{fx}/fashion-mnist/test/{c}"
         test_images.append(f"{d}/{sorted(os.listdir(d))[0]}")
     test_images.append(f"{fx}/images/chelsea.png")
-    for arch, size in IMAGE_ARCHS.items():
+    cases = list(IMAGE_ARCHS.items())
+    # The quickstart's published image model: torchvision's MobileNetV2 checkpoint, imported.
+    cases.append(("mobilenet_v2", 96))
+    for arch, size in cases:
         if args.only not in arch:
             continue
-        ckpt = f"{work}/{arch}.safetensors"
-        m = timm.create_model(arch, pretrained=False, num_classes=10)
-        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, ckpt)
         base = f"{work}/base-{arch}"
-        zoo("import", ckpt, "--arch", arch, "--labels", labels, "--out", base)
-        for head in ["linear", "mlp:32"]:
-            name = f"tiny-{arch}-{head.replace(':', '')}".replace("_", "-")
+        if arch == "mobilenet_v2":
+            zoo("import", f"{fx}/checkpoints/mobilenet_v2-b0353104.pth", "--arch", arch,
+                "--labels", f"{fx}/imagenet_classes.txt", "--out", base)
+        else:
+            ckpt = f"{work}/{arch}.safetensors"
+            m = timm.create_model(arch, pretrained=False, num_classes=10)
+            save_file({k: v.contiguous() for k, v in m.state_dict().items()}, ckpt)
+            zoo("import", ckpt, "--arch", arch, "--labels", labels, "--out", base)
+        for head in (["linear"] if arch == "mobilenet_v2" else ["linear", "mlp:32"]):
+            prefix = "torchvision" if arch == "mobilenet_v2" else "tiny"
+            name = f"{prefix}-{arch}-{head.replace(':', '')}".replace("_", "-")
             out = f"{work}/{name}"
             zoo("finetune", base, "--data", f"{fx}/fashion-mnist", "--out", out, "--image-size", str(size),
                 "--per-class", "3", "--max-test", "20", "--epochs", "1", "--freeze", "all", "--head", head, "-q")
@@ -217,8 +228,7 @@ def image_checks():
             compare(name, f"timm {config['architecture']}", theirs, ours)
 
 
-if not args.only or args.only.startswith("tiny-") or any(f in args.only for f in ["bert", "roberta"]):
-    text_checks()
+text_checks()
 image_checks()
 json.dump(results, open(f"{work}/compat.json", "w"), indent=1)
 bad = [r for r in results if not r["ok"]]
