@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use zoo_client::download::{PullOptions, pull};
@@ -132,6 +132,135 @@ pub struct PushArgs {
     json: bool,
     #[command(flatten)]
     hub: HubArgs,
+}
+
+/// `model` or `dataset`, as `--repo-type` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RepoTypeArg {
+    Model,
+    Dataset,
+}
+
+/// `zoo download`, in the `hf` CLI's words: `hf download REPO [FILES...]`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// org/name[@revision], or an hf:// URI (hf://datasets/org/name@rev).
+    repo: String,
+    /// Only these files (paths in the repository; globs work too).
+    files: Vec<String>,
+    /// A branch, tag or commit (also `REPO@REVISION`).
+    #[arg(long)]
+    revision: Option<String>,
+    #[arg(long, value_enum, default_value = "model")]
+    repo_type: RepoTypeArg,
+    /// Only files matching these globs.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Leave out files matching these globs.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Also copy the files into this folder.
+    #[arg(long)]
+    local_dir: Option<PathBuf>,
+    /// Files downloaded at once.
+    #[arg(long, default_value_t = 8)]
+    max_workers: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+/// `zoo upload`, in the `hf` CLI's words: `hf upload REPO [LOCAL_PATH] [PATH_IN_REPO]`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// org/name, or an hf:// URI.
+    repo: String,
+    /// The folder to upload [default: .].
+    local_path: Option<PathBuf>,
+    /// Where in the repository (only the root, `.`, is implemented).
+    path_in_repo: Option<String>,
+    /// The branch to commit to.
+    #[arg(long)]
+    revision: Option<String>,
+    #[arg(long, value_enum, default_value = "model")]
+    repo_type: RepoTypeArg,
+    #[arg(long)]
+    private: bool,
+    #[arg(long)]
+    commit_message: Option<String>,
+    #[arg(long)]
+    commit_description: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+pub fn run_download(a: DownloadArgs) -> Result<ExitCode> {
+    let (repo, rev) = RepoId::parse_uri(&a.repo, repo_kind(a.repo_type))?;
+    let revision = match (rev, a.revision) {
+        (Some(x), Some(y)) if x != y => {
+            bail!(
+                "{}: two revisions given ({x} in the id, --revision {y})",
+                a.repo
+            )
+        }
+        (x, y) => x.or(y),
+    };
+    let mut include = a.include;
+    include.extend(a.files);
+    run_pull(PullArgs {
+        repo: match &revision {
+            Some(r) => format!("{}@{r}", repo.id),
+            None => repo.id.clone(),
+        },
+        include,
+        exclude: a.exclude,
+        local_dir: a.local_dir,
+        dataset: repo.kind == RepoType::Dataset,
+        jobs: a.max_workers,
+        retries: 5,
+        range_threshold: 256 << 20,
+        json: a.json,
+        hub: a.hub,
+    })
+}
+
+pub fn run_upload(a: UploadArgs) -> Result<ExitCode> {
+    let (repo, rev) = RepoId::parse_uri(&a.repo, repo_kind(a.repo_type))?;
+    if let Some(p) = a
+        .path_in_repo
+        .as_deref()
+        .filter(|p| !matches!(*p, "." | "/" | ""))
+    {
+        bail!(
+            "{}: uploading to `{p}` inside the repository is not implemented yet (upload to the root: leave PATH_IN_REPO out)",
+            a.repo
+        );
+    }
+    let message = match (a.commit_message, a.commit_description) {
+        (Some(m), Some(d)) => Some(format!("{m}\n\n{d}")),
+        (None, Some(d)) => Some(format!("Upload with zoo\n\n{d}")),
+        (m, None) => m,
+    };
+    run_push(PushArgs {
+        dir: a.local_path.unwrap_or_else(|| PathBuf::from(".")),
+        repo: repo.id,
+        private: a.private,
+        branch: a.revision.or(rev),
+        message,
+        dataset: repo.kind == RepoType::Dataset,
+        json: a.json,
+        hub: a.hub,
+    })
+}
+
+fn repo_kind(t: RepoTypeArg) -> RepoType {
+    match t {
+        RepoTypeArg::Model => RepoType::Model,
+        RepoTypeArg::Dataset => RepoType::Dataset,
+    }
 }
 
 #[derive(Debug, Args)]

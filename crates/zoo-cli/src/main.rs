@@ -94,6 +94,10 @@ enum Command {
     Info(client::InfoArgs),
     /// Upload a folder: only changed files, large ones through LFS, one atomic commit.
     Push(client::PushArgs),
+    /// `hf download`'s spelling of pull: REPO [FILES...] with --revision, --repo-type, hf:// URIs.
+    Download(client::DownloadArgs),
+    /// `hf upload`'s spelling of push: REPO [LOCAL_PATH] with --revision, --commit-message.
+    Upload(client::UploadArgs),
     /// Save a token to $HF_HOME/token after checking it.
     Login(client::LoginArgs),
     /// Remove the saved token.
@@ -207,6 +211,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(a) => client::run_search(&a),
         Command::Info(a) => client::run_info(&a),
         Command::Push(a) => client::run_push(a),
+        Command::Download(a) => client::run_download(a),
+        Command::Upload(a) => client::run_upload(a),
         Command::Login(a) => client::run_login(&a),
         Command::Logout(a) => client::run_logout(&a),
         Command::Whoami(a) => client::run_whoami(&a),

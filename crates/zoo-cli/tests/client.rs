@@ -630,3 +630,77 @@ fn large_files_come_in_parallel_byte_ranges_and_survive_a_cut() {
             .any(|e| e.file_name().to_string_lossy().contains("incomplete"))
     );
 }
+
+/// Issue 13: the `hf` CLI's spellings — `zoo upload REPO LOCAL_PATH` with a commit message and
+/// description, `zoo download REPO FILES… --revision`, `hf://` URIs, `--repo-type` — do what
+/// push and pull do; what zoo does not implement is a clear error.
+#[test]
+fn download_and_upload_speak_the_hf_cli_dialect_issue_13() {
+    let s = setup();
+    let dir = s.root.join("up");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"a\": 1}\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "notes\n").unwrap();
+    let run = |args: &[&str]| s.zoo(&s.server.url, &s.cache(), args);
+    let up: Value = serde_json::from_str(&ok(&run(&[
+        "upload",
+        "hf://alice/up",
+        dir.to_str().unwrap(),
+        "--commit-message",
+        "first upload",
+        "--commit-description",
+        "with a description",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(up["uploaded"].as_array().unwrap().len(), 2, "{up}");
+    let http = Http::new(&s.server.url);
+    let commits = http.get("/api/models/alice/up/commits/main", Some(&s.token), None);
+    let body = String::from_utf8_lossy(&commits.body);
+    assert!(
+        body.contains("first upload") && body.contains("with a description"),
+        "{body}"
+    );
+    // One file, by name, at a revision, into a local folder.
+    let local = s.root.join("local");
+    ok(&run(&[
+        "download",
+        "alice/up",
+        "config.json",
+        "--revision",
+        "main",
+        "--local-dir",
+        local.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(local.join("config.json")).unwrap(),
+        "{\"a\": 1}\n"
+    );
+    assert!(!local.join("notes.txt").exists(), "only the file asked for");
+    // An hf:// URI with a revision; a data set by --repo-type and by URI.
+    let snap = snapshot_of(&run(&["download", "hf://alice/up@main"]));
+    assert!(snap.join("notes.txt").exists());
+    ok(&run(&[
+        "upload",
+        "alice/ds",
+        dir.to_str().unwrap(),
+        "--repo-type",
+        "dataset",
+    ]));
+    let ds = snapshot_of(&run(&["download", "hf://datasets/alice/ds", "notes.txt"]));
+    assert!(
+        ds.to_string_lossy().contains("datasets--alice--ds"),
+        "{ds:?}"
+    );
+    let ds2 = snapshot_of(&run(&["download", "alice/ds", "--repo-type", "dataset"]));
+    assert!(ds2.join("config.json").exists());
+    // What zoo does not do says so.
+    let e = run(&["download", "alice/up@main", "--revision", "other"]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("two revisions"));
+    let e = run(&["upload", "alice/up", dir.to_str().unwrap(), "sub/dir"]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("not implemented yet"));
+    let e = run(&["download", "hf://spaces/alice/app"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("Spaces are not implemented"));
+}

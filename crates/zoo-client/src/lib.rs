@@ -80,6 +80,27 @@ impl RepoId {
         ))
     }
 
+    /// Like [`RepoId::parse`], and also an `hf://` URI as the `hf` CLI and `huggingface_hub`'s
+    /// file system write it: `hf://org/name`, `hf://models/org/name`,
+    /// `hf://datasets/org/name@revision`. The URI's kind wins over `kind`.
+    pub fn parse_uri(spec: &str, kind: RepoType) -> Result<(RepoId, Option<String>), ClientError> {
+        let Some(rest) = spec.strip_prefix("hf://") else {
+            return RepoId::parse(spec, kind);
+        };
+        let (kind, rest) = if let Some(r) = rest.strip_prefix("datasets/") {
+            (RepoType::Dataset, r)
+        } else if let Some(r) = rest.strip_prefix("models/") {
+            (RepoType::Model, r)
+        } else if rest.starts_with("spaces/") {
+            return Err(ClientError::Usage(format!(
+                "`{spec}`: Spaces are not implemented (models and datasets are)"
+            )));
+        } else {
+            (kind, rest)
+        };
+        RepoId::parse(rest.trim_end_matches('/'), kind)
+    }
+
     /// The cache folder: `models--org--name`.
     pub fn folder(&self) -> String {
         format!("{}--{}", self.kind.plural(), self.id.replace('/', "--"))
