@@ -45,6 +45,19 @@ impl HubArgs {
 pub struct PullArgs {
     /// org/name[@revision]
     repo: String,
+    /// The repository is a data set.
+    #[arg(long)]
+    dataset: bool,
+    /// Files downloaded at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+/// What pull and download share: which files, where else they go, how hard to try.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
     /// Only files matching these globs.
     #[arg(long)]
     include: Vec<String>,
@@ -54,12 +67,6 @@ pub struct PullArgs {
     /// Also copy the files into this folder.
     #[arg(long)]
     local_dir: Option<PathBuf>,
-    /// The repository is a data set.
-    #[arg(long)]
-    dataset: bool,
-    /// Files downloaded at once.
-    #[arg(long, default_value_t = 8)]
-    jobs: usize,
     /// Attempts per file after a network error (each resumes where the last stopped).
     #[arg(long, default_value_t = 5)]
     retries: usize,
@@ -153,22 +160,11 @@ pub struct DownloadArgs {
     revision: Option<String>,
     #[arg(long, value_enum, default_value = "model")]
     repo_type: RepoTypeArg,
-    /// Only files matching these globs.
-    #[arg(long)]
-    include: Vec<String>,
-    /// Leave out files matching these globs.
-    #[arg(long)]
-    exclude: Vec<String>,
-    /// Also copy the files into this folder.
-    #[arg(long)]
-    local_dir: Option<PathBuf>,
     /// Files downloaded at once.
     #[arg(long, default_value_t = 8)]
     max_workers: usize,
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
-    hub: HubArgs,
+    fetch: FetchArgs,
 }
 
 /// `zoo upload`, in the `hf` CLI's words: `hf upload REPO [LOCAL_PATH] [PATH_IN_REPO]`.
@@ -208,22 +204,16 @@ pub fn run_download(a: DownloadArgs) -> Result<ExitCode> {
         }
         (x, y) => x.or(y),
     };
-    let mut include = a.include;
-    include.extend(a.files);
+    let mut fetch = a.fetch;
+    fetch.include.extend(a.files);
     run_pull(PullArgs {
         repo: match &revision {
             Some(r) => format!("{}@{r}", repo.id),
             None => repo.id.clone(),
         },
-        include,
-        exclude: a.exclude,
-        local_dir: a.local_dir,
         dataset: repo.kind == RepoType::Dataset,
         jobs: a.max_workers,
-        retries: 5,
-        range_threshold: 256 << 20,
-        json: a.json,
-        hub: a.hub,
+        fetch,
     })
 }
 
@@ -309,20 +299,21 @@ fn kind(dataset: bool) -> RepoType {
 }
 
 pub fn run_pull(a: PullArgs) -> Result<ExitCode> {
-    let client = a.hub.client();
+    let f = a.fetch;
+    let client = f.hub.client();
     let (repo, revision) = RepoId::parse(&a.repo, kind(a.dataset))?;
     let opts = PullOptions {
         revision,
-        include: a.include,
-        exclude: a.exclude,
-        local_dir: a.local_dir,
+        include: f.include,
+        exclude: f.exclude,
+        local_dir: f.local_dir,
         jobs: a.jobs,
-        retries: a.retries,
-        range_threshold: a.range_threshold,
-        progress: a.hub.progress(),
+        retries: f.retries,
+        range_threshold: f.range_threshold,
+        progress: f.hub.progress(),
     };
     let pulled = pull(&client, &repo, &opts).with_context(|| format!("pulling {}", a.repo))?;
-    if a.json {
+    if f.json {
         outln!("{}", serde_json::to_string_pretty(&pulled)?);
     } else {
         outln!(

@@ -919,8 +919,8 @@ pub fn finetune(
         }
     };
 
-    // The feature cache (head-only runs without augmentation).
-    let cache = (use_features && o.use_cache).then(|| FeatureCache {
+    // The cache on disk (head-only features and the frozen prefix share it).
+    let cache = o.use_cache.then(|| FeatureCache {
         dir: o
             .cache_dir
             .clone()
@@ -959,12 +959,6 @@ pub fn finetune(
     };
     let prefix = match prefix {
         Some(k) => {
-            let cache = o.use_cache.then(|| FeatureCache {
-                dir: o
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(FeatureCache::default_dir),
-            });
             let (t, b1) = prefix_activations(
                 &net,
                 &source,

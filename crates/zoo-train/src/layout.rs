@@ -85,14 +85,37 @@ fn encoder_prefix<'a>(names: impl Iterator<Item = &'a str>) -> &'static str {
         .unwrap_or("")
 }
 
-fn rename(t: &mut NamedTensor, from: &str, to: &str) -> bool {
-    match t.name.strip_prefix(from) {
-        Some(rest) => {
-            t.name = format!("{to}{rest}");
-            true
-        }
-        None => false,
+/// Drops the encoder's task-model prefix (`bert.`) from a name.
+fn strip_encoder_prefix(t: &mut NamedTensor, prefix: &str) {
+    if let Some(rest) = t.name.strip_prefix(prefix) {
+        t.name = rest.to_string();
     }
+}
+
+/// zoo's head names → the transformers class's, per family (first matching prefix wins):
+/// RoBERTa's `RobertaClassificationHead` is dense + tanh + out_proj on `<s>` — the pooler and
+/// the linear head; DistilBERT's is pre_classifier + ReLU + classifier on the first token — the
+/// MLP head. BERT's are zoo's own names.
+fn head_renames(family: &str) -> &'static [(&'static str, &'static str)] {
+    match family {
+        "roberta" => &[
+            ("roberta.pooler.dense.", "classifier.dense."),
+            ("classifier.", "classifier.out_proj."),
+        ],
+        "distilbert" => &[
+            ("classifier.0.", "pre_classifier."),
+            ("classifier.3.", "classifier."),
+        ],
+        _ => &[],
+    }
+}
+
+/// `name` under the first `(from, to)` whose `from` prefixes it.
+fn rename_first<'a>(
+    name: &str,
+    mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    pairs.find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
 }
 
 /// A sentence-transformers `Dense` module: its folder, config and weights.
@@ -126,32 +149,14 @@ pub fn export_text(
             let task = format!("{family}.");
             let mut root = tensors;
             for t in &mut root {
-                if is_head(&t.name) {
-                    continue;
-                }
-                if !prefix.is_empty() && prefix != task {
-                    rename(t, &prefix, "");
-                }
-                if !t.name.starts_with(&task) {
+                // Task-model names: the encoder under `{family}.`, then the class's head names.
+                if !is_head(&t.name) {
+                    strip_encoder_prefix(t, &prefix);
                     t.name = format!("{task}{}", t.name);
                 }
-            }
-            for t in &mut root {
-                let _ = match family {
-                    // RobertaClassificationHead: dense + tanh + out_proj on `<s>` — the
-                    // pooler and the linear head, under its names.
-                    "roberta" => {
-                        rename(t, "roberta.pooler.dense.", "classifier.dense.")
-                            || rename(t, "classifier.weight", "classifier.out_proj.weight")
-                            || rename(t, "classifier.bias", "classifier.out_proj.bias")
-                    }
-                    // pre_classifier + ReLU + classifier on the first token.
-                    "distilbert" => {
-                        rename(t, "classifier.0.", "pre_classifier.")
-                            || rename(t, "classifier.3.", "classifier.")
-                    }
-                    _ => false,
-                };
+                if let Some(n) = rename_first(&t.name, head_renames(family).iter().copied()) {
+                    t.name = n;
+                }
             }
             root.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(TextExport {
@@ -168,16 +173,11 @@ pub fn export_text(
                     head.insert(t.name.clone(), t);
                     continue;
                 }
-                rename(&mut t, &prefix, "");
+                strip_encoder_prefix(&mut t, &prefix);
                 if pooling == Pooling::Pooler
                     && let Some(rest) = t.name.strip_prefix("pooler.dense.")
                 {
-                    let mut copy = NamedTensor {
-                        name: String::new(),
-                        shape: t.shape.clone(),
-                        dtype: t.dtype,
-                        data: t.data.clone(),
-                    };
+                    let mut copy = t.clone();
                     copy.name = rest.to_string();
                     pooler.insert(rest.to_string(), copy);
                 }
@@ -285,21 +285,40 @@ pub fn write_st_modules(
                 "activation_function": d.activation,
             }),
         )?;
-        let rename = |t: &NamedTensor, n: &str| NamedTensor {
+        let renamed = |t: &NamedTensor, n: &str| NamedTensor {
             name: n.to_string(),
-            shape: t.shape.clone(),
-            dtype: t.dtype,
-            data: t.data.clone(),
+            ..t.clone()
         };
         let tensors = [
-            rename(&d.bias, "linear.bias"),
-            rename(&d.weight, "linear.weight"),
+            renamed(&d.bias, "linear.bias"),
+            renamed(&d.weight, "linear.weight"),
         ];
         let views: Vec<_> = tensors.iter().map(NamedTensor::view).collect();
         zoo_checkpoint::write_safetensors(&dir.join("model.safetensors"), &views, None)?;
         modules.push(json!({"idx": idx, "name": idx.to_string(), "path": name, "type": "sentence_transformers.models.Dense"}));
     }
     write_json(&out.join("modules.json"), &Value::Array(modules))
+}
+
+/// Removes the sentence-transformers modules a previous run wrote into `out` (the folders
+/// its `modules.json` lists, then the list), so a re-run in another layout leaves none behind.
+pub fn remove_st_modules(out: &Path) -> Result<(), TrainError> {
+    let list = out.join("modules.json");
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return Ok(());
+    };
+    let modules: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    for m in modules.as_array().into_iter().flatten() {
+        let sub = m.get("path").and_then(Value::as_str).unwrap_or("");
+        if sub.is_empty() || sub.contains("..") || sub.contains('/') {
+            continue;
+        }
+        let dir = out.join(sub);
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        }
+    }
+    std::fs::remove_file(&list).map_err(|e| TrainError::io(&list, e))
 }
 
 /// The `Dense` modules after pooling in a sentence-transformers folder, in order: their
@@ -344,34 +363,17 @@ fn st_dense(dir: &Path) -> Result<Vec<(std::path::PathBuf, String)>, TrainError>
 /// `head` is what config.json says (`zoo.head`), if anything.
 pub fn import_text(
     dir: &Path,
+    family: &str,
     weights: zoo_engine::Weights,
     pooling: Pooling,
 ) -> Result<zoo_engine::Weights, TrainError> {
     let mut w = weights;
-    // transformers' RoBERTa and DistilBERT heads.
-    if w.has("classifier.out_proj.weight") {
-        let p = if w.has("roberta.embeddings.word_embeddings.weight") {
-            "roberta."
-        } else {
-            ""
-        };
-        w = w.renamed(|n| {
-            if let Some(r) = n.strip_prefix("classifier.dense.") {
-                Some(format!("{p}pooler.dense.{r}"))
-            } else {
-                n.strip_prefix("classifier.out_proj.")
-                    .map(|r| format!("classifier.{r}"))
-            }
-        });
-    } else if w.has("pre_classifier.weight") {
-        w = w.renamed(|n| {
-            if let Some(r) = n.strip_prefix("pre_classifier.") {
-                Some(format!("classifier.0.{r}"))
-            } else {
-                n.strip_prefix("classifier.")
-                    .map(|r| format!("classifier.3.{r}"))
-            }
-        });
+    // transformers' RoBERTa and DistilBERT heads, told by their first layer's name.
+    let renames = head_renames(family);
+    if let Some((_, marker)) = renames.first()
+        && w.has(&format!("{marker}weight"))
+    {
+        w = w.renamed(|n| rename_first(n, renames.iter().map(|&(from, to)| (to, from))));
     }
     if w.has("classifier.weight") || w.has("classifier.0.weight") {
         return Ok(w);

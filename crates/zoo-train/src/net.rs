@@ -225,8 +225,11 @@ impl Source {
         let mut w = Weights::from_loaded(&loaded, device).allow_unused(&prefixes);
         match &self.kind {
             Kind::Image { arch, .. } => w = w.in_torchvision_layout(arch),
-            Kind::Text { pooling, .. } => {
-                w = crate::layout::import_text(&self.dir, w, *pooling)?.allow_unused(&prefixes)
+            Kind::Text {
+                pooling, family, ..
+            } => {
+                w = crate::layout::import_text(&self.dir, family, w, *pooling)?
+                    .allow_unused(&prefixes)
             }
         }
         if let Some(seed) = from_scratch {

@@ -105,14 +105,7 @@ pub fn write(
             );
             c["problem_type"] = json!("single_label_classification");
             c["zoo"] = json!({"head": o.head, "pooling": pooling.name(), "layout": layout.name()});
-            for stale in ["modules.json", "1_Pooling", "2_Dense", "3_Dense", "4_Dense"] {
-                let p = out.join(stale);
-                if p.is_dir() {
-                    std::fs::remove_dir_all(&p).map_err(io(&p))?;
-                } else if p.exists() {
-                    std::fs::remove_file(&p).map_err(io(&p))?;
-                }
-            }
+            layout::remove_st_modules(out)?;
             if layout == TextLayout::SentenceTransformers {
                 layout::write_st_modules(out, *pooling, hidden, &export.dense)?;
                 if !source.dir.join("sentence_bert_config.json").exists() {

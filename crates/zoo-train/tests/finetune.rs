@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use zoo_train::Silent;
 use zoo_train::finetune::{Options, finetune};
 
@@ -353,25 +355,8 @@ fn bad_data_is_named() {
 /// A zoo model folder from one of zoo-engine's parity fixtures (random weights of a reduced
 /// torchvision architecture, `weights.*` in the fixture).
 fn fixture_model(dir: &Path, file: &str, arch: &str, classes: usize) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../zoo-engine/tests/fixtures")
-        .join(file);
-    let mapped = zoo_checkpoint::Mapped::open(&src).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let tensors: Vec<_> = loaded
-        .tensors
-        .iter()
-        .filter_map(|t| {
-            let name = t.name.strip_prefix("weights.")?;
-            Some(zoo_formats::safetensors::TensorData {
-                name: name.to_string(),
-                ..t.clone()
-            })
-        })
-        .collect();
     let out = dir.join(arch);
-    std::fs::create_dir_all(&out).unwrap();
-    zoo_checkpoint::write_safetensors(&out.join("model.safetensors"), &tensors, None).unwrap();
+    common::write_fixture_weights(file, &out, &[]);
     let labels: Vec<String> = (0..classes).map(|i| format!("class {i}")).collect();
     let config = zoo_card::Config::timm(arch, &labels, &zoo_card::PretrainedCfg::default());
     std::fs::write(out.join("config.json"), config.to_json_string()).unwrap();

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use serde_json::{Value, json};
 use zoo_train::Silent;
 use zoo_train::finetune::{Options, finetune, predict_logits};
@@ -46,40 +48,13 @@ fn tokenizer_json() -> Value {
 /// A tiny random encoder of `family` (zoo-engine's parity fixture) as a model folder.
 fn tiny(dir: &Path, family: &str) -> PathBuf {
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../zoo-engine/tests/fixtures");
-    let mapped =
-        zoo_checkpoint::Mapped::open(fx.join(format!("{family}.parity.safetensors"))).unwrap();
-    let loaded = zoo_checkpoint::load(&mapped).unwrap();
-    let tensors: Vec<_> = loaded
-        .tensors
-        .iter()
-        .filter_map(|t| {
-            let name = t.name.strip_prefix("weights.")?;
-            Some(zoo_formats::safetensors::TensorData {
-                name: name.to_string(),
-                ..t.clone()
-            })
-        })
-        .collect();
-    let mut tensors: Vec<_> = tensors;
-    if family == "roberta" {
-        // roberta-base has pooler weights; this fixture does not: borrow a square layer's.
-        let pooler: Vec<_> = tensors
-            .iter()
-            .filter_map(|t| {
-                let rest = t
-                    .name
-                    .strip_prefix("encoder.layer.0.attention.output.dense.")?;
-                Some(zoo_formats::safetensors::TensorData {
-                    name: format!("pooler.dense.{rest}"),
-                    ..t.clone()
-                })
-            })
-            .collect();
-        tensors.extend(pooler);
-    }
     let out = dir.join(family);
-    std::fs::create_dir_all(&out).unwrap();
-    zoo_checkpoint::write_safetensors(&out.join("model.safetensors"), &tensors, None).unwrap();
+    // roberta-base has pooler weights; this fixture does not: borrow a square layer's.
+    let copies: &[(&str, &str)] = match family {
+        "roberta" => &[("encoder.layer.0.attention.output.dense.", "pooler.dense.")],
+        _ => &[],
+    };
+    common::write_fixture_weights(&format!("{family}.parity.safetensors"), &out, copies);
     std::fs::copy(
         fx.join(format!("{family}.config.json")),
         out.join("config.json"),
