@@ -1,4 +1,4 @@
-//! `zoo pull`, `search`, `info`, `push`, `login`, `logout`, `whoami`, `cache`.
+//! `zoo pull`/`download`, `search`, `info`, `push`/`upload`, `auth`, `repo`, `cache`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use zoo_client::download::{PullOptions, pull};
-use zoo_client::push::{PushOptions, push};
+use zoo_client::download::{PullOptions, plan, pull};
+use zoo_client::push::{PushOptions, create_repo, push};
+use zoo_client::settings::{Overrides, TokenSource};
 use zoo_client::{Client, RepoId, RepoType, Settings};
 
 /// Where the Hub is and who we are (as the Hugging Face tools find them).
@@ -23,21 +24,33 @@ pub struct HubArgs {
     /// No network: serve from the cache only (also HF_HUB_OFFLINE=1).
     #[arg(long, global = true)]
     offline: bool,
-    /// No progress bars.
+    /// The cache folder [default: $HF_HUB_CACHE, else $HF_HOME/hub].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// No progress bars (also HF_HUB_DISABLE_PROGRESS_BARS=1).
     #[arg(long, short, global = true)]
     pub quiet: bool,
 }
 
 impl HubArgs {
-    fn client(&self) -> Client {
-        Client::new(Settings::from_env(
-            self.endpoint.as_deref(),
-            self.token.as_deref(),
-            self.offline,
-        ))
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            endpoint: self.endpoint.clone(),
+            token: self.token.clone(),
+            offline: self.offline,
+            cache_dir: self.cache_dir.clone(),
+        }
     }
-    fn progress(&self) -> bool {
-        !self.quiet && std::io::stderr().is_terminal()
+    pub fn settings(&self) -> Settings {
+        Settings::resolve(&self.overrides())
+    }
+    fn client(&self) -> Client {
+        Client::new(self.settings())
+    }
+    pub fn progress(&self) -> bool {
+        !self.quiet
+            && !zoo_client::settings::progress_bars_disabled()
+            && std::io::stderr().is_terminal()
     }
 }
 
@@ -73,6 +86,9 @@ pub struct FetchArgs {
     /// Files at least this large (bytes) are fetched as parallel byte ranges.
     #[arg(long, default_value_t = 256 << 20)]
     range_threshold: u64,
+    /// List what would be downloaded (and what the cache has already); download nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -172,9 +188,10 @@ pub struct DownloadArgs {
 pub struct UploadArgs {
     /// org/name, or an hf:// URI.
     repo: String,
-    /// The folder to upload [default: .].
+    /// The folder or file to upload [default: .].
     local_path: Option<PathBuf>,
-    /// Where in the repository (only the root, `.`, is implemented).
+    /// Where in the repository: a folder for a folder, the file's path for a file
+    /// [default: the root, or the file's name].
     path_in_repo: Option<String>,
     /// The branch to commit to.
     #[arg(long)]
@@ -183,6 +200,19 @@ pub struct UploadArgs {
     repo_type: RepoTypeArg,
     #[arg(long)]
     private: bool,
+    /// Only local files matching these globs.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Leave out local files matching these globs.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Delete the repository's files (under PATH_IN_REPO) matching these globs that are not
+    /// being uploaded, in the same commit.
+    #[arg(long)]
+    delete: Vec<String>,
+    /// Show what would be uploaded and deleted; change nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[arg(long)]
     commit_message: Option<String>,
     #[arg(long)]
@@ -219,31 +249,24 @@ pub fn run_download(a: DownloadArgs) -> Result<ExitCode> {
 
 pub fn run_upload(a: UploadArgs) -> Result<ExitCode> {
     let (repo, rev) = RepoId::parse_uri(&a.repo, repo_kind(a.repo_type))?;
-    if let Some(p) = a
-        .path_in_repo
-        .as_deref()
-        .filter(|p| !matches!(*p, "." | "/" | ""))
-    {
-        bail!(
-            "{}: uploading to `{p}` inside the repository is not implemented yet (upload to the root: leave PATH_IN_REPO out)",
-            a.repo
-        );
-    }
     let message = match (a.commit_message, a.commit_description) {
         (Some(m), Some(d)) => Some(format!("{m}\n\n{d}")),
         (None, Some(d)) => Some(format!("Upload with zoo\n\n{d}")),
         (m, None) => m,
     };
-    run_push(PushArgs {
-        dir: a.local_path.unwrap_or_else(|| PathBuf::from(".")),
-        repo: repo.id,
+    let opts = PushOptions {
         private: a.private,
         branch: a.revision.or(rev),
         message,
-        dataset: repo.kind == RepoType::Dataset,
-        json: a.json,
-        hub: a.hub,
-    })
+        progress: a.hub.progress(),
+        path_in_repo: a.path_in_repo,
+        include: a.include,
+        exclude: a.exclude,
+        delete: a.delete,
+        dry_run: a.dry_run,
+    };
+    let dir = a.local_path.unwrap_or_else(|| PathBuf::from("."));
+    push_and_report(&a.hub, &dir, &repo, &opts, a.json)
 }
 
 fn repo_kind(t: RepoTypeArg) -> RepoType {
@@ -255,8 +278,43 @@ fn repo_kind(t: RepoTypeArg) -> RepoType {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// Print who and where as JSON (whoami).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     hub: HubArgs,
+}
+
+/// `zoo auth`: the `hf auth` commands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Check a token and save it for this endpoint (prompted for, hidden, when not given
+    /// with --token): huggingface.co's in $HF_TOKEN_PATH (as `hf auth login`), any other
+    /// hub's under its own name in `stored_tokens`, so the two never overwrite each other.
+    Login(LoginArgs),
+    /// Forget this endpoint's saved token.
+    Logout(LoginArgs),
+    /// Who the token belongs to, on which hub, and where the token came from.
+    Whoami(LoginArgs),
+}
+
+/// `zoo repo`: the `hf repo` commands.
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository (a model unless --repo-type dataset).
+    Create {
+        /// org/name, or an hf:// URI.
+        repo: String,
+        #[arg(long, value_enum, default_value = "model")]
+        repo_type: RepoTypeArg,
+        #[arg(long)]
+        private: bool,
+        /// No error when it exists already.
+        #[arg(long)]
+        exist_ok: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,13 +339,52 @@ pub enum CacheCommand {
         /// Keep only the newest snapshot of each repository (what `refs/main` points to).
         #[arg(long)]
         keep_latest: bool,
+        #[command(flatten)]
+        confirm: Confirm,
     },
-    /// Remove a repository from the cache.
+    /// Remove repositories from the cache.
     Rm {
-        repo: String,
+        /// org/name, or hf:// URIs.
+        #[arg(required = true)]
+        repos: Vec<String>,
         #[arg(long)]
         dataset: bool,
+        #[command(flatten)]
+        confirm: Confirm,
     },
+}
+
+/// How a deleting cache command is confirmed.
+#[derive(Debug, Args)]
+pub struct Confirm {
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove without asking (needed when standard input is not a terminal).
+    #[arg(long, short)]
+    yes: bool,
+    #[arg(long)]
+    json: bool,
+    /// The cache folder [default: $HF_HUB_CACHE, else $HF_HOME/hub].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Asks before deleting: yes with `--yes`, a y/N question on a terminal, an error otherwise.
+fn confirmed(question: &str, yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question}: pass --yes to confirm (or --dry-run to only list it)");
+    }
+    eprint!("{question} [y/N] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 fn kind(dataset: bool) -> RepoType {
@@ -312,6 +409,30 @@ pub fn run_pull(a: PullArgs) -> Result<ExitCode> {
         range_threshold: f.range_threshold,
         progress: f.hub.progress(),
     };
+    if f.dry_run {
+        let plan = plan(&client, &repo, &opts).with_context(|| format!("listing {}", a.repo))?;
+        if f.json {
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            outln!("{:>10}  {:<7} FILE", "SIZE", "CACHED");
+            for p in &plan.files {
+                outln!(
+                    "{:>10}  {:<7} {}",
+                    crate::inspect::human_bytes(p.size),
+                    if p.cached { "yes" } else { "no" },
+                    p.path
+                );
+            }
+            outln!(
+                "{} @ {}: {} files, {} to download (dry run: nothing downloaded)",
+                plan.repo,
+                plan.commit,
+                plan.files.len(),
+                crate::inspect::human_bytes(plan.to_download)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let pulled = pull(&client, &repo, &opts).with_context(|| format!("pulling {}", a.repo))?;
     if f.json {
         outln!("{}", serde_json::to_string_pretty(&pulled)?);
@@ -550,19 +671,43 @@ fn serde_yaml_like(v: &Value) -> String {
 }
 
 pub fn run_push(a: PushArgs) -> Result<ExitCode> {
-    let client = a.hub.client();
     let (repo, _) = RepoId::parse(&a.repo, kind(a.dataset))?;
     let opts = PushOptions {
         private: a.private,
         branch: a.branch,
         message: a.message,
         progress: a.hub.progress(),
+        ..PushOptions::default()
     };
-    let pushed = push(&client, &a.dir, &repo, &opts)
-        .with_context(|| format!("pushing {} to {}", a.dir.display(), a.repo))?;
-    if a.json {
+    push_and_report(&a.hub, &a.dir, &repo, &opts, a.json)
+}
+
+fn push_and_report(
+    hub: &HubArgs,
+    dir: &std::path::Path,
+    repo: &RepoId,
+    opts: &PushOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    let pushed = push(&hub.client(), dir, repo, opts)
+        .with_context(|| format!("pushing {} to {}", dir.display(), repo.id))?;
+    if json {
         outln!("{}", serde_json::to_string_pretty(&pushed)?);
-    } else if pushed.uploaded.is_empty() {
+    } else if pushed.dry_run {
+        for p in &pushed.uploaded {
+            outln!("upload  {p}");
+        }
+        for p in &pushed.deleted {
+            outln!("delete  {p}");
+        }
+        outln!(
+            "{}: {} files to upload, {} to delete, {} unchanged (dry run: nothing changed)",
+            pushed.repo,
+            pushed.uploaded.len(),
+            pushed.deleted.len(),
+            pushed.unchanged.len()
+        );
+    } else if pushed.uploaded.is_empty() && pushed.deleted.is_empty() {
         outln!(
             "{}: nothing changed ({} files up to date) at {}",
             pushed.repo,
@@ -571,9 +716,10 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode> {
         );
     } else {
         outln!(
-            "{}: {} files uploaded, {} unchanged, commit {}",
+            "{}: {} files uploaded, {} deleted, {} unchanged, commit {}",
             pushed.repo,
             pushed.uploaded.len(),
+            pushed.deleted.len(),
             pushed.unchanged.len(),
             pushed.commit
         );
@@ -581,251 +727,285 @@ pub fn run_push(a: PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn run_auth(c: AuthCommand) -> Result<ExitCode> {
+    match c {
+        AuthCommand::Login(a) => run_login(&a),
+        AuthCommand::Logout(a) => run_logout(&a),
+        AuthCommand::Whoami(a) => run_whoami(&a),
+    }
+}
+
+pub fn run_repo(c: RepoCommand) -> Result<ExitCode> {
+    match c {
+        RepoCommand::Create {
+            repo,
+            repo_type,
+            private,
+            exist_ok,
+            hub,
+        } => {
+            let (repo, rev) = RepoId::parse_uri(&repo, repo_kind(repo_type))?;
+            if let Some(r) = rev {
+                bail!("{}: a new repository has no revision `{r}` yet", repo.id);
+            }
+            let client = hub.client();
+            let created = create_repo(&client, &repo, private, exist_ok)
+                .with_context(|| format!("creating {}", repo.id))?;
+            let url = format!(
+                "{}/{}{}",
+                client.settings.endpoint,
+                repo.url_prefix(),
+                repo.id
+            );
+            if created {
+                outln!("created {url}");
+            } else {
+                outln!("{url} exists already");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 pub fn run_login(a: &LoginArgs) -> Result<ExitCode> {
     let token = match &a.hub.token {
         Some(t) => t.clone(),
+        // A terminal: asked for without echo. A pipe (`… | zoo auth login`): one line.
+        None if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password("token (input is hidden): ").context("reading the token")?
+        }
         None => {
-            eprint!("token: ");
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
-            line.trim().to_string()
+            line
         }
     };
+    let token = token.trim().to_string();
     anyhow::ensure!(!token.is_empty(), "no token given");
-    let settings = Settings::from_env(a.hub.endpoint.as_deref(), Some(&token), false);
+    let mut o = a.hub.overrides();
+    o.token = Some(token.clone());
+    let settings = Settings::resolve(&o);
     let who = Client::new(settings.clone())
         .whoami()
-        .context("checking the token")?;
+        .with_context(|| format!("checking the token with {}", settings.endpoint))?;
     settings.save_token(&token)?;
+    let place = if settings.is_default_endpoint() {
+        settings.token_path().display().to_string()
+    } else {
+        format!(
+            "{} as `{}`",
+            settings.token_path().display(),
+            settings.token_name()
+        )
+    };
     outln!(
-        "logged in as {} (token saved to {})",
+        "logged in to {} as {} (token saved to {place})",
+        settings.endpoint,
         who["name"].as_str().unwrap_or("?"),
-        settings.token_path().display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_logout(a: &LoginArgs) -> Result<ExitCode> {
-    let settings = Settings::from_env(a.hub.endpoint.as_deref(), None, false);
+    let mut o = a.hub.overrides();
+    o.token = None;
+    let settings = Settings::resolve(&o);
     if settings.remove_token()? {
-        outln!("logged out ({} removed)", settings.token_path().display());
+        outln!(
+            "logged out of {} ({} removed)",
+            settings.endpoint,
+            if settings.is_default_endpoint() {
+                settings.token_path().display().to_string()
+            } else {
+                format!(
+                    "`{}` in {}",
+                    settings.token_name(),
+                    settings.token_path().display()
+                )
+            }
+        );
     } else {
-        outln!("not logged in");
+        outln!("not logged in to {}", settings.endpoint);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_whoami(a: &LoginArgs) -> Result<ExitCode> {
-    let who = a.hub.client().whoami()?;
-    outln!("{}", who["name"].as_str().unwrap_or("?"));
+    let client = a.hub.client();
+    if client.settings.token_source == TokenSource::None {
+        bail!(
+            "not logged in to {} (zoo auth login, or HF_TOKEN)",
+            client.settings.endpoint
+        );
+    }
+    let who = client.whoami().with_context(|| {
+        format!(
+            "asking {} who the token belongs to",
+            client.settings.endpoint
+        )
+    })?;
+    if a.json {
+        let doc = json!({
+            "name": who["name"], "endpoint": client.settings.endpoint,
+            "token_source": client.settings.token_source,
+        });
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        outln!("{}", who["name"].as_str().unwrap_or("?"));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_cache(c: CacheCommand) -> Result<ExitCode> {
-    let settings = Settings::from_env(None, None, false);
-    let cache = zoo_client::cache::Cache::new(&settings.cache);
+    let cache_at = |dir: Option<PathBuf>| {
+        let settings = Settings::resolve(&Overrides {
+            cache_dir: dir,
+            ..Overrides::default()
+        });
+        zoo_client::cache::Cache::new(&settings.cache)
+    };
     match c {
         CacheCommand::Ls { json } => {
-            let mut doc = Vec::new();
-            for repo in cache.repos()? {
-                let blobs = cache.blobs(&repo);
-                let size: u64 = blobs.iter().map(|(_, s)| s).sum();
-                let refs = cache.refs(&repo);
-                let revisions: Vec<Value> = cache
-                    .snapshots(&repo)
-                    .into_iter()
-                    .map(|commit| {
-                        let files = cache.snapshot_files(&repo, &commit).unwrap_or_default();
-                        let bytes: u64 = files.iter().filter_map(|(_, b)| blobs.iter().find(|(n, _)| n == b).map(|(_, s)| *s)).sum();
-                        let names: Vec<&str> = refs.iter().filter(|(_, c)| *c == commit).map(|(r, _)| r.as_str()).collect();
-                        json!({"commit": commit, "refs": names, "files": files.len(), "bytes": bytes})
+            let usage = cache_at(None).usage()?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&usage)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            outln!("{:<48} {:>10} {:>6}  REVISIONS", "REPO", "SIZE", "FILES");
+            for r in &usage {
+                let revs: Vec<String> = r
+                    .revisions
+                    .iter()
+                    .map(|v| {
+                        let short = &v.commit[..v.commit.len().min(8)];
+                        if v.refs.is_empty() {
+                            short.to_string()
+                        } else {
+                            format!("{short} ({})", v.refs.join(","))
+                        }
                     })
                     .collect();
-                doc.push(json!({"repo": repo.id, "type": repo.kind.singular(), "bytes": size, "blobs": blobs.len(), "revisions": revisions}));
-            }
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                outln!("{:<48} {:>10} {:>6}  REVISIONS", "REPO", "SIZE", "FILES");
-                for r in &doc {
-                    let revs: Vec<String> = r["revisions"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| {
-                            let c = v["commit"].as_str().unwrap_or("");
-                            let refs: Vec<&str> = v["refs"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .filter_map(Value::as_str)
-                                .collect();
-                            format!(
-                                "{}{}",
-                                &c[..c.len().min(8)],
-                                if refs.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(" ({})", refs.join(","))
-                                }
-                            )
-                        })
-                        .collect();
-                    outln!(
-                        "{:<48} {:>10} {:>6}  {}",
-                        r["repo"].as_str().unwrap(),
-                        crate::inspect::human_bytes(r["bytes"].as_u64().unwrap()),
-                        r["blobs"],
-                        revs.join(" ")
-                    );
-                }
+                outln!(
+                    "{:<48} {:>10} {:>6}  {}",
+                    r.repo,
+                    crate::inspect::human_bytes(r.bytes),
+                    r.blobs,
+                    revs.join(" ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
         CacheCommand::Verify { repair, json, hub } => {
             let client = hub.client();
+            let cache = zoo_client::cache::Cache::new(&client.settings.cache);
             let mut report = Vec::new();
-            let mut bad_left = 0;
-            for repo in cache.repos()? {
-                for (name, _) in cache.blobs(&repo) {
-                    if cache.verify_blob(&repo, &name)? {
-                        continue;
-                    }
-                    let mut repaired = false;
-                    if repair {
-                        repaired = repair_blob(&client, &cache, &repo, &name).is_ok();
-                    }
-                    if !repaired {
-                        bad_left += 1;
-                    }
-                    report.push(json!({"repo": repo.id, "blob": name, "repaired": repaired}));
-                }
+            for (repo, blob) in cache.corrupt_blobs()? {
+                let repaired =
+                    repair && zoo_client::download::repair(&client, &repo, &blob).is_ok();
+                report.push(zoo_client::cache::Corrupt {
+                    repo: repo.id.clone(),
+                    blob,
+                    repaired,
+                });
             }
+            let left = report.iter().filter(|r| !r.repaired).count();
             if json {
                 outln!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &json!({"corrupt": report, "remaining": bad_left})
-                    )?
+                    serde_json::to_string_pretty(&json!({"corrupt": report, "remaining": left}))?
                 );
             } else {
                 for r in &report {
                     outln!(
                         "corrupt: {} blob {}{}",
-                        r["repo"].as_str().unwrap(),
-                        r["blob"].as_str().unwrap(),
-                        if r["repaired"] == true {
-                            " (repaired)"
-                        } else {
-                            ""
-                        }
+                        r.repo,
+                        r.blob,
+                        if r.repaired { " (repaired)" } else { "" }
                     );
                 }
-                outln!("{} corrupt blobs, {} left", report.len(), bad_left);
+                outln!("{} corrupt blobs, {} left", report.len(), left);
             }
-            Ok(if bad_left > 0 {
+            Ok(if left > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             })
         }
-        CacheCommand::Prune { keep_latest } => {
-            let (snaps, blobs, bytes) = prune(&cache, keep_latest)?;
-            outln!(
-                "removed {snaps} snapshots and {blobs} blobs ({})",
-                crate::inspect::human_bytes(bytes)
-            );
-            Ok(ExitCode::SUCCESS)
+        CacheCommand::Prune {
+            keep_latest,
+            confirm,
+        } => {
+            let cache = cache_at(confirm.cache_dir.clone());
+            let plan = cache.prune_plan(keep_latest)?;
+            removal(&cache, &plan, &confirm)
         }
-        CacheCommand::Rm { repo, dataset } => {
-            let (repo, _) = RepoId::parse(&repo, kind(dataset))?;
-            let dir = cache.repo_dir(&repo);
-            anyhow::ensure!(dir.exists(), "{} is not in the cache", repo.id);
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            let _ = std::fs::remove_dir_all(cache.root.join(".locks").join(repo.folder()));
-            outln!("removed {}", repo.id);
-            Ok(ExitCode::SUCCESS)
+        CacheCommand::Rm {
+            repos,
+            dataset,
+            confirm,
+        } => {
+            let cache = cache_at(confirm.cache_dir.clone());
+            let mut plan = zoo_client::cache::Removal::default();
+            for spec in &repos {
+                let (repo, rev) = RepoId::parse_uri(spec, kind(dataset))?;
+                if let Some(r) = rev {
+                    bail!("{spec}: `cache rm` removes whole repositories, not revision `{r}`");
+                }
+                let p = cache.rm_plan(&repo)?;
+                plan.paths.extend(p.paths);
+                plan.repos.extend(p.repos);
+                plan.snapshots += p.snapshots;
+                plan.blobs += p.blobs;
+                plan.bytes += p.bytes;
+            }
+            removal(&cache, &plan, &confirm)
         }
     }
 }
 
-/// Fetches a corrupt blob again from a snapshot that links to it.
-fn repair_blob(
-    client: &Client,
+/// Shows, asks about and carries out a cache removal.
+fn removal(
     cache: &zoo_client::cache::Cache,
-    repo: &RepoId,
-    name: &str,
-) -> Result<()> {
-    for commit in cache.snapshots(repo) {
-        for (path, blob) in cache.snapshot_files(repo, &commit)? {
-            if blob == name {
-                std::fs::remove_file(cache.blob(repo, name))?;
-                let opts = PullOptions {
-                    revision: Some(commit.clone()),
-                    include: vec![path],
-                    ..PullOptions::default()
-                };
-                pull(client, repo, &opts)?;
-                anyhow::ensure!(cache.verify_blob(repo, name)?, "still corrupt after repair");
-                return Ok(());
-            }
-        }
-    }
-    anyhow::bail!("no snapshot links to {name}")
-}
-
-/// Removes snapshots no ref points to (all but the latest with `keep_latest`), blobs no
-/// remaining snapshot links to, and unfinished downloads.
-fn prune(cache: &zoo_client::cache::Cache, keep_latest: bool) -> Result<(usize, usize, u64)> {
-    let (mut snaps, mut blobs, mut bytes) = (0, 0, 0);
-    for repo in cache.repos()? {
-        let refs = cache.refs(&repo);
-        let keep: Vec<String> = if keep_latest {
-            let main = refs
-                .iter()
-                .find(|(r, _)| r == "main")
-                .or(refs.first())
-                .map(|(_, c)| c.clone());
-            main.into_iter().collect()
+    plan: &zoo_client::cache::Removal,
+    c: &Confirm,
+) -> Result<ExitCode> {
+    let what = format!(
+        "{}{} snapshots and {} blobs ({})",
+        if plan.repos.is_empty() {
+            String::new()
         } else {
-            refs.iter().map(|(_, c)| c.clone()).collect()
-        };
-        for commit in cache.snapshots(&repo) {
-            if !keep.contains(&commit) {
-                std::fs::remove_dir_all(cache.snapshot(&repo, &commit))?;
-                snaps += 1;
+            format!("{}: ", plan.repos.join(", "))
+        },
+        plan.snapshots,
+        plan.blobs,
+        crate::inspect::human_bytes(plan.bytes)
+    );
+    if c.dry_run {
+        if c.json {
+            outln!("{}", serde_json::to_string_pretty(plan)?);
+        } else {
+            for p in &plan.paths {
+                outln!("would remove {}", p.display());
             }
+            outln!("would remove {what} (dry run: nothing removed)");
         }
-        if keep_latest {
-            for (r, c) in &refs {
-                if !keep.contains(c) {
-                    let _ = std::fs::remove_file(cache.ref_path(&repo, r));
-                }
-            }
-        }
-        let mut used = std::collections::HashSet::new();
-        for commit in cache.snapshots(&repo) {
-            for (_, b) in cache.snapshot_files(&repo, &commit)? {
-                used.insert(b);
-            }
-        }
-        for (name, size) in cache.blobs(&repo) {
-            if !used.contains(&name) {
-                std::fs::remove_file(cache.blob(&repo, &name))?;
-                blobs += 1;
-                bytes += size;
-            }
-        }
-        if let Ok(rd) = std::fs::read_dir(cache.repo_dir(&repo).join("blobs")) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.ends_with(".incomplete") || n.ends_with(".incomplete.ranges") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok((snaps, blobs, bytes))
+    if plan.paths.is_empty() {
+        outln!("nothing to remove");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !confirmed(&format!("remove {what}"), c.yes)? {
+        outln!("nothing removed");
+        return Ok(ExitCode::from(1));
+    }
+    cache.remove(plan)?;
+    if c.json {
+        outln!("{}", serde_json::to_string_pretty(plan)?);
+    } else {
+        outln!("removed {what}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A model given as a local folder, or as `org/name[@revision]` on the hub (pulled into the
@@ -865,6 +1045,7 @@ pub fn push_dir(dir: &std::path::Path, spec: &str, hub: &HubArgs) -> Result<Stri
         branch: None,
         message: Some(format!("zoo finetune: {}", dir.display())),
         progress: hub.progress(),
+        ..PushOptions::default()
     };
     let pushed = push(&client, dir, &repo, &opts)
         .with_context(|| format!("pushing {} to {spec}", dir.display()))?;

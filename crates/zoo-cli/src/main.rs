@@ -98,11 +98,21 @@ enum Command {
     Download(client::DownloadArgs),
     /// `hf upload`'s spelling of push: REPO [LOCAL_PATH] with --revision, --commit-message.
     Upload(client::UploadArgs),
-    /// Save a token to $HF_HOME/token after checking it.
+    /// Log in, out, or ask who you are, per hub: login, logout, whoami.
+    Auth {
+        #[command(subcommand)]
+        command: client::AuthCommand,
+    },
+    /// Repositories on a hub: create.
+    Repo {
+        #[command(subcommand)]
+        command: client::RepoCommand,
+    },
+    /// Same as `zoo auth login`.
     Login(client::LoginArgs),
-    /// Remove the saved token.
+    /// Same as `zoo auth logout`.
     Logout(client::LoginArgs),
-    /// Who the token belongs to.
+    /// Same as `zoo auth whoami`.
     Whoami(client::LoginArgs),
     /// The local cache (shared with the Python tools): ls, verify, prune, rm.
     Cache {
@@ -213,6 +223,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Push(a) => client::run_push(a),
         Command::Download(a) => client::run_download(a),
         Command::Upload(a) => client::run_upload(a),
+        Command::Auth { command } => client::run_auth(command),
+        Command::Repo { command } => client::run_repo(command),
         Command::Login(a) => client::run_login(&a),
         Command::Logout(a) => client::run_logout(&a),
         Command::Whoami(a) => client::run_whoami(&a),

@@ -14,19 +14,22 @@ use zoo_train::net::Source;
 
 use crate::client::{HubArgs, push_dir, resolve_model};
 
-/// Progress bars on stderr (none when quiet or not a terminal; notes always printed).
-struct Bars {
+/// Progress bars on stderr (none when quiet, not a terminal or HF_HUB_DISABLE_PROGRESS_BARS
+/// is set; notes printed unless quiet).
+pub struct Bars {
     bar: std::cell::RefCell<Option<ProgressBar>>,
     show: bool,
     quiet: bool,
 }
 
 impl Bars {
-    fn new(quiet: bool) -> Self {
+    pub fn new(quiet: bool) -> Self {
         use std::io::IsTerminal;
         Bars {
             bar: std::cell::RefCell::new(None),
-            show: !quiet && std::io::stderr().is_terminal(),
+            show: !quiet
+                && std::io::stderr().is_terminal()
+                && !zoo_client::settings::progress_bars_disabled(),
             quiet,
         }
     }

@@ -149,7 +149,7 @@ fn pull_writes_the_hf_cache_layout() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, [".gitattributes", "notes/small.txt"]);
+    assert_eq!(paths, ["notes/small.txt"]);
     // Errors name the repository; exit 2.
     let out = s.zoo(&s.server.url, &s.cache(), &["pull", "alice/nothing"]);
     assert_eq!(out.status.code(), Some(2));
@@ -555,15 +555,53 @@ fn cache_ls_verify_repair_prune_rm() {
     );
     assert_eq!(r.status, 200);
     ok(&s.zoo(&s.server.url, &s.cache(), &["pull", "alice/data"]));
+    // Issue 13: --dry-run lists and removes nothing; without a terminal, --yes is required.
     let out = ok(&s.zoo(
         &s.server.url,
         &s.cache(),
+        &["cache", "prune", "--keep-latest", "--dry-run"],
+    ));
+    assert!(
+        out.contains("would remove 1 snapshots and 2 blobs"),
+        "{out}"
+    );
+    assert!(s.blob().exists(), "a dry run removes nothing");
+    let refused = s.zoo(
+        &s.server.url,
+        &s.cache(),
         &["cache", "prune", "--keep-latest"],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --yes"));
+    assert!(s.blob().exists());
+    let out = ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "prune", "--keep-latest", "--yes"],
     ));
     assert!(out.contains("removed 1 snapshots and 2 blobs"), "{out}");
     assert!(!s.blob().exists());
-    ok(&s.zoo(&s.server.url, &s.cache(), &["cache", "rm", "alice/data"]));
+    let plan: Value = serde_json::from_str(&ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "rm", "hf://alice/data", "--dry-run", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(plan["repos"], json!(["alice/data"]));
+    assert_eq!(plan["snapshots"], 1);
+    assert!(s.cache().join("models--alice--data").exists());
+    ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "rm", "alice/data", "-y"],
+    ));
     assert!(!s.cache().join("models--alice--data").exists());
+    let gone = s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["cache", "rm", "alice/data", "-y"],
+    );
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("is not in the cache"));
 }
 
 #[test]
@@ -581,17 +619,27 @@ fn login_logout_whoami_keep_the_token_out_of_output() {
     };
     let out = run(&["login", "--token", &s.token]);
     let text = ok(&out);
-    assert!(text.contains("logged in as alice") && !text.contains(&s.token));
-    assert_eq!(
-        std::fs::read_to_string(home.join("token")).unwrap(),
-        s.token
+    assert!(
+        text.contains("as alice") && !text.contains(&s.token),
+        "{text}"
     );
+    // A hub that is not huggingface.co: its own entry in stored_tokens.
+    assert!(
+        std::fs::read_to_string(home.join("stored_tokens"))
+            .unwrap()
+            .contains(&s.token)
+    );
+    assert!(!home.join("token").exists());
     assert_eq!(ok(&run(&["whoami"])).trim(), "alice");
     let bad = run(&["login", "--token", "zoo_wrong"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("zoo_wrong"));
     ok(&run(&["logout"]));
-    assert!(!home.join("token").exists());
+    assert!(
+        !std::fs::read_to_string(home.join("stored_tokens"))
+            .unwrap()
+            .contains(&s.token)
+    );
     assert_eq!(run(&["whoami"]).status.code(), Some(2));
 }
 
@@ -698,9 +746,160 @@ fn download_and_upload_speak_the_hf_cli_dialect_issue_13() {
     let e = run(&["download", "alice/up@main", "--revision", "other"]);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("two revisions"));
-    let e = run(&["upload", "alice/up", dir.to_str().unwrap(), "sub/dir"]);
+    let e = run(&["upload", "alice/up", dir.to_str().unwrap(), "../escape"]);
     assert!(!e.status.success());
-    assert!(String::from_utf8_lossy(&e.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("not a path inside a repository"));
     let e = run(&["download", "hf://spaces/alice/app"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("Spaces are not implemented"));
+}
+
+/// The remote file list of `alice/up` at main.
+fn remote_files(s: &Setup, repo: &str) -> Vec<String> {
+    let http = Http::new(&s.server.url);
+    let r = http.get(
+        &format!("/api/models/{repo}/tree/main?recursive=true"),
+        Some(&s.token),
+        None,
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "file")
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 13: `zoo upload REPO LOCAL_PATH PATH_IN_REPO` with --include/--exclude/--delete and
+/// --dry-run; one file to a path; `zoo repo create`; `zoo download --dry-run`; --cache-dir.
+#[test]
+fn upload_into_folders_with_include_exclude_delete_and_dry_runs_issue_13() {
+    let s = setup();
+    let run = |args: &[&str]| s.zoo(&s.server.url, &s.cache(), args);
+    let created = ok(&run(&["repo", "create", "alice/tree"]));
+    assert!(
+        created.contains("created") && created.contains("/alice/tree"),
+        "{created}"
+    );
+    let again = run(&["repo", "create", "alice/tree"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    ok(&run(&["repo", "create", "alice/tree", "--exist-ok"]));
+    let dir = s.root.join("tree");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(dir.join("a.json"), "{}").unwrap();
+    std::fs::write(dir.join("b.txt"), "b").unwrap();
+    std::fs::write(dir.join("logs/run.log"), "log").unwrap();
+    // Into a folder, leaving out the logs.
+    let d = dir.to_str().unwrap();
+    ok(&run(&[
+        "upload",
+        "alice/tree",
+        d,
+        "v1",
+        "--exclude",
+        "logs/*",
+    ]));
+    assert_eq!(remote_files(&s, "alice/tree"), ["v1/a.json", "v1/b.txt"]);
+    // One file to a path of its own; only the JSON into a second folder.
+    ok(&run(&[
+        "upload",
+        "alice/tree",
+        dir.join("b.txt").to_str().unwrap(),
+        "docs/readme.txt",
+    ]));
+    ok(&run(&[
+        "upload",
+        "alice/tree",
+        d,
+        "v2",
+        "--include",
+        "*.json",
+    ]));
+    assert_eq!(
+        remote_files(&s, "alice/tree"),
+        ["docs/readme.txt", "v1/a.json", "v1/b.txt", "v2/a.json"]
+    );
+    // --delete: v1's .txt files that are not uploaded go in the same commit; a dry run first
+    // says so and changes nothing.
+    std::fs::remove_file(dir.join("b.txt")).unwrap();
+    std::fs::write(dir.join("a.json"), "{\"v\": 2}").unwrap();
+    let plan: Value = serde_json::from_str(&ok(&run(&[
+        "upload",
+        "alice/tree",
+        d,
+        "v1",
+        "--exclude",
+        "logs/*",
+        "--delete",
+        "*.txt",
+        "--dry-run",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["uploaded"], json!(["v1/a.json"]));
+    assert_eq!(plan["deleted"], json!(["v1/b.txt"]));
+    assert!(remote_files(&s, "alice/tree").contains(&"v1/b.txt".to_string()));
+    let done: Value = serde_json::from_str(&ok(&run(&[
+        "upload",
+        "alice/tree",
+        d,
+        "v1",
+        "--exclude",
+        "logs/*",
+        "--delete",
+        "*.txt",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(done["deleted"], json!(["v1/b.txt"]));
+    assert_eq!(
+        remote_files(&s, "alice/tree"),
+        ["docs/readme.txt", "v1/a.json", "v2/a.json"],
+        "docs/readme.txt is outside v1 and stays"
+    );
+    // download --dry-run lists, marks what the cache has, and downloads nothing; --cache-dir.
+    let other = s.root.join("other-cache");
+    let plan: Value = serde_json::from_str(&ok(&run(&[
+        "download",
+        "alice/tree",
+        "v1/*",
+        "--dry-run",
+        "--json",
+        "--cache-dir",
+        other.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(plan["files"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["files"][0]["cached"], false);
+    assert!(!other.join("models--alice--tree").exists());
+    let snap = snapshot_of(&run(&[
+        "download",
+        "alice/tree",
+        "--cache-dir",
+        other.to_str().unwrap(),
+    ]));
+    assert!(snap.starts_with(&other), "{snap:?}");
+    let plan: Value = serde_json::from_str(&ok(&run(&[
+        "download",
+        "alice/tree",
+        "--dry-run",
+        "--json",
+        "--cache-dir",
+        other.to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert!(
+        plan["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["cached"] == true),
+        "{plan}"
+    );
+    assert_eq!(plan["to_download"], 0);
 }

@@ -19,6 +19,49 @@ use sha2::{Digest, Sha256};
 
 use crate::{ClientError, RepoId, RepoType};
 
+/// One repository's use of the cache (`zoo cache ls`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepoUsage {
+    pub repo: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Bytes of its finished blobs.
+    pub bytes: u64,
+    pub blobs: usize,
+    pub revisions: Vec<RevisionUsage>,
+}
+
+/// One snapshot of a repository.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RevisionUsage {
+    pub commit: String,
+    /// Branches and tags that point at it.
+    pub refs: Vec<String>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// What a prune or a removal deletes: worked out first (for `--dry-run` and the question
+/// before deleting), then [`Cache::remove`]d.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Removal {
+    /// Files and folders, in the order they are removed.
+    pub paths: Vec<PathBuf>,
+    pub repos: Vec<String>,
+    pub snapshots: usize,
+    pub blobs: usize,
+    /// Bytes of the blobs (and unfinished downloads) removed.
+    pub bytes: u64,
+}
+
+/// A blob whose bytes do not hash to its name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Corrupt {
+    pub repo: String,
+    pub blob: String,
+    pub repaired: bool,
+}
+
 /// A cache root.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -310,7 +353,8 @@ impl Cache {
                 d.flatten()
                     .filter_map(|e| {
                         let n = e.file_name().to_string_lossy().to_string();
-                        (!n.ends_with(".incomplete"))
+                        // Finished blobs only: not `{etag}.incomplete` nor its `.ranges` record.
+                        (!n.contains(".incomplete"))
                             .then(|| (n, e.metadata().map(|m| m.len()).unwrap_or(0)))
                     })
                     .collect()
@@ -330,5 +374,147 @@ impl Cache {
         } else {
             Ok(false)
         }
+    }
+}
+
+impl Cache {
+    /// Sizes per repository and revision.
+    pub fn usage(&self) -> Result<Vec<RepoUsage>, ClientError> {
+        let mut out = Vec::new();
+        for repo in self.repos()? {
+            let blobs = self.blobs(&repo);
+            let size = |b: &str| {
+                blobs
+                    .iter()
+                    .find(|(n, _)| n == b)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(0)
+            };
+            let refs = self.refs(&repo);
+            let mut revisions = Vec::new();
+            for commit in self.snapshots(&repo) {
+                let files = self.snapshot_files(&repo, &commit)?;
+                revisions.push(RevisionUsage {
+                    bytes: files.iter().map(|(_, b)| size(b)).sum(),
+                    files: files.len(),
+                    refs: refs
+                        .iter()
+                        .filter(|(_, c)| *c == commit)
+                        .map(|(r, _)| r.clone())
+                        .collect(),
+                    commit,
+                });
+            }
+            out.push(RepoUsage {
+                repo: repo.id.clone(),
+                kind: repo.kind.singular(),
+                bytes: blobs.iter().map(|(_, s)| s).sum(),
+                blobs: blobs.len(),
+                revisions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Blobs whose bytes do not match their names, over the whole cache.
+    pub fn corrupt_blobs(&self) -> Result<Vec<(RepoId, String)>, ClientError> {
+        let mut out = Vec::new();
+        for repo in self.repos()? {
+            for (name, _) in self.blobs(&repo) {
+                if !self.verify_blob(&repo, &name)? {
+                    out.push((repo.clone(), name));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a prune removes: snapshots no ref points to (with `keep_latest`, every snapshot
+    /// but the one `main` — else the first ref — points to, and the other refs), blobs no
+    /// remaining snapshot links to, and unfinished downloads.
+    pub fn prune_plan(&self, keep_latest: bool) -> Result<Removal, ClientError> {
+        let mut plan = Removal::default();
+        for repo in self.repos()? {
+            let refs = self.refs(&repo);
+            let keep: Vec<String> = if keep_latest {
+                refs.iter()
+                    .find(|(r, _)| r == "main")
+                    .or(refs.first())
+                    .map(|(_, c)| c.clone())
+                    .into_iter()
+                    .collect()
+            } else {
+                refs.iter().map(|(_, c)| c.clone()).collect()
+            };
+            let mut used = std::collections::HashSet::new();
+            for commit in self.snapshots(&repo) {
+                if keep.contains(&commit) {
+                    for (_, b) in self.snapshot_files(&repo, &commit)? {
+                        used.insert(b);
+                    }
+                } else {
+                    plan.paths.push(self.snapshot(&repo, &commit));
+                    plan.snapshots += 1;
+                }
+            }
+            if keep_latest {
+                for (r, c) in &refs {
+                    if !keep.contains(c) {
+                        plan.paths.push(self.ref_path(&repo, r));
+                    }
+                }
+            }
+            for (name, size) in self.blobs(&repo) {
+                if !used.contains(&name) {
+                    plan.paths.push(self.blob(&repo, &name));
+                    plan.blobs += 1;
+                    plan.bytes += size;
+                }
+            }
+            if let Ok(rd) = fs::read_dir(self.repo_dir(&repo).join("blobs")) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if n.ends_with(".incomplete") || n.ends_with(".incomplete.ranges") {
+                        plan.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                        plan.paths.push(e.path());
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// What removing one repository from the cache deletes.
+    pub fn rm_plan(&self, repo: &RepoId) -> Result<Removal, ClientError> {
+        let dir = self.repo_dir(repo);
+        if !dir.is_dir() {
+            return Err(ClientError::Usage(format!(
+                "{} is not in the cache at {}",
+                repo.id,
+                self.root.display()
+            )));
+        }
+        let blobs = self.blobs(repo);
+        Ok(Removal {
+            paths: vec![dir, self.root.join(".locks").join(repo.folder())],
+            repos: vec![repo.id.clone()],
+            snapshots: self.snapshots(repo).len(),
+            blobs: blobs.len(),
+            bytes: blobs.iter().map(|(_, s)| s).sum(),
+        })
+    }
+
+    /// Deletes what a plan lists (a path already gone is no error).
+    pub fn remove(&self, plan: &Removal) -> Result<(), ClientError> {
+        for p in &plan.paths {
+            let r = match fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+                Ok(_) => fs::remove_file(p),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => Err(e),
+            };
+            r.map_err(ClientError::io(p))?;
+        }
+        Ok(())
     }
 }

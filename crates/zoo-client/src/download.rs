@@ -7,7 +7,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -66,7 +65,7 @@ pub struct PulledFile {
     pub downloaded: u64,
 }
 
-fn globset(patterns: &[String]) -> Result<Option<GlobSet>, ClientError> {
+pub(crate) fn globset(patterns: &[String]) -> Result<Option<GlobSet>, ClientError> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -85,7 +84,7 @@ fn globset(patterns: &[String]) -> Result<Option<GlobSet>, ClientError> {
     ))
 }
 
-fn selected(path: &str, include: &Option<GlobSet>, exclude: &Option<GlobSet>) -> bool {
+pub(crate) fn selected(path: &str, include: &Option<GlobSet>, exclude: &Option<GlobSet>) -> bool {
     include.as_ref().is_none_or(|g| g.is_match(path))
         && !exclude.as_ref().is_some_and(|g| g.is_match(path))
 }
@@ -103,6 +102,62 @@ fn bar(multi: &MultiProgress, len: u64, name: &str) -> ProgressBar {
     pb
 }
 
+/// What a pull would fetch (`--dry-run`): the files selected at the revision and whether
+/// the cache has each already.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub repo: String,
+    pub commit: String,
+    pub files: Vec<PlannedFile>,
+    /// Bytes of the files the cache does not have.
+    pub to_download: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedFile {
+    pub path: String,
+    pub size: u64,
+    pub cached: bool,
+}
+
+/// Works out what [`pull`] would download, fetching only metadata.
+pub fn plan(client: &Client, repo: &RepoId, opts: &PullOptions) -> Result<Plan, ClientError> {
+    let cache = Cache::new(&client.settings.cache);
+    let include = globset(&opts.include)?;
+    let exclude = globset(&opts.exclude)?;
+    let revision = opts.revision.clone().unwrap_or_else(|| "main".into());
+    let commit = resolve_commit(client, repo, &revision)?;
+    let files: Vec<PlannedFile> = client
+        .files(repo, &commit)?
+        .into_iter()
+        .filter(|f| selected(&f.path, &include, &exclude))
+        .map(|f| PlannedFile {
+            cached: fs::metadata(cache.blob(repo, f.etag())).is_ok_and(|m| m.len() == f.size),
+            path: f.path,
+            size: f.size,
+        })
+        .collect();
+    Ok(Plan {
+        repo: repo.id.clone(),
+        commit,
+        to_download: files.iter().filter(|f| !f.cached).map(|f| f.size).sum(),
+        files,
+    })
+}
+
+fn resolve_commit(client: &Client, repo: &RepoId, revision: &str) -> Result<String, ClientError> {
+    let info = client.info(repo, Some(revision))?;
+    Ok(info
+        .get("sha")
+        .and_then(|s| s.as_str())
+        .filter(|s| s.len() == 40)
+        .ok_or_else(|| ClientError::Protocol {
+            url: repo.id.clone(),
+            message: "repo info has no 40-hex `sha`".into(),
+        })?
+        .to_string())
+}
+
 /// Pulls a repository into the cache; returns the snapshot path.
 pub fn pull(client: &Client, repo: &RepoId, opts: &PullOptions) -> Result<Pulled, ClientError> {
     let cache = Cache::new(&client.settings.cache);
@@ -112,16 +167,7 @@ pub fn pull(client: &Client, repo: &RepoId, opts: &PullOptions) -> Result<Pulled
         return pull_offline(&cache, repo, opts, &include, &exclude);
     }
     let revision = opts.revision.clone().unwrap_or_else(|| "main".into());
-    let info = client.info(repo, Some(&revision))?;
-    let commit = info
-        .get("sha")
-        .and_then(|s| s.as_str())
-        .filter(|s| s.len() == 40)
-        .ok_or_else(|| ClientError::Protocol {
-            url: repo.id.clone(),
-            message: "repo info has no 40-hex `sha`".into(),
-        })?
-        .to_string();
+    let commit = resolve_commit(client, repo, &revision)?;
     let files: Vec<RemoteFile> = client
         .files(repo, &commit)?
         .into_iter()
@@ -377,8 +423,8 @@ fn download_resumable(
                 return Ok(downloaded);
             }
             Err(e) if e.transient() && attempt < opts.retries => {
+                std::thread::sleep(crate::http::backoff(attempt, None));
                 attempt += 1;
-                std::thread::sleep(Duration::from_millis(200 * attempt as u64));
             }
             Err(e) => return Err(e),
         }
@@ -541,8 +587,8 @@ fn download_ranges(
                             return;
                         }
                         Err(e) if e.transient() && attempt < opts.retries => {
+                            std::thread::sleep(crate::http::backoff(attempt, None));
                             attempt += 1;
-                            std::thread::sleep(Duration::from_millis(200 * attempt as u64));
                         }
                         Err(e) => {
                             errors.lock().unwrap().push(e);
@@ -620,4 +666,36 @@ fn fetch_part(
         pb.inc(n as u64);
     }
     Ok(())
+}
+
+/// Fetches a corrupt blob again, from a snapshot that links to it (`zoo cache verify
+/// --repair`); the corrupt bytes are removed first, so the download starts clean.
+pub fn repair(client: &Client, repo: &RepoId, blob: &str) -> Result<(), ClientError> {
+    let cache = Cache::new(&client.settings.cache);
+    for commit in cache.snapshots(repo) {
+        for (path, linked) in cache.snapshot_files(repo, &commit)? {
+            if linked != blob {
+                continue;
+            }
+            let file = cache.blob(repo, blob);
+            fs::remove_file(&file).map_err(ClientError::io(&file))?;
+            let opts = PullOptions {
+                revision: Some(commit.clone()),
+                include: vec![globset::escape(&path)],
+                ..PullOptions::default()
+            };
+            pull(client, repo, &opts)?;
+            if !cache.verify_blob(repo, blob)? {
+                return Err(ClientError::Usage(format!(
+                    "{}: blob {blob} ({path}) is still corrupt after fetching it again",
+                    repo.id
+                )));
+            }
+            return Ok(());
+        }
+    }
+    Err(ClientError::Usage(format!(
+        "{}: no snapshot links to blob {blob}; `zoo cache prune` removes it",
+        repo.id
+    )))
 }

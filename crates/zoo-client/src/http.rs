@@ -31,6 +31,67 @@ impl RemoteFile {
 pub struct Client {
     pub settings: Settings,
     agent: ureq::Agent,
+    /// Attempts after the first for a call that failed in a way retrying may fix
+    /// (429, 5xx, a dropped connection); see [`backoff`].
+    pub retries: usize,
+}
+
+/// The longest `Retry-After` zoo waits for; a server asking for longer gets its error shown.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// How long to wait before attempt `attempt + 1`: the server's `Retry-After` when it sent
+/// one, else exponential backoff from 0.5 s (capped at 10 s) with jitter (a uniformly drawn
+/// half to all of it), so that many clients cut off together do not come back together.
+pub fn backoff(attempt: usize, retry_after: Option<Duration>) -> Duration {
+    if let Some(d) = retry_after {
+        return d.min(MAX_RETRY_AFTER);
+    }
+    let full = Duration::from_millis(500)
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(Duration::from_secs(10));
+    full.mul_f64(0.5 + 0.5 * fastrand::f64())
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Which calls may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotence {
+    /// Reads, and writes whose repetition changes nothing (create-if-missing, preupload, an
+    /// LFS upload of the same bytes): retried after 429, 5xx and dropped connections.
+    Safe,
+    /// Writes that must not happen twice (a commit): retried only when the server said it did
+    /// not act (429, 503) or the connection was refused before anything was sent.
+    Once,
+}
+
+fn retryable_status(status: u16, idem: Idempotence) -> bool {
+    match idem {
+        Idempotence::Safe => status == 429 || (500..600).contains(&status) && status != 501,
+        Idempotence::Once => status == 429 || status == 503,
+    }
+}
+
+fn retryable_error(e: &ureq::Error, idem: Idempotence) -> bool {
+    let refused = matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+        || matches!(e, ureq::Error::ConnectionFailed);
+    refused
+        || (idem == Idempotence::Safe
+            && matches!(
+                e,
+                ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::Protocol(_)
+            ))
 }
 
 /// A raw response: status, headers we use, body reader.
@@ -71,10 +132,53 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_connect(Some(settings.timeout))
+            .timeout_per_read(Some(settings.timeout))
             .user_agent(concat!("zoo/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client { settings, agent }
+        Client {
+            settings,
+            agent,
+            retries: 5,
+        }
+    }
+
+    /// Sends a request (built afresh by `send` for each attempt), retrying what
+    /// [`Idempotence`] allows with [`backoff`]; the last answer or error is returned.
+    pub fn with_retries(
+        &self,
+        url: &str,
+        idem: Idempotence,
+        mut send: impl FnMut() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        self.offline_guard(url)?;
+        let mut attempt = 0;
+        loop {
+            match send() {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    if attempt < self.retries && retryable_status(status, idem) {
+                        let after = r
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(parse_retry_after);
+                        if after.is_none_or(|a| a <= MAX_RETRY_AFTER) {
+                            std::thread::sleep(backoff(attempt, after));
+                            attempt += 1;
+                            continue;
+                        }
+                    }
+                    return Ok(r);
+                }
+                Err(e) if attempt < self.retries && retryable_error(&e, idem) => {
+                    std::thread::sleep(backoff(attempt, None));
+                    attempt += 1;
+                }
+                Err(e) => return Err(Self::net(url, &e)),
+            }
+        }
     }
 
     fn offline_guard(&self, url: &str) -> Result<(), ClientError> {
@@ -114,18 +218,29 @@ impl Client {
         }
     }
 
-    /// GET with optional extra headers (Range).
+    /// GET with optional extra headers (Range), once: a download resumes by itself.
     pub fn get_raw(&self, url: &str, headers: &[(&str, String)]) -> Result<Reply, ClientError> {
         self.offline_guard(url)?;
-        let mut req = self.auth(self.agent.get(url));
-        for (k, v) in headers {
-            req = req.header(*k, v.as_str());
-        }
-        let response = req.call().map_err(|e| Self::net(url, &e))?;
+        let response = self
+            .get_request(url, headers)
+            .call()
+            .map_err(|e| Self::net(url, &e))?;
         Ok(Reply {
             status: response.status().as_u16(),
             response,
         })
+    }
+
+    fn get_request(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let mut req = self.auth(self.agent.get(url));
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        req
     }
 
     /// Turns an error response into the error its `X-Error-Code` names.
@@ -174,7 +289,12 @@ impl Client {
         repo: Option<&RepoId>,
         what: &str,
     ) -> Result<(Value, Option<String>), ClientError> {
-        let mut reply = self.get_raw(url, &[])?;
+        let response =
+            self.with_retries(url, Idempotence::Safe, || self.get_request(url, &[]).call())?;
+        let mut reply = Reply {
+            status: response.status().as_u16(),
+            response,
+        };
         if reply.status != 200 {
             return Err(self.error_for(url, reply, repo, what));
         }
@@ -193,24 +313,36 @@ impl Client {
         Ok((v, next_link(link.as_deref())))
     }
 
-    /// POST JSON; returns status and JSON body (or `null`).
+    /// POST JSON that may be sent again ([`Idempotence::Safe`]); returns status and JSON
+    /// body (or `null`).
     pub fn post_json(&self, url: &str, body: &Value) -> Result<(u16, Value), ClientError> {
-        self.post_bytes(url, "application/json", body.to_string().as_bytes())
+        self.post_bytes(
+            url,
+            "application/json",
+            body.to_string().as_bytes(),
+            Idempotence::Safe,
+        )
     }
 
-    /// POST raw bytes with a content type.
+    /// POST raw bytes with a content type. A write waits as long as the server takes to
+    /// answer (a commit of large files is scanned first), but not for a stalled upload.
     pub fn post_bytes(
         &self,
         url: &str,
         content_type: &str,
         body: &[u8],
+        idem: Idempotence,
     ) -> Result<(u16, Value), ClientError> {
-        self.offline_guard(url)?;
-        let mut r = self
-            .auth_body(self.agent.post(url))
-            .header("Content-Type", content_type)
-            .send(body)
-            .map_err(|e| Self::net(url, &e))?;
+        let mut r = self.with_retries(url, idem, || {
+            self.auth_body(self.agent.post(url))
+                .config()
+                .timeout_per_read(None)
+                .timeout_recv_response(Some(Duration::from_secs(600)))
+                .timeout_per_write(Some(self.settings.timeout.max(Duration::from_secs(60))))
+                .build()
+                .header("Content-Type", content_type)
+                .send(body)
+        })?;
         let status = r.status().as_u16();
         let text = r
             .body_mut()
@@ -221,19 +353,37 @@ impl Client {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// PUT bytes from a reader to a (signed) URL, streaming.
-    pub fn put_reader(
+    /// PUT bytes to a (signed) URL, streaming from a reader that `open` makes afresh for
+    /// each attempt (an LFS upload of the same bytes may be repeated).
+    pub fn put_reader<R: std::io::Read + Send + 'static>(
         &self,
         url: &str,
-        reader: impl std::io::Read + Send + 'static,
+        mut open: impl FnMut() -> Result<R, ClientError>,
     ) -> Result<u16, ClientError> {
-        self.offline_guard(url)?;
-        let r = self
-            .agent
-            .put(url)
-            .send(ureq::SendBody::from_owned_reader(reader))
-            .map_err(|e| Self::net(url, &e))?;
-        Ok(r.status().as_u16())
+        let mut opened = None;
+        let r = self.with_retries(url, Idempotence::Safe, || {
+            let reader = match open() {
+                Ok(r) => r,
+                Err(e) => {
+                    opened = Some(e);
+                    return Err(ureq::Error::Other(
+                        "the file to upload could not be opened".into(),
+                    ));
+                }
+            };
+            self.agent
+                .put(url)
+                .config()
+                .timeout_per_read(None)
+                .timeout_recv_response(Some(Duration::from_secs(600)))
+                .timeout_per_write(Some(self.settings.timeout.max(Duration::from_secs(60))))
+                .build()
+                .send(ureq::SendBody::from_owned_reader(reader))
+        });
+        if let Some(e) = opened {
+            return Err(e);
+        }
+        Ok(r?.status().as_u16())
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -228,3 +228,71 @@ pub fn torchvision_shape(tv_name: &str, shape: &[usize]) -> Vec<usize> {
         shape.to_vec()
     }
 }
+
+/// The preprocessing each architecture's published weights expect, with timm's names for the
+/// classifier and the first convolution (what `pretrained_cfg` carries in a timm
+/// `config.json`). `arch` is the architecture zoo builds (torchvision's name).
+pub fn pretrained_cfg(arch: &str) -> zoo_card::PretrainedCfg {
+    use zoo_card::PretrainedCfg;
+    let cfg = match arch {
+        // Inputs in [-1, 1], as the packaged EfficientNet-Lite0 weights were trained.
+        "efficientnet_lite0" => PretrainedCfg {
+            mean: [0.498; 3],
+            std: [0.502; 3],
+            classifier: Some("_fc".into()),
+            first_conv: Some("_conv_stem".into()),
+            ..PretrainedCfg::default()
+        },
+        // timm's ViT weights: inputs in [-1, 1], bicubic, crop 0.9.
+        a if a.starts_with("vit_") => PretrainedCfg {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            crop_pct: 0.9,
+            interpolation: "bicubic".into(),
+            classifier: Some("head".into()),
+            first_conv: Some("patch_embed.proj".into()),
+            ..PretrainedCfg::default()
+        },
+        // torchvision's ConvNeXt weights: resize 236, crop 224.
+        a if a.starts_with("convnext") => PretrainedCfg {
+            crop_pct: 224.0 / 236.0,
+            classifier: Some("classifier.2".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
+        // torchvision's EfficientNet-B0 weights: bicubic resize 256, crop 224.
+        "efficientnet_b0" => PretrainedCfg {
+            interpolation: "bicubic".into(),
+            classifier: Some("classifier.1".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
+        a if a.starts_with("resnet") => PretrainedCfg {
+            classifier: Some("fc".into()),
+            first_conv: Some("conv1".into()),
+            ..PretrainedCfg::default()
+        },
+        _ => PretrainedCfg {
+            classifier: Some("classifier.1".into()),
+            first_conv: Some("features.0.0".into()),
+            ..PretrainedCfg::default()
+        },
+    };
+    with_timm_names(arch, cfg)
+}
+
+/// `pretrained_cfg` with its `classifier` and `first_conv` module names in timm's layout
+/// (timm finds the head by this name when asked for a different `num_classes`).
+pub fn with_timm_names(arch: &str, mut cfg: zoo_card::PretrainedCfg) -> zoo_card::PretrainedCfg {
+    let rename = |m: &mut Option<String>| {
+        if let Some(name) = m.as_deref()
+            && let Some(t) = to_timm(arch, &format!("{name}.weight"))
+            && let Some(module) = t.strip_suffix(".weight")
+        {
+            *m = Some(module.to_string());
+        }
+    };
+    rename(&mut cfg.classifier);
+    rename(&mut cfg.first_conv);
+    cfg
+}

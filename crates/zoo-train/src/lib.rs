@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod data;
+pub mod embed;
 pub mod finetune;
 pub mod layout;
 pub mod metrics;

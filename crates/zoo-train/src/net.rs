@@ -35,6 +35,9 @@ pub enum Kind {
         config: Value,
         tokenizer: TextTokenizer,
         pooling: Pooling,
+        /// Whether the folder says how it pools (zoo's notes, a transformers classifier's
+        /// head, sentence-transformers' `1_Pooling`) rather than `pooling` being the default.
+        pooling_declared: bool,
         family: String,
     },
 }
@@ -59,19 +62,39 @@ fn model_err(path: &Path, reason: impl std::fmt::Display) -> TrainError {
     }
 }
 
-/// The sentence-transformers pooling of a folder (`1_Pooling/config.json`), if any.
-fn st_pooling(dir: &Path) -> Option<Pooling> {
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("1_Pooling/config.json")).ok()?)
-            .ok()?;
+/// The sentence-transformers pooling of a folder (`1_Pooling/config.json`), if any; a mode
+/// zoo does not implement is an error naming it.
+fn st_pooling(dir: &Path) -> Result<Option<Pooling>, TrainError> {
+    let path = dir.join("1_Pooling/config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| model_err(&path, e))?;
     let on = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
-    Some(if on("pooling_mode_cls_token") {
+    for mode in [
+        "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens",
+        "pooling_mode_lasttoken",
+    ] {
+        if on(mode) {
+            return Err(model_err(&path, format!("{mode} is not implemented yet")));
+        }
+    }
+    if let Some(m) = v.get("pooling_mode").and_then(Value::as_str)
+        && !matches!(m, "mean" | "cls" | "max")
+    {
+        return Err(model_err(
+            &path,
+            format!("pooling_mode `{m}` is not implemented yet (mean, cls, max are)"),
+        ));
+    }
+    Ok(Some(if on("pooling_mode_cls_token") {
         Pooling::Cls
     } else if on("pooling_mode_max_tokens") {
         Pooling::Max
     } else {
         Pooling::Mean
-    })
+    }))
 }
 
 impl Source {
@@ -118,13 +141,14 @@ impl Source {
             } else {
                 None
             };
-            let pooling = zoo
+            let declared = zoo
                 .get("pooling")
                 .and_then(Value::as_str)
                 .and_then(Pooling::parse)
                 .or(implied.map(|(_, p)| p))
-                .or_else(|| st_pooling(dir))
-                .unwrap_or(Pooling::Pooler);
+                .or(st_pooling(dir)?);
+            let pooling_declared = declared.is_some();
+            let pooling = declared.unwrap_or(Pooling::Pooler);
             let labels = match raw.get("id2label").and_then(Value::as_object) {
                 Some(m) => {
                     let mut v: Vec<(usize, String)> = m
@@ -143,6 +167,7 @@ impl Source {
                     config: raw,
                     tokenizer,
                     pooling,
+                    pooling_declared,
                     family: model_type,
                 },
                 labels,

@@ -58,7 +58,8 @@ pub fn write(
                 }
             }
             tensors.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut c = Config::timm(zoo_engine::timm::timm_arch(tv), classes, cfg);
+            let cfg = zoo_engine::timm::with_timm_names(tv, cfg.clone());
+            let mut c = Config::timm(zoo_engine::timm::timm_arch(tv), classes, &cfg);
             c.raw.insert("zoo".into(), json!({"head": o.head}));
             (c.to_json_string(), "image-classification")
         }
@@ -67,6 +68,7 @@ pub fn write(
             pooling,
             family,
             tokenizer,
+            ..
         } => {
             let hidden = zoo_engine::bert::BertConfig::from_json(config)
                 .map(|c| c.hidden_size)
