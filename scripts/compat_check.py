@@ -226,6 +226,16 @@ def image_checks():
                 theirs = model(x).numpy()
             ours = zoo_logits(repo, inputs, config["num_classes"])
             compare(name, f"timm {config['architecture']}", theirs, ours)
+            if head == "linear":
+                # A new task from the published model: timm replaces the head it finds by
+                # `pretrained_cfg.classifier`, keeping every other weight.
+                other = timm.create_model(f"hf-hub:{repo}", pretrained=True, num_classes=3).eval()
+                kept = model.state_dict()
+                fresh = [k for k, v in other.state_dict().items()
+                         if k not in kept or kept[k].shape != v.shape or not torch.equal(kept[k], v)]
+                classifier = other.pretrained_cfg.get("classifier")
+                if not fresh or any(not k.startswith(f"{classifier}.") for k in fresh):
+                    sys.exit(f"{name}: num_classes=3 replaced {fresh}, expected only `{classifier}.*`")
 
 
 text_checks()

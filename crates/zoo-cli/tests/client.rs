@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::proxy::{Faults, Proxy};
+use common::proxy::{Busy, Faults, Proxy};
 use common::*;
 
 /// A hub with alice, and a repository `alice/data` holding an LFS file and a regular file.
@@ -902,4 +902,332 @@ fn upload_into_folders_with_include_exclude_delete_and_dry_runs_issue_13() {
         "{plan}"
     );
     assert_eq!(plan["to_download"], 0);
+}
+
+/// Commits on `repo`'s main branch.
+fn commit_count(s: &Setup, repo: &str) -> usize {
+    let r = Http::new(&s.server.url).get(
+        &format!("/api/models/{repo}/commits/main"),
+        Some(&s.token),
+        None,
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    v.as_array().unwrap().len()
+}
+
+fn busy(matching: &str, times: usize, status: u16, retry_after: Option<&str>) -> Faults {
+    Faults {
+        busy: Some(Busy {
+            matching: matching.into(),
+            times,
+            status,
+            retry_after: retry_after.map(str::to_string),
+        }),
+        ..Faults::default()
+    }
+}
+
+/// Issue 13: metadata calls and pushes are retried with backoff after 429/503, waiting what
+/// `Retry-After` asks; a commit is repeated only when the server said it did not act (a 500
+/// is not retried, so nothing is committed twice); a wait longer than zoo's limit is shown
+/// as the error it is.
+#[test]
+fn metadata_and_push_retry_and_honour_retry_after_issue_13() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    let count = |needle: &str| {
+        proxy
+            .requests()
+            .iter()
+            .filter(|r| r.contains(needle))
+            .count()
+    };
+    proxy.set(busy("GET /api/models/alice/data HTTP", 2, 503, Some("1")));
+    let t = std::time::Instant::now();
+    let info: Value = serde_json::from_str(&ok(&s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["info", "alice/data", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(info["id"], "alice/data");
+    assert_eq!(count("GET /api/models/alice/data HTTP"), 3);
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "two Retry-After: 1 waits, took {:?}",
+        t.elapsed()
+    );
+    // A push whose commit is refused once with 429: one commit lands.
+    let dir = s.root.join("retry");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), "a").unwrap();
+    ok(&s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["push", dir.to_str().unwrap(), "alice/retry"],
+    ));
+    let before = commit_count(&s, "alice/retry");
+    std::fs::write(dir.join("a.txt"), "b").unwrap();
+    proxy.set(busy("/commit/main", 1, 429, Some("1")));
+    ok(&s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["push", dir.to_str().unwrap(), "alice/retry"],
+    ));
+    assert_eq!(commit_count(&s, "alice/retry"), before + 1);
+    // A 500 on the commit is not retried: the push fails and nothing is committed.
+    std::fs::write(dir.join("a.txt"), "c").unwrap();
+    proxy.set(busy("/commit/main", 1, 500, None));
+    let seen = count("/commit/main");
+    let out = s.zoo(
+        &proxy.url,
+        &s.cache(),
+        &["push", dir.to_str().unwrap(), "alice/retry"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 500"));
+    assert_eq!(count("/commit/main"), seen + 1, "a commit is sent once");
+    assert_eq!(commit_count(&s, "alice/retry"), before + 1);
+    // Retry-After beyond zoo's limit: the error at once, not a long wait.
+    proxy.set(busy(
+        "GET /api/models/alice/data HTTP",
+        1,
+        503,
+        Some("100000"),
+    ));
+    let t = std::time::Instant::now();
+    let out = s.zoo(&proxy.url, &s.cache(), &["info", "alice/data"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("503"));
+    assert!(t.elapsed() < Duration::from_secs(60));
+}
+
+/// Issue 13: HF_HUB_DOWNLOAD_TIMEOUT bounds the wait for the next bytes of a response: a
+/// download stalled mid-body is abandoned after it and resumed where it stopped.
+#[test]
+fn a_stalled_download_times_out_and_resumes_issue_13() {
+    let s = setup();
+    let proxy = Proxy::start(&s.server.url);
+    proxy.set(Faults {
+        stall_at: Some((500_000, Duration::from_secs(90))),
+        ..Faults::default()
+    });
+    let t = std::time::Instant::now();
+    let out = Command::new(ZOO)
+        .args(["pull", "alice/data"])
+        .env("HF_ENDPOINT", &proxy.url)
+        .env("HF_HUB_CACHE", s.cache())
+        .env("HF_HOME", s.root.join("hf-home"))
+        .env("HF_TOKEN", &s.token)
+        .env("HF_HUB_DOWNLOAD_TIMEOUT", "1")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let snap = snapshot_of(&out);
+    assert_eq!(std::fs::read(snap.join("weights.raw")).unwrap(), s.big);
+    assert!(
+        t.elapsed() < Duration::from_secs(45),
+        "the stall (90 s) was waited out: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.contains("weights.raw") && r.contains("range=bytes=500000-")),
+        "{:#?}",
+        proxy.requests()
+    );
+}
+
+/// Issue 13: one saved token per hub. Logging in to a team hub leaves huggingface.co's token
+/// file alone and stores the token under `zoo@ENDPOINT` in `stored_tokens`, keeping the
+/// Python tools' entries (which still read the file); the prompt hides the token on a
+/// terminal; `HF_TOKEN_PATH` and `~` in `HF_HOME` are honoured.
+#[test]
+fn auth_keeps_one_token_per_endpoint_issue_13() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let s = setup();
+    let home = s.root.join("home");
+    let hf = home.join("hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    std::fs::write(hf.join("token"), "hf_public_token").unwrap();
+    std::fs::write(hf.join("stored_tokens"), "[work]\nhf_token = hf_work\n\n").unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(ZOO);
+        c.args(args)
+            .env("HOME", &home)
+            .env("HF_HOME", "~/hf")
+            .env("HF_ENDPOINT", &s.server.url)
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_TOKEN_PATH")
+            .env_remove("HF_HUB_CACHE");
+        c
+    };
+    // A token on standard input (a pipe: read as one line).
+    let mut child = cmd(&["auth", "login"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "{}", s.token).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = ok(&out);
+    assert!(
+        text.contains("as alice") && !text.contains(&s.token),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(hf.join("token")).unwrap(),
+        "hf_public_token",
+        "huggingface.co's token is not overwritten"
+    );
+    let who: Value =
+        serde_json::from_str(&ok(&cmd(&["auth", "whoami", "--json"]).output().unwrap())).unwrap();
+    assert_eq!(who["name"], "alice");
+    assert_eq!(who["token_source"], "stored");
+    // The Python tools read the file, both entries.
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import json; from huggingface_hub.utils import get_stored_tokens; print(json.dumps(get_stored_tokens()))",
+        ])
+        .env("HF_HOME", &hf)
+        .env_remove("HF_TOKEN_PATH")
+        .output()
+        .unwrap();
+    let stored: Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(stored["work"], "hf_work");
+    assert_eq!(stored[format!("zoo@{}", s.server.url)], s.token.as_str());
+    // On a terminal the prompt does not echo the token (a pseudo-terminal drives it).
+    let pty = r#"
+import os, pty, sys, select
+zoo, token = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(zoo, [zoo, "auth", "login"])
+seen = b""
+while b"token" not in seen:
+    seen += os.read(fd, 1024)
+os.write(fd, token.encode() + b"\n")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = Command::new(&python)
+        .args(["-c", pty, ZOO, &s.token])
+        .env("HOME", &home)
+        .env("HF_HOME", "~/hf")
+        .env("HF_ENDPOINT", &s.server.url)
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    let screen = ok(&out);
+    assert!(
+        screen.contains("input is hidden") && screen.contains("as alice"),
+        "{screen}"
+    );
+    assert!(!screen.contains(&s.token), "the token was echoed: {screen}");
+    // Logout removes this hub's entry only.
+    ok(&cmd(&["auth", "logout"]).output().unwrap());
+    let stored = std::fs::read_to_string(hf.join("stored_tokens")).unwrap();
+    assert!(
+        stored.contains("hf_work") && !stored.contains(&s.token),
+        "{stored}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(hf.join("token")).unwrap(),
+        "hf_public_token"
+    );
+    // HF_TOKEN_PATH, with `~`, is the token file.
+    std::fs::write(home.join("tok"), &s.token).unwrap();
+    let who: Value = serde_json::from_str(&ok(&cmd(&["auth", "whoami", "--json"])
+        .env("HF_TOKEN_PATH", "~/tok")
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(who["name"], "alice");
+    assert_eq!(who["token_source"], "file");
+    // `~` in HF_HOME places the cache there too.
+    let snap = snapshot_of(
+        &cmd(&["download", "alice/data", "notes/small.txt"])
+            .env("HF_TOKEN", &s.token)
+            .output()
+            .unwrap(),
+    );
+    assert!(snap.starts_with(hf.join("hub")), "{snap:?}");
+}
+
+/// Issue 13: `zoo embed org/name[@rev]` takes the model from the hub, like predict, and gives
+/// the same vectors as the local folder.
+#[test]
+fn embed_takes_a_model_from_the_hub_issue_13() {
+    let s = setup();
+    let fx = real_fixtures();
+    let src = fx.join("checkpoints/all-MiniLM-L6-v2");
+    let model = s.root.join("minilm");
+    std::fs::create_dir_all(model.join("1_Pooling")).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), model.join(f)).unwrap();
+        }
+    }
+    ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &["push", model.to_str().unwrap(), "alice/minilm"],
+    ));
+    let txt = s.root.join("t.txt");
+    std::fs::write(&txt, "A man is playing a guitar.\nShort.\n").unwrap();
+    let local = s.root.join("local.safetensors");
+    let hub = s.root.join("hub.safetensors");
+    ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &[
+            "embed",
+            model.to_str().unwrap(),
+            "--data",
+            txt.to_str().unwrap(),
+            "--out",
+            local.to_str().unwrap(),
+        ],
+    ));
+    ok(&s.zoo(
+        &s.server.url,
+        &s.cache(),
+        &[
+            "embed",
+            "alice/minilm@main",
+            "--data",
+            txt.to_str().unwrap(),
+            "--out",
+            hub.to_str().unwrap(),
+        ],
+    ));
+    let body = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        b[8 + n..].to_vec()
+    };
+    assert_eq!(body(&local), body(&hub));
+    assert_eq!(body(&local).len(), 2 * 384 * 4);
+    assert!(s.cache().join("models--alice--minilm").exists());
 }

@@ -384,3 +384,22 @@ fn torchvision_and_timm_names_map_both_ways_issue_13() {
         }
     }
 }
+
+/// Issue 13: the `pretrained_cfg` zoo writes names the classifier and first convolution as
+/// timm does (timm 1.0.31's `get_pretrained_cfg(arch).classifier` / `.first_conv`), so
+/// `timm.create_model("hf-hub:…", pretrained=True, num_classes=N)` finds the head to replace.
+#[test]
+fn pretrained_cfg_names_modules_as_timm_does_issue_13() {
+    for (arch, classifier, first_conv) in [
+        ("mobilenet_v2", "classifier", "conv_stem"),
+        ("efficientnet_b0", "classifier", "conv_stem"),
+        ("convnext_tiny", "head.fc", "stem.0"),
+        ("resnet18", "fc", "conv1"),
+        ("resnet50", "fc", "conv1"),
+        ("vit_small_patch16_224", "head", "patch_embed.proj"),
+    ] {
+        let cfg = zoo_engine::timm::pretrained_cfg(arch);
+        assert_eq!(cfg.classifier.as_deref(), Some(classifier), "{arch}");
+        assert_eq!(cfg.first_conv.as_deref(), Some(first_conv), "{arch}");
+    }
+}

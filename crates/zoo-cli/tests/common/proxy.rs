@@ -17,6 +17,21 @@ pub struct Faults {
     pub ignore_range: bool,
     /// Send at most this many bytes per pause.
     pub slow: Option<(usize, Duration)>,
+    /// Answer requests whose line contains the text with an error instead of passing them on.
+    pub busy: Option<Busy>,
+    /// Stop sending a `resolve` body after this many bytes and hold the connection open this
+    /// long (once), as a stalled server does.
+    pub stall_at: Option<(u64, Duration)>,
+}
+
+/// The proxy answers for the hub: `times` requests matching `matching` get `status`, with a
+/// `Retry-After` header when given.
+#[derive(Debug, Clone)]
+pub struct Busy {
+    pub matching: String,
+    pub times: usize,
+    pub status: u16,
+    pub retry_after: Option<String>,
 }
 
 pub struct Proxy {
@@ -98,6 +113,28 @@ fn handle(
         head[0],
         header(&head, "range").unwrap_or_default()
     ));
+    {
+        let mut faults = faults.lock().unwrap();
+        if let Some(b) = faults.busy.as_mut()
+            && b.times > 0
+            && head[0].contains(&b.matching)
+        {
+            b.times -= 1;
+            let body = format!("{{\"error\": \"busy ({})\"}}", b.status);
+            let retry = b
+                .retry_after
+                .as_ref()
+                .map(|r| format!("Retry-After: {r}\r\n"))
+                .unwrap_or_default();
+            let reply = format!(
+                "HTTP/1.1 {} Busy\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{body}",
+                b.status,
+                body.len()
+            );
+            to_client.write_all(reply.as_bytes())?;
+            return Ok(());
+        }
+    }
     let mut out = String::new();
     out.push_str(&head[0]);
     out.push_str("\r\n");
@@ -134,6 +171,7 @@ fn handle(
         return Ok(());
     }
     let cut = if resolve { f.cut_at } else { None };
+    let stall = if resolve { f.stall_at } else { None };
     let mut sent: u64 = 0;
     let mut buf = vec![0u8; f.slow.map(|(n, _)| n).unwrap_or(64 << 10)];
     loop {
@@ -155,6 +193,16 @@ fn handle(
             faults.lock().unwrap().cut_at = None;
             to_client.write_all(&chunk[..(k - sent) as usize])?;
             to_client.flush()?;
+            let _ = to_client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        if let Some((k, hold)) = stall
+            && sent + n as u64 >= k
+        {
+            faults.lock().unwrap().stall_at = None;
+            to_client.write_all(&chunk[..(k - sent) as usize])?;
+            to_client.flush()?;
+            std::thread::sleep(hold);
             let _ = to_client.shutdown(Shutdown::Both);
             return Ok(());
         }
