@@ -137,6 +137,23 @@ impl ModelCard {
     }
 
     /// Renders the card: front matter (when there is any) then the body.
+    /// A card from its front matter as JSON (the Hub API's `cardData`), with an empty body.
+    /// `null` is an empty card; anything but an object or `null` is [`CardError::NotAMapping`].
+    pub fn from_json(card_data: &serde_json::Value) -> Result<Self, CardError> {
+        let metadata = match card_data {
+            serde_json::Value::Null => Mapping::new(),
+            serde_json::Value::Object(_) => match serde_yaml_ng::to_value(card_data) {
+                Ok(Value::Mapping(m)) => m,
+                _ => return Err(CardError::NotAMapping),
+            },
+            _ => return Err(CardError::NotAMapping),
+        };
+        Ok(ModelCard {
+            metadata,
+            body: String::new(),
+        })
+    }
+
     pub fn render(&self) -> String {
         if self.metadata.is_empty() {
             // A body that itself starts with `---` needs an empty front matter before it,

@@ -212,3 +212,24 @@ fn fuzz_a_body_that_looks_like_front_matter_round_trips() {
     assert!(c.metadata.is_empty());
     assert_eq!(ModelCard::parse(&c.render()).unwrap(), c);
 }
+
+/// Issue 13: the Hub API's `cardData` (JSON) reads as the same card as its YAML front matter.
+#[test]
+fn card_data_json_reads_like_the_front_matter_issue_13() {
+    let text = "---\nlicense: apache-2.0\nbase_model: org/base\ndatasets:\n- beans\nmodel-index:\n- name: m\n  results:\n  - task: {type: image-classification}\n    dataset: {type: beans, name: Beans}\n    metrics:\n    - {type: accuracy, value: 0.91}\n---\n";
+    let yaml = ModelCard::parse(text).unwrap();
+    let json = serde_json::to_value(&yaml.metadata).unwrap();
+    let card = ModelCard::from_json(&json).unwrap();
+    assert_eq!(card.metadata, yaml.metadata);
+    assert_eq!(card.license().as_deref(), Some("apache-2.0"));
+    assert_eq!(card.base_model(), vec!["org/base".to_string()]);
+    assert_eq!(card.results().unwrap(), yaml.results().unwrap());
+    assert_eq!(card.results().unwrap()[0].value, 0.91);
+    assert!(
+        ModelCard::from_json(&serde_json::Value::Null)
+            .unwrap()
+            .metadata
+            .is_empty()
+    );
+    assert!(ModelCard::from_json(&serde_json::json!([1, 2])).is_err());
+}

@@ -323,6 +323,9 @@ pub enum CacheCommand {
     Ls {
         #[arg(long)]
         json: bool,
+        /// The cache folder [default: $HF_HUB_CACHE, else $HF_HOME/hub].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Re-hash every blob; exit 1 when any is corrupt (unless --repair fixed it).
     Verify {
@@ -541,8 +544,7 @@ pub fn run_info(a: &InfoArgs) -> Result<ExitCode> {
         .info(&repo, revision.as_deref())
         .with_context(|| format!("reading {}", a.repo))?;
     let card = info.get("cardData").cloned().unwrap_or(Value::Null);
-    let card_text = format!("---\n{}---\n", serde_yaml_like(&card));
-    let model_card = zoo_card::ModelCard::parse(&card_text).unwrap_or_default();
+    let model_card = zoo_card::ModelCard::from_json(&card).unwrap_or_default();
     let results = model_card.results().unwrap_or_default();
     let base = model_card.base_model();
     // Children: the hub lists them; elsewhere search by lineage.
@@ -659,15 +661,6 @@ pub fn run_info(a: &InfoArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// JSON card data back to YAML text for the card parser (JSON is YAML).
-fn serde_yaml_like(v: &Value) -> String {
-    if v.is_object() {
-        format!("{v}\n")
-    } else {
-        String::new()
-    }
 }
 
 pub fn run_push(a: PushArgs) -> Result<ExitCode> {
@@ -865,8 +858,8 @@ pub fn run_cache(c: CacheCommand) -> Result<ExitCode> {
         zoo_client::cache::Cache::new(&settings.cache)
     };
     match c {
-        CacheCommand::Ls { json } => {
-            let usage = cache_at(None).usage()?;
+        CacheCommand::Ls { json, cache_dir } => {
+            let usage = cache_at(cache_dir).usage()?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&usage)?);
                 return Ok(ExitCode::SUCCESS);

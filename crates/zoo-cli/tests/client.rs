@@ -149,7 +149,7 @@ fn pull_writes_the_hf_cache_layout() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, ["notes/small.txt"]);
+    assert_eq!(paths, [".gitattributes", "notes/small.txt"]);
     // Errors name the repository; exit 2.
     let out = s.zoo(&s.server.url, &s.cache(), &["pull", "alice/nothing"]);
     assert_eq!(out.status.code(), Some(2));
@@ -1104,14 +1104,20 @@ fn auth_keeps_one_token_per_endpoint_issue_13() {
     assert_eq!(stored[format!("zoo@{}", s.server.url)], s.token.as_str());
     // On a terminal the prompt does not echo the token (a pseudo-terminal drives it).
     let pty = r#"
-import os, pty, sys, select
+import os, pty, sys
 zoo, token = sys.argv[1], sys.argv[2]
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(zoo, [zoo, "auth", "login"])
+import termios, time
 seen = b""
 while b"token" not in seen:
     seen += os.read(fd, 1024)
+# The prompt is printed before echo goes off: wait (at most 5 s) until the terminal stops
+# echoing, as a person typing would be later than that.
+deadline = time.time() + 5
+while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+    time.sleep(0.01)
 os.write(fd, token.encode() + b"\n")
 while True:
     try:

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod metrics;
 pub mod net;
 pub mod optim;
+pub mod options;
 pub mod output;
 pub mod report;
 

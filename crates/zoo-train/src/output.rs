@@ -10,9 +10,9 @@ use zoo_engine::Names;
 use zoo_engine::export::state_dict;
 
 use crate::TrainError;
-use crate::finetune::{Options, Summary};
 use crate::layout::{self, TextLayout};
 use crate::net::{Kind, Net, Source};
+use crate::options::{RunFacts, Summary};
 use crate::report::EpochRecord;
 use zoo_engine::classifier::HeadSpec;
 
@@ -38,7 +38,7 @@ pub fn write(
     net: &Net,
     names: &Names,
     classes: &[String],
-    o: &Options,
+    o: &RunFacts,
     s: &Summary,
     history: &[EpochRecord],
     out: &Path,
@@ -245,7 +245,7 @@ pub fn write(
         });
     }
     card.set_results(&format!("{base}-finetuned"), &results);
-    let hp = serde_json::to_value(o).unwrap_or_default();
+    let hp = o.hyperparameters.clone();
     let mut body = format!(
         "\n# {base} fine-tuned on {data_name}\n\nFine-tuned by `zoo finetune` from `{base}` on `{data_name}` ({} training and {} validation examples, {} classes: {}).\n\n## Results\n\n| split | examples | accuracy | macro-F1 |\n|---|---|---|---|\n| {} | {} | {:.4} | {:.4} |\n\n## Hyper-parameters\n\n| name | value |\n|---|---|\n",
         s.train_examples,
@@ -277,7 +277,7 @@ pub fn write(
 /// `trainer_state.json` as transformers' Trainer writes it: the run's shape and a
 /// `log_history` with a training entry (`loss`, `learning_rate`) and an evaluation entry
 /// (`eval_loss`, `eval_accuracy`, `eval_f1`) per epoch.
-fn trainer_state(o: &Options, s: &Summary, history: &[EpochRecord]) -> serde_json::Value {
+fn trainer_state(o: &RunFacts, s: &Summary, history: &[EpochRecord]) -> serde_json::Value {
     let mut log = Vec::new();
     for r in history {
         let lr = r.lr.values().copied().fold(0.0, f64::max);
@@ -328,7 +328,7 @@ fn trainer_state(o: &Options, s: &Summary, history: &[EpochRecord]) -> serde_jso
 /// timm for an image model with a linear head; for a text classifier, transformers or
 /// sentence-transformers as [`TextLayout::choose`] says; zoo alone for an image model with an
 /// MLP head (timm has no such head).
-fn library_name(kind: &Kind, text: Option<TextLayout>, o: &Options) -> &'static str {
+fn library_name(kind: &Kind, text: Option<TextLayout>, o: &RunFacts) -> &'static str {
     match (kind, text) {
         (_, Some(layout)) => layout.library(),
         (Kind::Image { .. }, _) if o.head == "linear" => "timm",
