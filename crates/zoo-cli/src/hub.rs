@@ -25,6 +25,20 @@ pub struct ServeArgs {
     /// Accept pickles whose scan verdict is `dangerous` (they are still never unpickled here).
     #[arg(long)]
     allow_dangerous_pickles: bool,
+    #[command(flatten)]
+    stores: StoreArgs,
+}
+
+/// Where the hub's metadata and blobs live (the data directory by default).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Metadata: sqlite:PATH or postgres://USER@HOST:PORT/DB [default: sqlite:DATA/meta.sqlite;
+    /// also ZOO_DATABASE]. Replicas of one hub share a PostgreSQL database.
+    #[arg(long)]
+    database: Option<String>,
+    /// Blobs: file:PATH [default: file:DATA; also ZOO_BLOBS]. Replicas share the folder.
+    #[arg(long)]
+    blobs: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +62,8 @@ pub enum UserCommand {
         name: String,
         #[arg(long, env = "ZOO_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
     },
 }
 
@@ -64,6 +80,8 @@ pub enum TokenCommand {
         name: String,
         #[arg(long, env = "ZOO_DATA")]
         data: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
     },
 }
 
@@ -87,6 +105,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if args.allow_dangerous_pickles {
         config.allow_dangerous_pickles = true;
     }
+    args.stores.apply(&mut config);
     let hub = zoo_hub::open(config)
         .with_context(|| format!("opening the hub in {}", args.data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -96,15 +115,34 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+impl StoreArgs {
+    fn apply(&self, config: &mut zoo_hub::HubConfig) {
+        if let Some(d) = &self.database {
+            config.database = Some(d.clone());
+        }
+        if let Some(b) = &self.blobs {
+            config.blobs = Some(b.clone());
+        }
+    }
+
+    /// The metadata store of `zoo admin`: flags, then ZOO_DATABASE, then the data directory.
+    fn meta(&self, data: &std::path::Path) -> Result<std::sync::Arc<dyn MetaStore>> {
+        let mut config = zoo_hub::HubConfig::new(data.to_path_buf());
+        config.database = std::env::var("ZOO_DATABASE").ok().filter(|v| !v.is_empty());
+        self.apply(&mut config);
+        Ok(zoo_hub::open_meta(&config)?)
+    }
+}
+
 pub fn admin(command: AdminCommand) -> Result<ExitCode> {
     match command {
         AdminCommand::User {
-            command: UserCommand::Add { name, data },
+            command: UserCommand::Add { name, data, stores },
         } => {
             if !zoo_hub::paths::valid_repo_part(&name) {
                 anyhow::bail!("`{name}` is not a valid user name: letters, digits, `-`, `_`, `.`");
             }
-            let meta = zoo_hub::open_meta(&data)?;
+            let meta = stores.meta(&data)?;
             meta.add_user(&name)
                 .with_context(|| format!("adding user `{name}` in {}", data.display()))?;
             outln!("added user {name}");
@@ -116,9 +154,10 @@ pub fn admin(command: AdminCommand) -> Result<ExitCode> {
                     scope,
                     name,
                     data,
+                    stores,
                 },
         } => {
-            let meta = zoo_hub::open_meta(&data)?;
+            let meta = stores.meta(&data)?;
             let token = zoo_hub::auth::new_token();
             meta.add_token(&user, &scope, &zoo_hub::auth::hash_token(&token), &name)
                 .with_context(|| format!("creating a token for `{user}` in {}", data.display()))?;

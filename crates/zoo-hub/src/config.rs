@@ -22,6 +22,10 @@ pub struct HubConfig {
     pub max_file_bytes: u64,
     /// Items per page of `tree` and `GET /api/models`.
     pub page_size: usize,
+    /// Where metadata lives: `sqlite:PATH` or `postgres://…` (default `sqlite:DATA/meta.sqlite`).
+    pub database: Option<String>,
+    /// Where blobs live: `file:PATH` (default `file:DATA`); `s3://BUCKET/PREFIX` to come.
+    pub blobs: Option<String>,
 }
 
 impl HubConfig {
@@ -34,6 +38,8 @@ impl HubConfig {
             max_commit_bytes: 1 << 30,
             max_file_bytes: 100 << 30,
             page_size: 1000,
+            database: None,
+            blobs: None,
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct FileConfig {
     pub max_commit_bytes: Option<u64>,
     pub max_file_bytes: Option<u64>,
     pub page_size: Option<usize>,
+    pub database: Option<String>,
+    pub blobs: Option<String>,
 }
 
 /// Why the configuration could not be read.
@@ -65,6 +73,12 @@ pub enum ConfigError {
     },
     #[error("environment variable {name}: {reason}")]
     Env { name: &'static str, reason: String },
+    #[error("{what} {url}: {reason}")]
+    Url {
+        what: &'static str,
+        url: String,
+        reason: String,
+    },
 }
 
 impl FileConfig {
@@ -80,7 +94,8 @@ impl FileConfig {
     }
 
     /// Applies the file, then `ZOO_ADDR`, `ZOO_PUBLIC_URL`, `ZOO_ALLOW_DANGEROUS_PICKLES`,
-    /// `ZOO_MAX_COMMIT_BYTES`, `ZOO_MAX_FILE_BYTES`, `ZOO_PAGE_SIZE`.
+    /// `ZOO_MAX_COMMIT_BYTES`, `ZOO_MAX_FILE_BYTES`, `ZOO_PAGE_SIZE`, `ZOO_DATABASE`,
+    /// `ZOO_BLOBS`.
     pub fn apply(self, c: &mut HubConfig) -> Result<(), ConfigError> {
         fn env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
             match std::env::var(name) {
@@ -111,6 +126,73 @@ impl FileConfig {
         if let Some(v) = env::<usize>("ZOO_PAGE_SIZE")?.or(self.page_size) {
             c.page_size = v.max(1);
         }
+        if let Some(v) = env::<String>("ZOO_DATABASE")?.or(self.database) {
+            c.database = Some(v);
+        }
+        if let Some(v) = env::<String>("ZOO_BLOBS")?.or(self.blobs) {
+            c.blobs = Some(v);
+        }
         Ok(())
+    }
+}
+
+/// Where a hub keeps its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Where a hub keeps its blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blobs {
+    Files(PathBuf),
+}
+
+impl HubConfig {
+    /// The metadata store `database` names (default: SQLite in the data directory).
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        let Some(url) = self.database.as_deref() else {
+            return Ok(Database::Sqlite(self.data.join("meta.sqlite")));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_string()));
+        }
+        if let Some(p) = url.strip_prefix("sqlite:") {
+            let p = p.strip_prefix("//").unwrap_or(p);
+            if !p.is_empty() {
+                return Ok(Database::Sqlite(PathBuf::from(p)));
+            }
+        }
+        Err(ConfigError::Url {
+            what: "--database",
+            url: url.to_string(),
+            reason: "expected sqlite:PATH or postgres://USER@HOST:PORT/DB".into(),
+        })
+    }
+
+    /// The blob store `blobs` names (default: files in the data directory).
+    pub fn blobs(&self) -> Result<Blobs, ConfigError> {
+        let Some(url) = self.blobs.as_deref() else {
+            return Ok(Blobs::Files(self.data.clone()));
+        };
+        if let Some(p) = url.strip_prefix("file:") {
+            let p = p.strip_prefix("//").unwrap_or(p);
+            if !p.is_empty() {
+                return Ok(Blobs::Files(PathBuf::from(p)));
+            }
+        }
+        if url.starts_with("s3://") {
+            return Err(ConfigError::Url {
+                what: "--blobs",
+                url: url.to_string(),
+                reason: "an S3-compatible blob store is not implemented yet (file:PATH is; a shared folder serves several replicas)".into(),
+            });
+        }
+        Err(ConfigError::Url {
+            what: "--blobs",
+            url: url.to_string(),
+            reason: "expected file:PATH".into(),
+        })
     }
 }

@@ -47,6 +47,7 @@ impl From<MetaError> for HubError {
             )),
             MetaError::NotFound(what) => HubError::NotFound(format!("{what} not found")),
             MetaError::Db(e) => HubError::Internal(e.to_string()),
+            MetaError::Backend(e) => HubError::Internal(e),
         }
     }
 }

@@ -730,6 +730,12 @@ fn hook(input: &str) -> Result<Vec<String>, String> {
         .map_err(|_| "ZOO_HOOK_REPO".to_string())?;
     let user = var("ZOO_HOOK_USER")?;
     let mut config = crate::HubConfig::new(data);
+    config.database = std::env::var("ZOO_HOOK_DATABASE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    config.blobs = std::env::var("ZOO_HOOK_BLOBS")
+        .ok()
+        .filter(|v| !v.is_empty());
     config.allow_dangerous_pickles =
         std::env::var("ZOO_HOOK_ALLOW_DANGEROUS").is_ok_and(|v| v == "1");
     if let Ok(m) = var("ZOO_HOOK_MAX_FILE")

@@ -41,31 +41,50 @@ pub enum StartError {
     Meta(#[from] meta::MetaError),
     #[error("blob store: {0}")]
     Blobs(#[from] blobs::BlobError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
-/// Opens the embedded stores under `config.data`: `meta.sqlite`, `blobs/`, `tmp/`, `secret`.
+/// Opens the stores the configuration names — by default the embedded ones under
+/// `config.data` (`meta.sqlite`, `blobs/`, `tmp/`, `secret`) — and the signing key (shared
+/// through the database when it is PostgreSQL, so every replica signs alike).
 pub fn open(config: HubConfig) -> Result<Hub, StartError> {
     let data = config.data.clone();
     std::fs::create_dir_all(&data).map_err(|error| StartError::Io {
         path: data.clone(),
         error,
     })?;
-    let meta = open_meta(&data)?;
-    let blobs = blobs::FsBlobStore::open(&data, config.max_file_bytes)?;
-    let secret = secret(&data)?;
-    Ok(Hub::new(Arc::new(meta), Arc::new(blobs), config, secret))
+    let meta = open_meta(&config)?;
+    let blobs = match config.blobs()? {
+        config::Blobs::Files(root) => blobs::FsBlobStore::open(&root, config.max_file_bytes)?,
+    };
+    let mut fresh = vec![0u8; 32];
+    getrandom::fill(&mut fresh).expect("the OS random source");
+    let secret = match meta.signing_secret(&fresh)? {
+        Some(s) => s,
+        None => secret(&data)?,
+    };
+    Ok(Hub::new(meta, Arc::new(blobs), config, secret))
 }
 
-/// Opens the metadata database alone (for `zoo admin`, while the server runs).
-pub fn open_meta(data: &Path) -> Result<meta::SqliteMeta, StartError> {
-    std::fs::create_dir_all(data).map_err(|error| StartError::Io {
-        path: data.to_path_buf(),
-        error,
-    })?;
-    Ok(meta::SqliteMeta::open(&data.join("meta.sqlite"))?)
+/// Opens the metadata store alone (for `zoo admin`, while the server runs).
+pub fn open_meta(config: &HubConfig) -> Result<Arc<dyn meta::MetaStore>, StartError> {
+    Ok(match config.database()? {
+        config::Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|error| StartError::Io {
+                    path: dir.to_path_buf(),
+                    error,
+                })?;
+            }
+            Arc::new(meta::SqliteMeta::open(&path)?)
+        }
+        config::Database::Postgres(url) => Arc::new(meta::PgMeta::connect(&url, 8)?),
+    })
 }
 
-/// The key that signs LFS upload links, made once per data directory.
+/// The key that signs LFS upload links, made once per data directory (mode 0600, written
+/// whole or not at all).
 fn secret(data: &Path) -> Result<Vec<u8>, StartError> {
     let path = data.join("secret");
     match std::fs::read(&path) {
@@ -73,10 +92,20 @@ fn secret(data: &Path) -> Result<Vec<u8>, StartError> {
         _ => {
             let mut s = vec![0u8; 32];
             getrandom::fill(&mut s).expect("the OS random source");
-            std::fs::write(&path, &s).map_err(|error| StartError::Io {
+            let io = |error| StartError::Io {
                 path: path.clone(),
                 error,
-            })?;
+            };
+            let mut tmp = tempfile::NamedTempFile::new_in(data).map_err(io)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+            std::io::Write::write_all(&mut tmp, &s).map_err(io)?;
+            tmp.as_file().sync_all().map_err(io)?;
+            tmp.persist(&path).map_err(|e| io(e.error))?;
             Ok(s)
         }
     }
@@ -95,8 +124,12 @@ pub async fn serve(hub: Hub) -> Result<(), StartError> {
         path: addr.to_string().into(),
         error,
     })?;
+    let store = match hub.config.database() {
+        Ok(config::Database::Postgres(_)) => "metadata in PostgreSQL, ",
+        _ => "",
+    };
     println!(
-        "zoo serve: listening on http://{local} (data in {})",
+        "zoo serve: listening on http://{local} ({store}data in {})",
         hub.config.data.display()
     );
     axum::serve(listener, router(Arc::new(hub)))

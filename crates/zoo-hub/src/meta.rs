@@ -1,7 +1,11 @@
 //! Repository metadata: users, tokens, repositories, commits, refs and the search index.
 //!
-//! [`MetaStore`] is what the routes use; [`SqliteMeta`] is the embedded default. A commit is
-//! one SQLite transaction (WAL, `synchronous = FULL`): all of it becomes visible, or none.
+//! [`MetaStore`] is what the routes use; [`SqliteMeta`] is the embedded default, [`PgMeta`]
+//! the store several replicas share. A commit is one transaction (SQLite: WAL,
+//! `synchronous = FULL`; PostgreSQL: the branch row locked): all of it becomes visible, or none.
+
+pub mod pg;
+pub use pg::PgMeta;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,6 +17,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub enum MetaError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A database other than SQLite (the message names it).
+    #[error("{0}")]
+    Backend(String),
     #[error("{0} already exists")]
     Exists(String),
     #[error("{0} not found")]
@@ -200,6 +207,13 @@ pub trait MetaStore: Send + Sync + 'static {
     fn add_xorb(&self, repo_id: i64, hash: &str, blob: &str, size: u64) -> Result<bool>;
     /// The blob of a repository's xorb.
     fn xorb(&self, repo_id: i64, hash: &str) -> Result<Option<String>>;
+
+    /// The key that signs LFS links, shared by every replica of a hub: a store that several
+    /// replicas use keeps the first `fresh` it is offered and returns it to all. `None`: this
+    /// store is one process's own (the key then lives in the data directory).
+    fn signing_secret(&self, _fresh: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// SQLite metadata in one file.
@@ -495,6 +509,12 @@ impl SqliteMeta {
             [],
             |r| r.get(0),
         )?;
+        if version > SCHEMA_VERSION {
+            return Err(MetaError::Backend(format!(
+                "{}: the schema is version {version}, newer than this zoo knows ({SCHEMA_VERSION}): upgrade zoo",
+                path.display()
+            )));
+        }
         if existing && version < SCHEMA_VERSION {
             migrate_to_git_ids(&mut conn)?;
         }

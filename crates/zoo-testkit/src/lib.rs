@@ -19,3 +19,80 @@ pub fn real_fixtures() -> PathBuf {
     );
     dir
 }
+
+/// A throwaway PostgreSQL server on 127.0.0.1 (`scripts/services/postgres.sh`), stopped when
+/// dropped. Fails loudly when PostgreSQL is not installed: `.ci/run` installs it.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// `postgres://postgres@127.0.0.1:PORT/hub`, an empty database.
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let tmp = tempfile::Builder::new()
+            .prefix("zoo-pg-")
+            .tempdir()
+            .expect("a temporary folder");
+        // The server runs as `postgres` when the tests run as root: it must reach the folder.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        let dir = tmp.path().to_path_buf();
+        let out = std::process::Command::new(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("running scripts/services/postgres.sh");
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start (scripts/services/postgres.sh): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string();
+        Postgres {
+            dir,
+            _tmp: Some(tmp),
+            url,
+        }
+    }
+
+    /// A second, empty database on the same server.
+    pub fn database(&self, name: &str) -> String {
+        let base = self.url.rsplit_once('/').expect("a database in the URL").0;
+        let out = std::process::Command::new("psql")
+            .arg(format!("{base}/postgres"))
+            .arg("-qc")
+            .arg(format!("CREATE DATABASE \"{name}\""))
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!("{base}/{name}")
+    }
+
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/postgres.sh")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}

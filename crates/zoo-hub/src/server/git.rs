@@ -144,6 +144,11 @@ pub(super) async fn serve(
                 .env("ZOO_HOOK_USER", &v.user)
                 .env("ZOO_HOOK_MAX_FILE", hub.config.max_file_bytes.to_string())
                 .env(
+                    "ZOO_HOOK_DATABASE",
+                    hub.config.database.as_deref().unwrap_or(""),
+                )
+                .env("ZOO_HOOK_BLOBS", hub.config.blobs.as_deref().unwrap_or(""))
+                .env(
                     "ZOO_HOOK_ALLOW_DANGEROUS",
                     if hub.config.allow_dangerous_pickles {
                         "1"

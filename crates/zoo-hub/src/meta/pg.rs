@@ -1,0 +1,916 @@
+//! PostgreSQL metadata, for hubs of several replicas (`zoo serve --database postgres://…`).
+//!
+//! The same tables as [`super::SqliteMeta`] in PostgreSQL's dialect, created and upgraded by
+//! versioned migrations ([`MIGRATIONS`], recorded in `schema_migrations`, applied under an
+//! advisory lock so replicas starting together apply each once). A commit is one transaction
+//! that locks its branch's row (`SELECT … FOR UPDATE`): commits to one branch from any number
+//! of replicas are serialised, each on top of the head it found, and one that names a parent
+//! the branch has moved away from is refused ([`MetaError::Conflict`]).
+//!
+//! [`MetaStore`] is synchronous (the routes call it as they call SQLite). The connections'
+//! I/O runs on a small runtime of its own, on its own threads; a call waits for its query with
+//! `futures::executor::block_on`, which polls the client's request channel only and so may be
+//! used from any thread, a tokio worker included.
+
+use std::sync::{Condvar, Mutex};
+
+use futures_executor::block_on;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, NoTls, Row};
+
+use super::{
+    Candidates, Commit, FileEntry, IndexRow, MetaError, MetaStore, NewCommit, Ref, Repo, RepoKind,
+    Result, now_ms,
+};
+
+/// Schema versions, in order; each applied once, in one transaction with its record.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+    display_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE repos (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    private BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_modified BIGINT NOT NULL,
+    downloads BIGINT NOT NULL DEFAULT 0,
+    likes BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (kind, namespace, name)
+);
+CREATE TABLE commits (
+    repo_id BIGINT NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    parent TEXT,
+    summary TEXT NOT NULL,
+    description TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, id)
+);
+CREATE TABLE commit_files (
+    repo_id BIGINT NOT NULL,
+    commit_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    git_oid TEXT NOT NULL,
+    lfs BOOLEAN NOT NULL,
+    verdict TEXT,
+    scan TEXT,
+    PRIMARY KEY (repo_id, commit_id, path),
+    FOREIGN KEY (repo_id, commit_id) REFERENCES commits(repo_id, id) ON DELETE CASCADE
+);
+CREATE TABLE refs (
+    repo_id BIGINT NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
+    name TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    PRIMARY KEY (repo_id, kind, name)
+);
+CREATE TABLE repo_index (
+    repo_id BIGINT PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    pipeline_tag TEXT,
+    library TEXT,
+    license TEXT,
+    architecture TEXT,
+    params BIGINT,
+    params_by_dtype TEXT NOT NULL,
+    card_json TEXT,
+    tags TEXT NOT NULL,
+    base_models TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
+CREATE TABLE lineage (
+    repo_id BIGINT NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    base TEXT NOT NULL,
+    PRIMARY KEY (repo_id, base)
+);
+CREATE INDEX lineage_base ON lineage(base);
+CREATE TABLE xet_xorbs (
+    repo_id BIGINT NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    hash TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, hash)
+);
+CREATE TABLE hub_settings (
+    key TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+"#,
+)];
+
+/// The advisory lock key migrations run under (any constant shared by all replicas).
+const MIGRATION_LOCK: i64 = 0x7a6f_6f68_7562;
+
+// By value: it is `map_err`'s argument everywhere.
+#[allow(clippy::needless_pass_by_value)]
+fn pg(e: tokio_postgres::Error) -> MetaError {
+    // The server's message (with its detail) says more than the client's summary.
+    match e.as_db_error() {
+        Some(db) => MetaError::Backend(format!(
+            "PostgreSQL: {}{}",
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        )),
+        None => MetaError::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+fn unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// PostgreSQL metadata over a fixed pool of connections.
+pub struct PgMeta {
+    clients: Mutex<Vec<Client>>,
+    freed: Condvar,
+    /// Dropped with the store: the I/O thread then ends.
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for PgMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgMeta").finish_non_exhaustive()
+    }
+}
+
+/// A connection taken from the pool; back in it when dropped.
+struct Lease<'a> {
+    meta: &'a PgMeta,
+    client: Option<Client>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let mut pool = self.meta.clients.lock().unwrap_or_else(|p| p.into_inner());
+            pool.push(c);
+            self.meta.freed.notify_one();
+        }
+    }
+}
+
+impl PgMeta {
+    /// Connects `connections` times to `url` (`postgres://user@host:port/db`) and brings the
+    /// schema up to date.
+    pub fn connect(url: &str, connections: usize) -> Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| MetaError::Backend(format!("PostgreSQL URL: {e}")))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let n = connections.max(1);
+        std::thread::Builder::new()
+            .name("zoo-postgres".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("zoo-postgres-io")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(MetaError::Backend(format!(
+                            "PostgreSQL: starting the I/O runtime: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut clients = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        match config.connect(NoTls).await {
+                            Ok((client, connection)) => {
+                                tokio::spawn(connection);
+                                clients.push(client);
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(pg(e)));
+                                return;
+                            }
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(clients));
+                    let _ = stop.await;
+                });
+            })
+            .map_err(|e| MetaError::Backend(format!("PostgreSQL: starting a thread: {e}")))?;
+        let clients = ready_rx
+            .recv()
+            .map_err(|_| MetaError::Backend("PostgreSQL: the I/O thread ended".into()))??;
+        let meta = PgMeta {
+            clients: Mutex::new(clients),
+            freed: Condvar::new(),
+            _shutdown: shutdown,
+        };
+        meta.migrate()?;
+        Ok(meta)
+    }
+
+    fn lease(&self) -> Lease<'_> {
+        let mut pool = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = pool.pop() {
+                return Lease {
+                    meta: self,
+                    client: Some(c),
+                };
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Runs `f` with a connection of the pool.
+    fn with<T>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let mut lease = self.lease();
+        let client = lease.client.as_mut().expect("a leased connection");
+        block_on(f(client))
+    }
+
+    /// The schema version recorded in the database (0 when none).
+    pub fn schema_version(&self) -> Result<i32> {
+        self.with(async |c| {
+            let row = c
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(pg)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(pg)?;
+            let current: i32 = tx
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+            if current > newest {
+                return Err(MetaError::Backend(format!(
+                    "the database's schema is version {current}, newer than this zoo knows ({newest}): upgrade zoo"
+                )));
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+                tx.batch_execute(sql).await.map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now_ms()],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(())
+        })
+    }
+}
+
+const REPO_COLS: &str =
+    "id, kind, namespace, name, private, created_at, last_modified, downloads, likes";
+
+const FILE_COLS: &str = "path, sha256, size, git_oid, lfs, verdict, scan";
+
+const INDEX_COLS: &str = "i.pipeline_tag, i.library, i.license, i.architecture, i.params, i.params_by_dtype, i.card_json, i.tags, i.base_models, i.metrics";
+
+fn row_repo(r: &Row, at: usize) -> Repo {
+    let kind: String = r.get(at + 1);
+    Repo {
+        id: r.get(at),
+        kind: RepoKind::parse(&kind).unwrap_or(RepoKind::Model),
+        namespace: r.get(at + 2),
+        name: r.get(at + 3),
+        private: r.get(at + 4),
+        created_at: r.get(at + 5),
+        last_modified: r.get(at + 6),
+        downloads: r.get(at + 7),
+        likes: r.get(at + 8),
+    }
+}
+
+fn row_file(r: &Row) -> FileEntry {
+    FileEntry {
+        path: r.get(0),
+        sha256: r.get(1),
+        size: r.get::<_, i64>(2) as u64,
+        git_oid: r.get(3),
+        lfs: r.get(4),
+        verdict: r.get(5),
+        scan: r.get(6),
+    }
+}
+
+fn row_index(r: &Row, at: usize) -> IndexRow {
+    fn list<T: serde::de::DeserializeOwned>(s: Option<String>) -> Vec<T> {
+        s.and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    }
+    IndexRow {
+        pipeline_tag: r.get(at),
+        library: r.get(at + 1),
+        license: r.get(at + 2),
+        architecture: r.get(at + 3),
+        params: r.get(at + 4),
+        params_by_dtype: list(r.get(at + 5)),
+        card_json: r.get(at + 6),
+        tags: list(r.get(at + 7)),
+        base_models: list(r.get(at + 8)),
+        metrics: list(r.get(at + 9)),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+async fn files_of(c: &impl GenericClient, repo_id: i64, commit: &str) -> Result<Vec<FileEntry>> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {FILE_COLS} FROM commit_files WHERE repo_id = $1 AND commit_id = $2 ORDER BY path"
+            ),
+            &[&repo_id, &commit],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows.iter().map(row_file).collect())
+}
+
+async fn insert_files(
+    tx: &tokio_postgres::Transaction<'_>,
+    repo_id: i64,
+    commit: &str,
+    files: &[FileEntry],
+) -> Result<()> {
+    let st = tx
+        .prepare(
+            "INSERT INTO commit_files (repo_id, commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (repo_id, commit_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256,
+               size = EXCLUDED.size, git_oid = EXCLUDED.git_oid, lfs = EXCLUDED.lfs,
+               verdict = EXCLUDED.verdict, scan = EXCLUDED.scan",
+        )
+        .await
+        .map_err(pg)?;
+    for f in files {
+        let size = f.size as i64;
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &repo_id, &commit, &f.path, &f.sha256, &size, &f.git_oid, &f.lfs, &f.verdict, &f.scan,
+        ];
+        tx.execute(&st, &params).await.map_err(pg)?;
+    }
+    Ok(())
+}
+
+impl MetaStore for PgMeta {
+    fn add_user(&self, name: &str) -> Result<()> {
+        self.with(async |c| {
+            match c
+                .execute(
+                    "INSERT INTO users (name, created_at) VALUES ($1, $2)",
+                    &[&name, &now_ms()],
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if unique_violation(&e) => Err(MetaError::Exists(format!("user `{name}`"))),
+                Err(e) => Err(pg(e)),
+            }
+        })
+    }
+
+    fn user_exists(&self, name: &str) -> Result<bool> {
+        self.with(async |c| {
+            Ok(c.query_opt("SELECT 1 FROM users WHERE name = $1", &[&name])
+                .await
+                .map_err(pg)?
+                .is_some())
+        })
+    }
+
+    fn add_token(
+        &self,
+        user: &str,
+        scope: &str,
+        token_hash: &str,
+        display_name: &str,
+    ) -> Result<()> {
+        if !self.user_exists(user)? {
+            return Err(MetaError::NotFound(format!("user `{user}`")));
+        }
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO tokens (hash, user_name, scope, display_name, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&token_hash, &user, &scope, &display_name, &now_ms()],
+            )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn token(&self, token_hash: &str) -> Result<Option<(String, String, String)>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT user_name, scope, display_name FROM tokens WHERE hash = $1",
+                &[&token_hash],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+        })
+    }
+
+    fn create_repo(
+        &self,
+        kind: RepoKind,
+        namespace: &str,
+        name: &str,
+        private: bool,
+        author: &str,
+    ) -> Result<Repo> {
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            let now = now_ms();
+            let row = match tx
+                .query_one(
+                    &format!(
+                        "INSERT INTO repos (kind, namespace, name, private, created_at, last_modified) VALUES ($1, $2, $3, $4, $5, $5) RETURNING {REPO_COLS}"
+                    ),
+                    &[&kind.as_str(), &namespace, &name, &private, &now],
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if unique_violation(&e) => {
+                    return Err(MetaError::Exists(format!(
+                        "{} {namespace}/{name}",
+                        kind.as_str()
+                    )));
+                }
+                Err(e) => return Err(pg(e)),
+            };
+            let repo = row_repo(&row, 0);
+            let commit = crate::git::commit_id(&[], None, author, now, "initial commit", "");
+            tx.execute(
+                "INSERT INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES ($1, $2, NULL, 'initial commit', '', $3, $4)",
+                &[&repo.id, &commit, &author, &now],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES ($1, 'branch', 'main', $2)",
+                &[&repo.id, &commit],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(repo)
+        })
+    }
+
+    fn delete_repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<bool> {
+        self.with(async |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM repos WHERE kind = $1 AND namespace = $2 AND name = $3",
+                    &[&kind.as_str(), &namespace, &name],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn repo(&self, kind: RepoKind, namespace: &str, name: &str) -> Result<Option<Repo>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                &format!(
+                    "SELECT {REPO_COLS} FROM repos WHERE kind = $1 AND namespace = $2 AND name = $3"
+                ),
+                &[&kind.as_str(), &namespace, &name],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| row_repo(&r, 0)))
+        })
+    }
+
+    fn set_private(&self, repo_id: i64, private: bool) -> Result<()> {
+        self.with(async |c| {
+            c.execute(
+                "UPDATE repos SET private = $1 WHERE id = $2",
+                &[&private, &repo_id],
+            )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn resolve(&self, repo_id: i64, revision: &str) -> Result<Option<String>> {
+        self.with(async |c| {
+            if let Some(r) = c
+                .query_opt(
+                    "SELECT commit_id FROM refs WHERE repo_id = $1 AND name = $2 ORDER BY kind = 'branch' DESC LIMIT 1",
+                    &[&repo_id, &revision],
+                )
+                .await
+                .map_err(pg)?
+            {
+                return Ok(Some(r.get(0)));
+            }
+            if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(c
+                    .query_opt(
+                        "SELECT id FROM commits WHERE repo_id = $1 AND id = $2",
+                        &[&repo_id, &revision],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .map(|r| r.get(0)));
+            }
+            Ok(None)
+        })
+    }
+
+    fn commit_info(&self, repo_id: i64, commit: &str) -> Result<Option<Commit>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT id, parent, summary, description, author, created_at FROM commits WHERE repo_id = $1 AND id = $2",
+                &[&repo_id, &commit],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| Commit {
+                id: r.get(0),
+                parent: r.get(1),
+                summary: r.get(2),
+                description: r.get(3),
+                author: r.get(4),
+                created_at: r.get(5),
+            }))
+        })
+    }
+
+    fn files(&self, repo_id: i64, commit: &str) -> Result<Vec<FileEntry>> {
+        self.with(async |c| files_of(c, repo_id, commit).await)
+    }
+
+    fn file(&self, repo_id: i64, commit: &str, path: &str) -> Result<Option<FileEntry>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                &format!(
+                    "SELECT {FILE_COLS} FROM commit_files WHERE repo_id = $1 AND commit_id = $2 AND path = $3"
+                ),
+                &[&repo_id, &commit, &path],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| row_file(&r)))
+        })
+    }
+
+    fn commit(&self, n: &NewCommit) -> Result<String> {
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            // The branch's row, locked until this transaction ends: a commit from another
+            // replica waits here and then sees this one's head.
+            let head: String = tx
+                .query_opt(
+                    "SELECT commit_id FROM refs WHERE repo_id = $1 AND kind = 'branch' AND name = $2 FOR UPDATE",
+                    &[&n.repo_id, &n.branch],
+                )
+                .await
+                .map_err(pg)?
+                .map(|r| r.get(0))
+                .ok_or_else(|| MetaError::NotFound(format!("branch `{}`", n.branch)))?;
+            if let Some(expected) = &n.expected_parent
+                && expected != &head
+            {
+                return Err(MetaError::Conflict {
+                    expected: expected.clone(),
+                    found: head,
+                });
+            }
+            let mut files: std::collections::BTreeMap<String, FileEntry> =
+                files_of(&tx, n.repo_id, &head)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.path.clone(), f))
+                    .collect();
+            for p in &n.deleted_files {
+                files.remove(p);
+            }
+            for p in &n.deleted_folders {
+                let prefix = format!("{}/", p.trim_end_matches('/'));
+                files.retain(|path, _| !path.starts_with(&prefix));
+            }
+            for f in &n.added {
+                files.insert(f.path.clone(), f.clone());
+            }
+            let files: Vec<FileEntry> = files.into_values().collect();
+            let (id, created_at) = match &n.pushed {
+                Some((id, t)) => (id.clone(), *t),
+                None => {
+                    let now = now_ms();
+                    let id = crate::git::commit_id(
+                        &files,
+                        Some(&head),
+                        &n.author,
+                        now,
+                        &n.summary,
+                        &n.description,
+                    );
+                    (id, now)
+                }
+            };
+            let inserted = tx
+                .execute(
+                    "INSERT INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    &[&n.repo_id, &id, &head, &n.summary, &n.description, &n.author, &created_at],
+                )
+                .await
+                .map_err(pg)?;
+            if inserted == 0 {
+                return Err(MetaError::Exists(format!("commit {id}")));
+            }
+            insert_files(&tx, n.repo_id, &id, &files).await?;
+            tx.execute(
+                "UPDATE refs SET commit_id = $1 WHERE repo_id = $2 AND kind = 'branch' AND name = $3",
+                &[&id, &n.repo_id, &n.branch],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "UPDATE repos SET last_modified = $1 WHERE id = $2",
+                &[&now_ms(), &n.repo_id],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(id)
+        })
+    }
+
+    fn history(&self, repo_id: i64, head: &str, limit: usize) -> Result<Vec<Commit>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "WITH RECURSIVE h(id, parent, summary, description, author, created_at, depth) AS (
+                        SELECT id, parent, summary, description, author, created_at, 1 FROM commits
+                         WHERE repo_id = $1 AND id = $2
+                        UNION ALL
+                        SELECT c.id, c.parent, c.summary, c.description, c.author, c.created_at, h.depth + 1
+                          FROM commits c JOIN h ON c.repo_id = $1 AND c.id = h.parent
+                         WHERE h.depth < $3::BIGINT)
+                     SELECT id, parent, summary, description, author, created_at FROM h ORDER BY depth",
+                    &[&repo_id, &head, &(limit as i64)],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Commit {
+                    id: r.get(0),
+                    parent: r.get(1),
+                    summary: r.get(2),
+                    description: r.get(3),
+                    author: r.get(4),
+                    created_at: r.get(5),
+                })
+                .collect())
+        })
+    }
+
+    fn refs(&self, repo_id: i64) -> Result<Vec<Ref>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT kind, name, commit_id FROM refs WHERE repo_id = $1 ORDER BY kind, name",
+                    &[&repo_id],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| Ref {
+                    kind: r.get(0),
+                    name: r.get(1),
+                    commit: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn create_ref(&self, repo_id: i64, kind: &str, name: &str, commit: &str) -> Result<()> {
+        self.with(async |c| {
+            match c
+                .execute(
+                    "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES ($1, $2, $3, $4)",
+                    &[&repo_id, &kind, &name, &commit],
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if unique_violation(&e) => {
+                    Err(MetaError::Exists(format!("{kind} `{name}`")))
+                }
+                Err(e) => Err(pg(e)),
+            }
+        })
+    }
+
+    fn delete_ref(&self, repo_id: i64, kind: &str, name: &str) -> Result<bool> {
+        self.with(async |c| {
+            Ok(c.execute(
+                "DELETE FROM refs WHERE repo_id = $1 AND kind = $2 AND name = $3",
+                &[&repo_id, &kind, &name],
+            )
+            .await
+            .map_err(pg)?
+                > 0)
+        })
+    }
+
+    fn set_index(&self, repo_id: i64, row: &IndexRow) -> Result<()> {
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            let (by_dtype, tags, bases, metrics) = (
+                json(&row.params_by_dtype),
+                json(&row.tags),
+                json(&row.base_models),
+                json(&row.metrics),
+            );
+            tx.execute(
+                "INSERT INTO repo_index (repo_id, pipeline_tag, library, license, architecture, params, params_by_dtype, card_json, tags, base_models, metrics)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (repo_id) DO UPDATE SET pipeline_tag = EXCLUDED.pipeline_tag,
+                   library = EXCLUDED.library, license = EXCLUDED.license,
+                   architecture = EXCLUDED.architecture, params = EXCLUDED.params,
+                   params_by_dtype = EXCLUDED.params_by_dtype, card_json = EXCLUDED.card_json,
+                   tags = EXCLUDED.tags, base_models = EXCLUDED.base_models, metrics = EXCLUDED.metrics",
+                &[
+                    &repo_id,
+                    &row.pipeline_tag,
+                    &row.library,
+                    &row.license,
+                    &row.architecture,
+                    &row.params,
+                    &by_dtype,
+                    &row.card_json,
+                    &tags,
+                    &bases,
+                    &metrics,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute("DELETE FROM lineage WHERE repo_id = $1", &[&repo_id])
+                .await
+                .map_err(pg)?;
+            for b in &row.base_models {
+                tx.execute(
+                    "INSERT INTO lineage (repo_id, base) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&repo_id, b],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn index(&self, repo_id: i64) -> Result<Option<IndexRow>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                &format!("SELECT {INDEX_COLS} FROM repo_index i WHERE i.repo_id = $1"),
+                &[&repo_id],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| row_index(&r, 0)))
+        })
+    }
+
+    fn candidates(&self, q: &Candidates<'_>) -> Result<Vec<(Repo, IndexRow)>> {
+        self.with(async |c| {
+            let sql = format!(
+                "SELECT r.id, r.kind, r.namespace, r.name, r.private, r.created_at, r.last_modified, r.downloads, r.likes, {INDEX_COLS}
+                 FROM repos r LEFT JOIN repo_index i ON i.repo_id = r.id
+                 WHERE ($1::TEXT IS NULL OR r.kind = $1)
+                   AND ($2::TEXT IS NULL OR r.namespace = $2)
+                   AND ($3::TEXT IS NULL OR strpos(lower(r.namespace || '/' || r.name), lower($3)) > 0)
+                   AND (NOT r.private OR r.namespace = $4)"
+            );
+            let kind = q.kind.map(|k| k.as_str());
+            let rows = c
+                .query(&sql, &[&kind, &q.author, &q.search, &q.viewer])
+                .await
+                .map_err(pg)?;
+            Ok(rows
+                .iter()
+                .map(|r| (row_repo(r, 0), row_index(r, 9)))
+                .collect())
+        })
+    }
+
+    fn children(&self, base: &str) -> Result<Vec<String>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT r.namespace || '/' || r.name FROM lineage l JOIN repos r ON r.id = l.repo_id
+                     WHERE l.base = $1 AND NOT r.private ORDER BY 1",
+                    &[&base],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn count_download(&self, repo_id: i64) -> Result<()> {
+        self.with(async |c| {
+            c.execute(
+                "UPDATE repos SET downloads = downloads + 1 WHERE id = $1",
+                &[&repo_id],
+            )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn add_xorb(&self, repo_id: i64, hash: &str, blob: &str, size: u64) -> Result<bool> {
+        self.with(async |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO xet_xorbs (repo_id, hash, blob, size, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[&repo_id, &hash, &blob, &(size as i64), &now_ms()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn xorb(&self, repo_id: i64, hash: &str) -> Result<Option<String>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT blob FROM xet_xorbs WHERE repo_id = $1 AND hash = $2",
+                &[&repo_id, &hash],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn signing_secret(&self, fresh: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO hub_settings (key, value) VALUES ('signing_secret', $1) ON CONFLICT DO NOTHING",
+                &[&fresh],
+            )
+            .await
+            .map_err(pg)?;
+            let row = c
+                .query_one(
+                    "SELECT value FROM hub_settings WHERE key = 'signing_secret'",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+}
