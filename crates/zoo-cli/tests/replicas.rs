@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use zoo_testkit::Postgres;
+use zoo_testkit::{Postgres, Rgw};
 
 mod common;
 use common::*;
@@ -80,16 +80,28 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, None)
+    }
+
+    /// `n` replicas on PostgreSQL, with blobs in a shared folder or, given one, in RGW.
+    fn start_with(n: usize, rgw: Option<&Rgw>) -> Cluster {
         let pg = Postgres::start();
         let root = tempfile::tempdir().unwrap();
-        let blobs = format!("file:{}", root.path().join("blobs").display());
+        let (blobs, env) = match rgw {
+            Some(r) => (format!("s3://{}/zoo", r.bucket), r.env()),
+            None => (
+                format!("file:{}", root.path().join("blobs").display()),
+                vec![],
+            ),
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let database = pg.url.clone();
         let replicas: Vec<Server> = (0..n)
             .map(|i| {
                 Server::start(
                     &root.path().join(format!("replica-{i}")),
                     &["--database", &database, "--blobs", &blobs],
-                    &[],
+                    &env,
                 )
             })
             .collect();
@@ -365,4 +377,153 @@ fn a_replica_killed_mid_upload_leaves_the_previous_state_issue_14() {
         oid
     );
     assert!(blob.exists(), "the blob store's layout changed: {blob:?}");
+}
+
+/// The keys under `prefix` in an RGW bucket (S3 ListObjectsV2, signed by curl).
+fn bucket_keys(rgw: &Rgw, prefix: &str) -> Vec<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{}:{}", rgw.access_key, rgw.secret_key))
+        .args([
+            "-H",
+            "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ])
+        .arg(format!(
+            "{}/{}?list-type=2&prefix={}",
+            rgw.endpoint,
+            rgw.bucket,
+            prefix.replace('/', "%2F")
+        ))
+        .output()
+        .unwrap();
+    let xml = ok(&out);
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The same hub on PostgreSQL and a real S3 implementation (Ceph RGW): LFS files stream to
+/// the bucket as multipart uploads and appear only under their verified hash; ranged reads;
+/// scanning reads through the store (a dangerous pickle is refused, parameters are counted).
+#[test]
+fn replicas_on_postgres_and_rgw_issue_14() {
+    let rgw = Rgw::start();
+    let c = Cluster::start_with(2, Some(&rgw));
+    let (a, b) = (c.replicas[0].url.clone(), c.replicas[1].url.clone());
+    let dir = c.root.path().join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    // 40 MB: three parts of a multipart upload.
+    let big: Vec<u8> = (0..40_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    let oid = hex(&Sha256::digest(&big));
+    std::fs::write(dir.join("weights.bin.raw"), &big).unwrap();
+    std::fs::copy(
+        fixtures().join("views.expected.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        "{\"architecture\": \"resnet18\"}\n",
+    )
+    .unwrap();
+    let pushed: Value = serde_json::from_str(&ok(&c.zoo(
+        &a,
+        "cache-a",
+        &["push", dir.to_str().unwrap(), "alice/s3", "--json"],
+    )))
+    .unwrap();
+    assert!(
+        pushed["lfs_bytes"].as_u64().unwrap() >= big.len() as u64,
+        "{pushed}"
+    );
+    let keys = bucket_keys(&rgw, "zoo/");
+    let blob_key = format!("zoo/blobs/{}/{}/{oid}", &oid[..2], &oid[2..4]);
+    assert!(keys.contains(&blob_key), "{keys:#?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("zoo/blobs/")),
+        "nothing but verified blobs in the bucket: {keys:#?}"
+    );
+    // Pulled through the other replica, byte for byte.
+    let pulled: Value =
+        serde_json::from_str(&ok(&c.zoo(&b, "cache-b", &["pull", "alice/s3", "--json"]))).unwrap();
+    let snap = PathBuf::from(pulled["snapshot"].as_str().unwrap());
+    assert_eq!(
+        hex(&Sha256::digest(
+            std::fs::read(snap.join("weights.bin.raw")).unwrap()
+        )),
+        oid
+    );
+    // Ranged reads through nginx.
+    let http = Http::new(&c.nginx.url);
+    let r = http.get(
+        "/alice/s3/resolve/main/weights.bin.raw",
+        Some(&c.token),
+        Some("bytes=1000000-1000099"),
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, big[1_000_000..1_000_100]);
+    // The index counted parameters from weights read through the store.
+    let info = http
+        .get("/api/models/alice/s3", Some(&c.token), None)
+        .json();
+    assert!(
+        info["safetensors"]["total"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        info["safetensors"]
+    );
+    // A dangerous pickle is refused: its scan reads it back from the bucket.
+    let bad = c.root.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("pytorch_model.bin"),
+        b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.",
+    )
+    .unwrap();
+    let out = c.zoo(&b, "cache-b", &["push", bad.to_str().unwrap(), "alice/s3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dangerous"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = http
+        .get("/api/models/alice/s3", Some(&c.token), None)
+        .json();
+    assert_eq!(
+        info["sha"], pushed["commit"],
+        "the refused push changed nothing"
+    );
+    // An LFS upload whose bytes do not hash to the announced oid (20 MB: a multipart upload
+    // to the blob's own key) is refused and leaves no object.
+    let claimed: Vec<u8> = vec![7u8; 20_000_000];
+    let claimed_oid = hex(&Sha256::digest(&claimed));
+    let batch = Http::new(&a).post(
+        "/alice/s3.git/info/lfs/objects/batch",
+        &c.token,
+        &serde_json::json!({"operation": "upload", "transfers": ["basic"], "objects": [{"oid": claimed_oid, "size": claimed.len()}], "hash_algo": "sha256"}),
+    );
+    let href = batch.json()["objects"][0]["actions"]["upload"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut forged = claimed;
+    forged[19_999_999] = 8;
+    let r = Http::new(&a).put(&href, &forged);
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        bucket_keys(&rgw, "zoo/")
+            .iter()
+            .all(|k| !k.ends_with(&claimed_oid)),
+        "a blob that failed its hash is in the bucket"
+    );
+    assert_eq!(
+        Http::new(&b)
+            .get("/api/models/alice/s3", Some(&c.token), None)
+            .status,
+        200
+    );
 }

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+pub mod s3;
+pub use s3::S3BlobStore;
+
 /// Why a blob could not be stored or read.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -25,6 +28,9 @@ pub enum BlobError {
     TooLarge { limit: u64 },
     #[error("`{0}` is not a sha256 hex digest")]
     BadOid(String),
+    /// An object store's error (the message names the operation and the blob).
+    #[error("{0}")]
+    Store(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
@@ -41,11 +47,16 @@ pub struct BlobInfo {
     pub size: u64,
 }
 
-/// Where blobs live. The embedded default is [`FsBlobStore`]; an S3-compatible store can
-/// implement the same trait.
+/// Where blobs live: [`FsBlobStore`] (the embedded default, also a folder replicas share) or
+/// [`S3BlobStore`].
 pub trait BlobStore: Send + Sync + 'static {
     /// Starts a write. Nothing is visible until [`BlobWriter::commit`] verifies it.
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError>;
+    /// Starts a write whose hash is announced (an LFS or Xet upload): a store may then write
+    /// straight to the blob's place, still visible only once the hash is verified.
+    fn writer_for(&self, _expected_sha256: Option<&str>) -> Result<Box<dyn BlobWriter>, BlobError> {
+        self.writer()
+    }
     /// Size of a stored blob, or `None`.
     fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError>;
     /// Reads `start..end` of a blob.
@@ -57,6 +68,48 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<Box<dyn Read + Send>, BlobError>;
     /// A local path to the blob for memory-mapped scanning, if the store has one.
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+}
+
+/// A blob as a local file, for memory-mapped reading (scanning, counting parameters): the
+/// store's own file, or a temporary copy read through the store (removed when dropped).
+#[derive(Debug)]
+pub enum LocalBlob {
+    Stored(PathBuf),
+    Copy(tempfile::NamedTempFile),
+}
+
+impl LocalBlob {
+    pub fn path(&self) -> &Path {
+        match self {
+            LocalBlob::Stored(p) => p,
+            LocalBlob::Copy(t) => t.path(),
+        }
+    }
+}
+
+/// A local file with a blob's bytes, whatever the store: scanning never depends on the store
+/// having local paths.
+pub fn local_copy(blobs: &dyn BlobStore, sha256: &str) -> Result<LocalBlob, BlobError> {
+    if let Some(p) = blobs.local_path(sha256) {
+        return Ok(LocalBlob::Stored(p));
+    }
+    let size = blobs
+        .size(sha256)?
+        .ok_or_else(|| BlobError::Store(format!("blob {sha256} is not in the store")))?;
+    let tmp_dir = std::env::temp_dir();
+    let mut tmp = tempfile::Builder::new()
+        .prefix("zoo-blob-")
+        .tempfile_in(&tmp_dir)
+        .map_err(io_err(&tmp_dir))?;
+    let mut r = blobs.read_range(sha256, 0, size)?;
+    let copied = io::copy(&mut r, tmp.as_file_mut()).map_err(io_err(tmp.path()))?;
+    if copied != size {
+        return Err(BlobError::SizeMismatch {
+            expected: size,
+            actual: copied,
+        });
+    }
+    Ok(LocalBlob::Copy(tmp))
 }
 
 /// A blob being written: hashed as it streams.

@@ -24,7 +24,7 @@ pub struct HubConfig {
     pub page_size: usize,
     /// Where metadata lives: `sqlite:PATH` or `postgres://…` (default `sqlite:DATA/meta.sqlite`).
     pub database: Option<String>,
-    /// Where blobs live: `file:PATH` (default `file:DATA`); `s3://BUCKET/PREFIX` to come.
+    /// Where blobs live: `file:PATH` (default `file:DATA`) or `s3://BUCKET/PREFIX`.
     pub blobs: Option<String>,
 }
 
@@ -147,6 +147,8 @@ pub enum Database {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Blobs {
     Files(PathBuf),
+    /// `s3://BUCKET/PREFIX`, endpoint and credentials from `AWS_*`.
+    S3(String),
 }
 
 impl HubConfig {
@@ -182,17 +184,13 @@ impl HubConfig {
                 return Ok(Blobs::Files(PathBuf::from(p)));
             }
         }
-        if url.starts_with("s3://") {
-            return Err(ConfigError::Url {
-                what: "--blobs",
-                url: url.to_string(),
-                reason: "an S3-compatible blob store is not implemented yet (file:PATH is; a shared folder serves several replicas)".into(),
-            });
+        if url.starts_with("s3://") && url.len() > "s3://".len() {
+            return Ok(Blobs::S3(url.to_string()));
         }
         Err(ConfigError::Url {
             what: "--blobs",
             url: url.to_string(),
-            reason: "expected file:PATH".into(),
+            reason: "expected file:PATH or s3://BUCKET/PREFIX".into(),
         })
     }
 }

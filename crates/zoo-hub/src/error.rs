@@ -59,7 +59,7 @@ impl From<BlobError> for HubError {
             | BlobError::SizeMismatch { .. }
             | BlobError::BadOid(_) => HubError::BadRequest(e.to_string()),
             BlobError::TooLarge { .. } => HubError::TooLarge(e.to_string()),
-            BlobError::Io { .. } => HubError::Internal(e.to_string()),
+            BlobError::Io { .. } | BlobError::Store(_) => HubError::Internal(e.to_string()),
         }
     }
 }

@@ -83,10 +83,10 @@ pub fn compute(files: &[FileEntry], blobs: &dyn BlobStore) -> IndexRow {
     let mut by_dtype: BTreeMap<String, i64> = BTreeMap::new();
     let mut counted = false;
     for f in weights {
-        let Some(path) = blobs.local_path(&f.sha256) else {
+        let Ok(local) = crate::blobs::local_copy(blobs, &f.sha256) else {
             continue;
         };
-        let Ok(mapped) = zoo_checkpoint::Mapped::open(&path) else {
+        let Ok(mapped) = zoo_checkpoint::Mapped::open(local.path()) else {
             continue;
         };
         let Ok(loaded) = zoo_checkpoint::load_named(&mapped, &f.path) else {

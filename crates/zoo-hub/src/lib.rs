@@ -55,8 +55,11 @@ pub fn open(config: HubConfig) -> Result<Hub, StartError> {
         error,
     })?;
     let meta = open_meta(&config)?;
-    let blobs = match config.blobs()? {
-        config::Blobs::Files(root) => blobs::FsBlobStore::open(&root, config.max_file_bytes)?,
+    let blobs: Arc<dyn blobs::BlobStore> = match config.blobs()? {
+        config::Blobs::Files(root) => {
+            Arc::new(blobs::FsBlobStore::open(&root, config.max_file_bytes)?)
+        }
+        config::Blobs::S3(url) => Arc::new(blobs::S3BlobStore::open(&url, config.max_file_bytes)?),
     };
     let mut fresh = vec![0u8; 32];
     getrandom::fill(&mut fresh).expect("the OS random source");
@@ -64,7 +67,7 @@ pub fn open(config: HubConfig) -> Result<Hub, StartError> {
         Some(s) => s,
         None => secret(&data)?,
     };
-    Ok(Hub::new(meta, Arc::new(blobs), config, secret))
+    Ok(Hub::new(meta, blobs, config, secret))
 }
 
 /// Opens the metadata store alone (for `zoo admin`, while the server runs).

@@ -14,11 +14,16 @@ pub fn scan_entry(
     allow_dangerous: bool,
 ) -> Result<(), HubError> {
     use zoo_formats::scan::{FileVerdict, Kind};
-    let Some(local) = blobs.local_path(&e.sha256) else {
-        return Ok(());
-    };
-    let mapped =
-        zoo_checkpoint::Mapped::open(&local).map_err(|err| HubError::Internal(err.to_string()))?;
+    // Read through the store when it has no local files: a file that cannot be scanned is
+    // refused, never waved through.
+    let local = crate::blobs::local_copy(blobs, &e.sha256).map_err(|err| {
+        HubError::Internal(format!(
+            "`{}` could not be read for scanning: {err}",
+            e.path
+        ))
+    })?;
+    let mapped = zoo_checkpoint::Mapped::open(local.path())
+        .map_err(|err| HubError::Internal(format!("`{}` could not be scanned: {err}", e.path)))?;
     let name = e.path.rsplit('/').next().unwrap_or(&e.path);
     let report = zoo_formats::scan::scan_bytes(name, mapped.bytes());
     let checkpoint_like = report.kind != Kind::Other || report.expected.is_some();

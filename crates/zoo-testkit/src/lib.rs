@@ -96,3 +96,74 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+/// A throwaway S3-compatible object store: Ceph's RADOS gateway on 127.0.0.1
+/// (`scripts/services/rgw.sh`), stopped when dropped. Fails loudly when Ceph is not
+/// installed: `.ci/run` installs it.
+#[derive(Debug)]
+pub struct Rgw {
+    dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// An empty bucket.
+    pub bucket: String,
+}
+
+impl Rgw {
+    pub fn start() -> Rgw {
+        let tmp = tempfile::Builder::new()
+            .prefix("zoo-rgw-")
+            .tempdir()
+            .expect("a temporary folder");
+        let dir = tmp.path().to_path_buf();
+        let out = std::process::Command::new(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("running scripts/services/rgw.sh");
+        assert!(
+            out.status.success(),
+            "Ceph RGW did not start (scripts/services/rgw.sh): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let line = text.lines().last().unwrap_or_default().to_string();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.len(), 4, "rgw.sh printed {line:?}");
+        Rgw {
+            dir,
+            _tmp: tmp,
+            endpoint: parts[0].into(),
+            access_key: parts[1].into(),
+            secret_key: parts[2].into(),
+            bucket: parts[3].into(),
+        }
+    }
+
+    /// The `AWS_*` variables a client of this store needs.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/rgw.sh")
+    }
+}
+
+impl Drop for Rgw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}

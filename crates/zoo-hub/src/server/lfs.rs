@@ -122,7 +122,7 @@ pub(super) async fn lfs_put(
         while stream.next().await.is_some() {}
         return Ok(json_response(StatusCode::OK, json!({})));
     }
-    let mut writer = hub.blobs.writer()?;
+    let mut writer = hub.blobs.writer_for(Some(oid))?;
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {

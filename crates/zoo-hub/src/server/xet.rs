@@ -221,7 +221,7 @@ async fn upload_shard(hub: &Hub, g: &Grant, body: Body) -> HubResult {
             }
             // The shard carries the sha256 as a Xet hash: its string form is the digest.
             let announced = Hash(sha).hex();
-            let mut w = blobs.writer()?;
+            let mut w = blobs.writer_for(Some(&announced))?;
             for t in &f.terms {
                 if cached.as_ref().is_none_or(|(h, _, _)| *h != t.xorb) {
                     let blob = meta.xorb(repo_id, &t.xorb.hex())?.ok_or_else(|| {

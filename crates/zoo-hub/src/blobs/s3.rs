@@ -1,0 +1,429 @@
+//! Blobs in an S3-compatible object store (`zoo serve --blobs s3://BUCKET/PREFIX`), through
+//! `object_store`. Endpoint, region and credentials come from the usual `AWS_*` variables
+//! (`AWS_ENDPOINT_URL` or `AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`); path-style requests, plain HTTP allowed for an `http://` endpoint.
+//!
+//! Layout: `PREFIX/blobs/ab/cd/<sha256>`, as [`super::FsBlobStore`]. A blob is visible only
+//! after its hash is verified: when the writer knows the hash to expect (LFS and Xet uploads
+//! announce it), the bytes go as a multipart upload straight to the blob's key and the upload
+//! is completed only if they hash to it (aborted otherwise) — an incomplete multipart upload is
+//! invisible to readers; otherwise they go to `PREFIX/tmp/…` and are copied to their key once
+//! hashed. Small blobs (one part) are one `PUT`, sent after the hash is checked.
+//!
+//! The store's I/O runs on a small runtime of its own (reqwest needs one); the synchronous
+//! [`BlobStore`] calls wait for it with `futures::executor::block_on`, safe on any thread.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_executor::block_on;
+use futures_util::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, PutPayload};
+use sha2::{Digest, Sha256};
+
+use super::{BlobError, BlobInfo, BlobStore, BlobWriter, is_sha256};
+
+/// Bytes per part of a multipart upload (S3's minimum is 5 MiB).
+const PART: usize = 16 << 20;
+/// Parts in flight per upload.
+const IN_FLIGHT: usize = 4;
+
+fn s3_err(what: &str, e: impl std::fmt::Display) -> BlobError {
+    BlobError::Store(format!("S3 {what}: {e}"))
+}
+
+/// An S3 bucket (and key prefix) as a blob store.
+pub struct S3BlobStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+    rt: tokio::runtime::Handle,
+    max_blob: u64,
+    /// Dropped with the store: its runtime's thread then ends.
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for S3BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3BlobStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3BlobStore {
+    /// Opens `s3://BUCKET[/PREFIX]` and checks that the bucket answers.
+    pub fn open(url: &str, max_blob: u64) -> Result<Self, BlobError> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| s3_err("URL", format!("`{url}` is not s3://BUCKET/PREFIX")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(s3_err("URL", format!("`{url}` names no bucket")));
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(
+                env("AWS_REGION")
+                    .or(env("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|| "us-east-1".into()),
+            );
+        if let Some(endpoint) = env("AWS_ENDPOINT_URL").or(env("AWS_ENDPOINT")) {
+            b = b
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(b.build().map_err(|e| s3_err("configuration", e))?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("zoo-s3".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("zoo-s3-io")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(async move {
+                    let _ = stop.await;
+                });
+            })
+            .map_err(|e| s3_err("starting a thread", e))?;
+        let rt = rx
+            .recv()
+            .map_err(|e| s3_err("starting the I/O runtime", e))?
+            .map_err(|e| s3_err("starting the I/O runtime", e))?;
+        let s = S3BlobStore {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            url: url.to_string(),
+            rt,
+            max_blob,
+            _shutdown: shutdown,
+        };
+        // The bucket must answer now, not at the first upload.
+        let probe = s.key("blobs/.probe");
+        let store = s.store.clone();
+        match s.run(async move { store.head(&probe).await }) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(s),
+            Err(e) => Err(s3_err(&format!("{url}: the bucket does not answer"), e)),
+        }
+    }
+
+    fn key(&self, rest: &str) -> StorePath {
+        if self.prefix.is_empty() {
+            StorePath::from(rest)
+        } else {
+            StorePath::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    fn blob_key(&self, sha256: &str) -> Result<StorePath, BlobError> {
+        if !is_sha256(sha256) {
+            return Err(BlobError::BadOid(sha256.to_string()));
+        }
+        Ok(self.key(&format!(
+            "blobs/{}/{}/{sha256}",
+            &sha256[..2],
+            &sha256[2..4]
+        )))
+    }
+
+    /// Runs a future on the store's runtime and waits for it.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        block_on(self.rt.spawn(f)).expect("an S3 task panicked")
+    }
+}
+
+impl BlobStore for S3BlobStore {
+    fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
+        self.writer_for(None)
+    }
+
+    fn writer_for(&self, expected_sha256: Option<&str>) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let target = match expected_sha256 {
+            Some(sha) => Target::Blob(self.blob_key(sha)?),
+            None => {
+                let mut id = [0u8; 16];
+                getrandom::fill(&mut id).expect("the OS random source");
+                Target::Temp(self.key(&format!("tmp/upload-{}", hex::encode(id))))
+            }
+        };
+        Ok(Box::new(S3Writer {
+            store: self.store.clone(),
+            rt: self.rt.clone(),
+            keys: (self.prefix.clone(), self.max_blob),
+            target,
+            upload: None,
+            parts: Vec::new(),
+            buf: Vec::new(),
+            sha256: Sha256::new(),
+            size: 0,
+        }))
+    }
+
+    fn size(&self, sha256: &str) -> Result<Option<u64>, BlobError> {
+        let key = self.blob_key(sha256)?;
+        let store = self.store.clone();
+        match self.run(async move { store.head(&key).await }) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(s3_err(&format!("HEAD blob {sha256}"), e)),
+        }
+    }
+
+    fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Box<dyn Read + Send>, BlobError> {
+        let key = self.blob_key(sha256)?;
+        if end <= start {
+            return Ok(Box::new(std::io::empty()));
+        }
+        let store = self.store.clone();
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            ..GetOptions::default()
+        };
+        let got = self
+            .run(async move { store.get_opts(&key, opts).await })
+            .map_err(|e| s3_err(&format!("GET blob {sha256}"), e))?;
+        // The body streams on the store's runtime into a small channel the reader drains.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(8);
+        let mut stream = got.into_stream();
+        self.rt.spawn(async move {
+            while let Some(chunk) = stream.next().await {
+                let item = chunk.map_err(std::io::Error::other);
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        }))
+    }
+
+    fn local_path(&self, _sha256: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// A blocking reader over the chunks a task sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.chunk = b,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
+}
+
+enum Target {
+    /// The blob's own key: the hash was announced.
+    Blob(StorePath),
+    /// A temporary key, copied to the blob's key once hashed.
+    Temp(StorePath),
+}
+
+struct S3Writer {
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
+    /// The key prefix and the size limit.
+    keys: (String, u64),
+    target: Target,
+    upload: Option<Box<dyn MultipartUpload>>,
+    parts: Vec<tokio::task::JoinHandle<object_store::Result<()>>>,
+    buf: Vec<u8>,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl S3Writer {
+    fn key(&self) -> &StorePath {
+        match &self.target {
+            Target::Blob(k) | Target::Temp(k) => k,
+        }
+    }
+
+    /// Sends the buffer as the next part (starting the multipart upload with the first).
+    fn send_part(&mut self) -> Result<(), BlobError> {
+        if self.upload.is_none() {
+            let store = self.store.clone();
+            let key = self.key().clone();
+            let up = block_on(
+                self.rt
+                    .spawn(async move { store.put_multipart(&key).await }),
+            )
+            .expect("an S3 task panicked")
+            .map_err(|e| s3_err("starting a multipart upload", e))?;
+            self.upload = Some(up);
+        }
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        let part = self
+            .upload
+            .as_mut()
+            .expect("started above")
+            .put_part(PutPayload::from(bytes));
+        self.parts.push(self.rt.spawn(part));
+        // Bounded memory: wait for the oldest part when too many are in flight.
+        while self.parts.iter().filter(|p| !p.is_finished()).count() >= IN_FLIGHT {
+            let oldest = self.parts.remove(0);
+            block_on(oldest)
+                .expect("an S3 task panicked")
+                .map_err(|e| s3_err("uploading a part", e))?;
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        if let Some(mut up) = self.upload.take() {
+            let _ = block_on(self.rt.spawn(async move { up.abort().await }));
+        }
+    }
+}
+
+impl BlobWriter for S3Writer {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.keys.1 {
+            self.abort();
+            return Err(BlobError::TooLarge { limit: self.keys.1 });
+        }
+        self.sha256.update(chunk);
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() >= PART
+            && let Err(e) = self.send_part()
+        {
+            self.abort();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn commit(
+        mut self: Box<Self>,
+        expected_sha256: Option<&str>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo, BlobError> {
+        let actual = hex::encode(std::mem::take(&mut self.sha256).finalize());
+        let wrong = if let Some(expected) = expected_size
+            && expected != self.size
+        {
+            Some(BlobError::SizeMismatch {
+                expected,
+                actual: self.size,
+            })
+        } else if let Some(expected) = expected_sha256
+            && expected != actual
+        {
+            Some(BlobError::HashMismatch {
+                expected: expected.to_string(),
+                actual: actual.clone(),
+            })
+        } else if let Target::Blob(k) = &self.target
+            && !k.as_ref().ends_with(&actual)
+        {
+            Some(BlobError::HashMismatch {
+                expected: k.filename().unwrap_or("").to_string(),
+                actual: actual.clone(),
+            })
+        } else {
+            None
+        };
+        if let Some(e) = wrong {
+            self.abort();
+            return Err(e);
+        }
+        let final_key = {
+            let (prefix, _) = &self.keys;
+            let rest = format!("blobs/{}/{}/{actual}", &actual[..2], &actual[2..4]);
+            if prefix.is_empty() {
+                StorePath::from(rest)
+            } else {
+                StorePath::from(format!("{prefix}/{rest}"))
+            }
+        };
+        let store = self.store.clone();
+        if self.upload.is_none() {
+            // One part: a single PUT, straight to the blob's key, after the hash is checked.
+            let bytes = Bytes::from(std::mem::take(&mut self.buf));
+            let key = final_key;
+            block_on(
+                self.rt
+                    .spawn(async move { store.put(&key, PutPayload::from(bytes)).await }),
+            )
+            .expect("an S3 task panicked")
+            .map_err(|e| s3_err(&format!("PUT blob {actual}"), e))?;
+        } else {
+            if !self.buf.is_empty() {
+                self.send_part()?;
+            }
+            for p in std::mem::take(&mut self.parts) {
+                if let Err(e) = block_on(p)
+                    .expect("an S3 task panicked")
+                    .map_err(|e| s3_err("uploading a part", e))
+                {
+                    self.abort();
+                    return Err(e);
+                }
+            }
+            let mut up = self.upload.take().expect("a multipart upload");
+            block_on(self.rt.spawn(async move { up.complete().await }))
+                .expect("an S3 task panicked")
+                .map_err(|e| s3_err("completing a multipart upload", e))?;
+            if let Target::Temp(tmp) = &self.target {
+                let (tmp, to) = (tmp.clone(), final_key);
+                block_on(self.rt.spawn(async move {
+                    store.copy(&tmp, &to).await?;
+                    store.delete(&tmp).await
+                }))
+                .expect("an S3 task panicked")
+                .map_err(|e| s3_err(&format!("moving blob {actual} into place"), e))?;
+            }
+        }
+        Ok(BlobInfo {
+            sha256: actual,
+            size: self.size,
+        })
+    }
+}
+
+impl Drop for S3Writer {
+    /// A writer dropped without a commit (a cut upload) leaves no multipart upload behind.
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
