@@ -53,6 +53,39 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Delete blobs no commit names any more (deleted repositories, replaced files, abandoned
+    /// uploads) once older than the grace period; safe while the hub runs.
+    Gc {
+        #[arg(long, env = "ZOO_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
+        /// Keep unreferenced blobs younger than this: `90s`, `30m`, `1h`, `2d` [default: 1h].
+        #[arg(long, default_value = "1h")]
+        grace: String,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `90s`, `30m`, `1h`, `2d`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("`{s}` is not a duration (90s, 30m, 1h, 2d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => anyhow::bail!("`{s}` is not a duration (90s, 30m, 1h, 2d)"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,12 +158,18 @@ impl StoreArgs {
         }
     }
 
-    /// The metadata store of `zoo admin`: flags, then ZOO_DATABASE, then the data directory.
-    fn meta(&self, data: &std::path::Path) -> Result<std::sync::Arc<dyn MetaStore>> {
+    /// The stores of `zoo admin`: flags, then ZOO_DATABASE / ZOO_BLOBS, then the data
+    /// directory.
+    fn config(&self, data: &std::path::Path) -> zoo_hub::HubConfig {
         let mut config = zoo_hub::HubConfig::new(data.to_path_buf());
         config.database = std::env::var("ZOO_DATABASE").ok().filter(|v| !v.is_empty());
+        config.blobs = std::env::var("ZOO_BLOBS").ok().filter(|v| !v.is_empty());
         self.apply(&mut config);
-        Ok(zoo_hub::open_meta(&config)?)
+        config
+    }
+
+    fn meta(&self, data: &std::path::Path) -> Result<std::sync::Arc<dyn MetaStore>> {
+        Ok(zoo_hub::open_meta(&self.config(data))?)
     }
 }
 
@@ -162,6 +201,35 @@ pub fn admin(command: AdminCommand) -> Result<ExitCode> {
             meta.add_token(&user, &scope, &zoo_hub::auth::hash_token(&token), &name)
                 .with_context(|| format!("creating a token for `{user}` in {}", data.display()))?;
             outln!("{token}");
+        }
+        AdminCommand::Gc {
+            data,
+            stores,
+            grace,
+            dry_run,
+            json,
+        } => {
+            let grace = parse_duration(&grace).context("--grace")?;
+            let config = stores.config(&data);
+            let meta = zoo_hub::open_meta(&config)?;
+            let blobs = zoo_hub::open_blobs(&config)?;
+            let report = zoo_hub::gc::collect(meta.as_ref(), blobs.as_ref(), grace, dry_run)
+                .context("collecting unreferenced blobs")?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                outln!(
+                    "{} blobs stored, {} referenced, {} unreferenced but younger than {}s (kept); {} {} ({} bytes){}",
+                    report.stored,
+                    report.referenced,
+                    report.young,
+                    grace.as_secs(),
+                    if dry_run { "would delete" } else { "deleted" },
+                    report.collected.len(),
+                    report.bytes,
+                    if dry_run { " — dry run" } else { "" }
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -273,13 +273,18 @@ print(len(api.list_repo_commits("alice/py")))
     assert!(!c.database.is_empty());
 }
 
-/// The largest file in a folder (an upload in progress), in bytes.
+/// The largest file under a folder (an upload in progress), in bytes.
 fn largest_file(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
+                .map(|e| {
+                    if e.path().is_dir() {
+                        largest_file(&e.path())
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
                 .max()
                 .unwrap_or(0)
         })
@@ -525,5 +530,40 @@ fn replicas_on_postgres_and_rgw_issue_14() {
             .get("/api/models/alice/s3", Some(&c.token), None)
             .status,
         200
+    );
+    // Garbage collection through the bucket: the repository deleted, its blobs go.
+    let r = Http::new(&a)
+        .agent
+        .delete(format!("{a}/api/repos/delete"))
+        .header("Authorization", format!("Bearer {}", c.token))
+        .force_send_body()
+        .send_json(serde_json::json!({"name": "s3", "organization": "alice", "type": "model"}))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let out = Command::new(ZOO)
+        .args(["admin", "gc", "--grace", "0", "--json", "--data"])
+        .arg(c.root.path().join("admin"))
+        .args([
+            "--database",
+            &c.database,
+            "--blobs",
+            &format!("s3://{}/zoo", rgw.bucket),
+        ])
+        .envs(rgw.env())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(
+        report["collected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == &oid),
+        "{report}"
+    );
+    assert!(
+        bucket_keys(&rgw, "zoo/blobs/").is_empty(),
+        "{:#?}",
+        bucket_keys(&rgw, "zoo/")
     );
 }

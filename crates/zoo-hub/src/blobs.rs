@@ -68,6 +68,19 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<Box<dyn Read + Send>, BlobError>;
     /// A local path to the blob for memory-mapped scanning, if the store has one.
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+    /// Every stored blob (garbage collection).
+    fn list(&self) -> Result<Vec<StoredBlob>, BlobError>;
+    /// Removes a blob (garbage collection); `false` when it was not there.
+    fn delete(&self, sha256: &str) -> Result<bool, BlobError>;
+}
+
+/// A stored blob as [`BlobStore::list`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub sha256: String,
+    pub size: u64,
+    /// When it was stored (Unix milliseconds).
+    pub modified_ms: i64,
 }
 
 /// A blob as a local file, for memory-mapped reading (scanning, counting parameters): the
@@ -123,11 +136,16 @@ pub trait BlobWriter: Send {
     ) -> Result<BlobInfo, BlobError>;
 }
 
-/// Blobs as files under `ROOT/blobs/ab/cd/<sha256>`, temporary files under `ROOT/tmp/`.
+/// Blobs as files under `ROOT/blobs/ab/cd/<sha256>`; each process's temporary files under
+/// `ROOT/tmp/<id>/`, owned through a lock on `ROOT/tmp/<id>.lock` held while it runs. Several
+/// processes (replicas) may share `ROOT`: one that starts removes only the temporary folders
+/// whose owner is gone (its lock is free), never an upload another process is writing.
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    tmp: PathBuf,
     max_blob: u64,
+    _owner: std::sync::Arc<File>,
 }
 
 pub fn is_sha256(s: &str) -> bool {
@@ -137,17 +155,46 @@ pub fn is_sha256(s: &str) -> bool {
 }
 
 impl FsBlobStore {
-    /// Opens (creating) a store and removes temporary files a killed process left behind.
+    /// Opens (creating) a store and removes the temporary files of processes that are gone.
     pub fn open(root: &Path, max_blob: u64) -> Result<Self, BlobError> {
         let tmp = root.join("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-        }
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         fs::create_dir_all(root.join("blobs")).map_err(io_err(root))?;
+        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(id) = name.strip_suffix(".lock") {
+                let Ok(f) = fs::OpenOptions::new().write(true).open(&p) else {
+                    continue;
+                };
+                // Free: its owner has exited (or was killed).
+                if f.try_lock().is_ok() {
+                    let _ = fs::remove_dir_all(tmp.join(id));
+                    let _ = fs::remove_file(&p);
+                }
+            } else if name.starts_with("upload-") {
+                // The layout before per-process folders.
+                let _ = fs::remove_file(&p);
+            }
+        }
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id).expect("the OS random source");
+        let id = hex::encode(id);
+        let lock_path = tmp.join(format!("{id}.lock"));
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let own = tmp.join(&id);
+        fs::create_dir_all(&own).map_err(io_err(&own))?;
         Ok(FsBlobStore {
             root: root.to_path_buf(),
+            tmp: own,
             max_blob,
+            _owner: std::sync::Arc::new(lock),
         })
     }
 
@@ -166,7 +213,7 @@ impl FsBlobStore {
 
 impl BlobStore for FsBlobStore {
     fn writer(&self) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let tmp = self.root.join("tmp");
+        let tmp = self.tmp.clone();
         let file = tempfile::Builder::new()
             .prefix("upload-")
             .tempfile_in(&tmp)
@@ -202,6 +249,49 @@ impl BlobStore for FsBlobStore {
 
     fn local_path(&self, sha256: &str) -> Option<PathBuf> {
         self.path(sha256).ok()
+    }
+
+    fn list(&self) -> Result<Vec<StoredBlob>, BlobError> {
+        let mut out = Vec::new();
+        let root = self.root.join("blobs");
+        for a in fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
+            let Ok(rd) = fs::read_dir(a.path()) else {
+                continue;
+            };
+            for b in rd.flatten() {
+                let Ok(rd) = fs::read_dir(b.path()) else {
+                    continue;
+                };
+                for f in rd.flatten() {
+                    let name = f.file_name().to_string_lossy().to_string();
+                    if !is_sha256(&name) {
+                        continue;
+                    }
+                    let Ok(m) = f.metadata() else { continue };
+                    let modified_ms = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_millis() as i64);
+                    out.push(StoredBlob {
+                        sha256: name,
+                        size: m.len(),
+                        modified_ms,
+                    });
+                }
+            }
+        }
+        out.sort_by(|x, y| x.sha256.cmp(&y.sha256));
+        Ok(out)
+    }
+
+    fn delete(&self, sha256: &str) -> Result<bool, BlobError> {
+        let path = self.path(sha256)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BlobError::Io { path, error: e }),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod git;
 pub mod gitattributes;
 pub mod gitrepo;
@@ -55,12 +56,7 @@ pub fn open(config: HubConfig) -> Result<Hub, StartError> {
         error,
     })?;
     let meta = open_meta(&config)?;
-    let blobs: Arc<dyn blobs::BlobStore> = match config.blobs()? {
-        config::Blobs::Files(root) => {
-            Arc::new(blobs::FsBlobStore::open(&root, config.max_file_bytes)?)
-        }
-        config::Blobs::S3(url) => Arc::new(blobs::S3BlobStore::open(&url, config.max_file_bytes)?),
-    };
+    let blobs = open_blobs(&config)?;
     let mut fresh = vec![0u8; 32];
     getrandom::fill(&mut fresh).expect("the OS random source");
     let secret = match meta.signing_secret(&fresh)? {
@@ -83,6 +79,16 @@ pub fn open_meta(config: &HubConfig) -> Result<Arc<dyn meta::MetaStore>, StartEr
             Arc::new(meta::SqliteMeta::open(&path)?)
         }
         config::Database::Postgres(url) => Arc::new(meta::PgMeta::connect(&url, 8)?),
+    })
+}
+
+/// Opens the blob store alone (for `zoo admin gc`).
+pub fn open_blobs(config: &HubConfig) -> Result<Arc<dyn blobs::BlobStore>, StartError> {
+    Ok(match config.blobs()? {
+        config::Blobs::Files(root) => {
+            Arc::new(blobs::FsBlobStore::open(&root, config.max_file_bytes)?)
+        }
+        config::Blobs::S3(url) => Arc::new(blobs::S3BlobStore::open(&url, config.max_file_bytes)?),
     })
 }
 

@@ -214,6 +214,10 @@ pub trait MetaStore: Send + Sync + 'static {
     fn signing_secret(&self, _fresh: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(None)
     }
+
+    /// Every blob some commit of some repository, or some Xet xorb, still names (what garbage
+    /// collection keeps).
+    fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>>;
 }
 
 /// SQLite metadata in one file.
@@ -931,6 +935,17 @@ impl MetaStore for SqliteMeta {
                 |r| r.get(0),
             )
             .optional()?)
+        })
+    }
+
+    fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT sha256 FROM commit_files UNION SELECT blob FROM xet_xorbs")?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
         })
     }
 }

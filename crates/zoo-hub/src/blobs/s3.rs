@@ -23,7 +23,7 @@ use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
-use super::{BlobError, BlobInfo, BlobStore, BlobWriter, is_sha256};
+use super::{BlobError, BlobInfo, BlobStore, BlobWriter, StoredBlob, is_sha256};
 
 /// Bytes per part of a multipart upload (S3's minimum is 5 MiB).
 const PART: usize = 16 << 20;
@@ -226,6 +226,44 @@ impl BlobStore for S3BlobStore {
 
     fn local_path(&self, _sha256: &str) -> Option<std::path::PathBuf> {
         None
+    }
+
+    fn list(&self) -> Result<Vec<StoredBlob>, BlobError> {
+        let store = self.store.clone();
+        let prefix = self.key("blobs");
+        let metas: Vec<object_store::ObjectMeta> = self
+            .run(async move {
+                let mut s = store.list(Some(&prefix));
+                let mut v = Vec::new();
+                while let Some(m) = s.next().await {
+                    v.push(m?);
+                }
+                Ok::<_, object_store::Error>(v)
+            })
+            .map_err(|e| s3_err("listing blobs", e))?;
+        let mut out: Vec<StoredBlob> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                is_sha256(&name).then(|| StoredBlob {
+                    sha256: name,
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+            })
+            .collect();
+        out.sort_by(|x, y| x.sha256.cmp(&y.sha256));
+        Ok(out)
+    }
+
+    fn delete(&self, sha256: &str) -> Result<bool, BlobError> {
+        let had = self.size(sha256)?.is_some();
+        let key = self.blob_key(sha256)?;
+        let store = self.store.clone();
+        match self.run(async move { store.delete(&key).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(had),
+            Err(e) => Err(s3_err(&format!("DELETE blob {sha256}"), e)),
+        }
     }
 }
 

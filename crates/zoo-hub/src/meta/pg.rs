@@ -895,6 +895,19 @@ impl MetaStore for PgMeta {
         })
     }
 
+    fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT sha256 FROM commit_files UNION SELECT blob FROM xet_xorbs",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn signing_secret(&self, fresh: &[u8]) -> Result<Option<Vec<u8>>> {
         self.with(async |c| {
             c.execute(
