@@ -246,6 +246,7 @@ print(len(api.list_repo_commits("alice/py")))
                 .env("HF_ENDPOINT", &c.nginx.url)
                 .env("HF_TOKEN", &c.token)
                 .env("HF_HOME", c.root.path().join("hf-home"))
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
@@ -320,6 +321,24 @@ fn a_replica_killed_mid_upload_leaves_the_previous_state_issue_14() {
         .env("HF_HOME", c.root.path().join("hf-home"))
         .spawn()
         .unwrap();
+    // A commit cut mid-body on replica A (its connection stays open until A dies).
+    let addr = c.replicas[0].addr();
+    let line = serde_json::json!({"key": "file", "value": {"path": "cut.txt", "content": "Y3V0", "encoding": "base64"}}).to_string();
+    let body = format!(
+        "{}\n{line}\n",
+        serde_json::json!({"key": "header", "value": {"summary": "cut"}})
+    );
+    let mut cut = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::Write as _;
+    write!(
+        cut,
+        "POST /api/models/alice/big/commit/main HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        c.token,
+        body.len()
+    )
+    .unwrap();
+    cut.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
+    cut.flush().unwrap();
     let tmp = c.root.path().join("blobs/tmp");
     let t = std::time::Instant::now();
     while largest_file(&tmp) < 20_000_000 {
@@ -339,9 +358,11 @@ fn a_replica_killed_mid_upload_leaves_the_previous_state_issue_14() {
         .json();
     assert_eq!(info["sha"], before["commit"]);
     assert!(
-        !info["siblings"].to_string().contains("weights.bin"),
+        !info["siblings"].to_string().contains("weights.bin")
+            && !info["siblings"].to_string().contains("cut.txt"),
         "{info}"
     );
+    drop(cut);
     let blob = c
         .root
         .path()
