@@ -64,9 +64,16 @@ CONF
   monmaptool --create --addv a "[v1:127.0.0.1:$mon_port]" --fsid "$fsid" "$r/monmap" > /dev/null
   ceph-mon -c "$conf" --mkfs -i a --monmap "$r/monmap" > "$r/log/mkfs.log" 2>&1
   ceph-mon -c "$conf" -i a 2>> "$r/log/daemons.log"
-  ceph -c "$conf" --connect-timeout 20 osd create > /dev/null
-  ceph-osd -c "$conf" -i 0 --mkfs > "$r/log/osd-mkfs.log" 2>&1
-  ceph-osd -c "$conf" -i 0 2>> "$r/log/daemons.log"
+  # The OSD is registered and made with one uuid; it registers itself when it boots.
+  osd_uuid="$(python3 -c 'import uuid; print(uuid.uuid4())')"
+  ceph -c "$conf" --connect-timeout 20 osd create "$osd_uuid" 0 > /dev/null
+  ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" > "$r/log/osd-mkfs.log" 2>&1
+  started=0
+  for _ in 1 2 3; do
+    if ceph-osd -c "$conf" -i 0 2>> "$r/log/daemons.log"; then started=1; break; fi
+    sleep 1
+  done
+  [ "$started" = 1 ] || { echo "rgw.sh: the OSD did not start:" >&2; tail -5 "$r/log/osd.0.log" >&2; exit 1; }
   for _ in $(seq 1 100); do
     ceph -c "$conf" --connect-timeout 5 osd stat 2>/dev/null | grep -q "1 up" && break
     sleep 0.2

@@ -483,6 +483,30 @@ fn replicas_on_postgres_and_rgw_issue_14() {
         )),
         oid
     );
+    // 16 downloads at once through one replica: the store's reads never wait on each other
+    // (they once deadlocked the replica: its runtime threads blocked on full channels).
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let url = format!("{a}/alice/s3/resolve/main/weights.bin.raw");
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(std::time::Duration::from_secs(120)))
+                    .build()
+                    .into();
+                let mut r = agent.get(&url).call().expect("a download");
+                let body = r
+                    .body_mut()
+                    .with_config()
+                    .limit(100 << 20)
+                    .read_to_vec()
+                    .expect("the whole body");
+                hex(&Sha256::digest(&body))
+            })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.join().unwrap(), oid);
+    }
     // Ranged reads through nginx.
     let http = Http::new(&c.nginx.url);
     let r = http.get(
@@ -586,5 +610,39 @@ fn replicas_on_postgres_and_rgw_issue_14() {
         bucket_keys(&rgw, "zoo/blobs/").is_empty(),
         "{:#?}",
         bucket_keys(&rgw, "zoo/")
+    );
+    // The Python client's default upload path, Xet (hf_xet), through nginx into the bucket,
+    // and back.
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let script = r#"
+import hashlib, os, sys
+import hf_xet  # noqa: F401
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.utils._runtime import is_xet_available
+assert is_xet_available()
+data = os.urandom(20_000_000)
+api = HfApi()
+api.create_repo("alice/xet", exist_ok=True)
+api.upload_file(path_or_fileobj=data, path_in_repo="weights.bin", repo_id="alice/xet")
+p = hf_hub_download("alice/xet", "weights.bin", cache_dir=sys.argv[1])
+got = open(p, "rb").read()
+assert got == data, "the bytes differ"
+print(hashlib.sha256(data).hexdigest())
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(c.root.path().join("xet-cache"))
+        .env("HF_ENDPOINT", &c.nginx.url)
+        .env("HF_TOKEN", &c.token)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env_remove("HF_HUB_DISABLE_XET")
+        .output()
+        .unwrap();
+    let sha = ok(&out).trim().to_string();
+    let keys = bucket_keys(&rgw, "zoo/blobs/");
+    assert!(
+        keys.iter().any(|k| k.ends_with(&sha)),
+        "the uploaded file is stored under its sha256: {keys:#?}"
     );
 }

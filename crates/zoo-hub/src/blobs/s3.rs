@@ -206,14 +206,16 @@ impl BlobStore for S3BlobStore {
         let got = self
             .run(async move { store.get_opts(&key, opts).await })
             .map_err(|e| s3_err(&format!("GET blob {sha256}"), e))?;
-        // The body streams on the store's runtime into a small channel the reader drains.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(8);
+        // The body streams on the store's runtime into a small channel the reader drains. The
+        // sending side awaits (never blocks a runtime thread: a reader that waits must not
+        // stop every other transfer).
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let mut stream = got.into_stream();
         self.rt.spawn(async move {
             while let Some(chunk) = stream.next().await {
                 let item = chunk.map_err(std::io::Error::other);
                 let failed = item.is_err();
-                if tx.send(item).is_err() || failed {
+                if tx.send(item).await.is_err() || failed {
                     break;
                 }
             }
@@ -267,19 +269,20 @@ impl BlobStore for S3BlobStore {
     }
 }
 
-/// A blocking reader over the chunks a task sends.
+/// A blocking reader over the chunks a task sends (tokio's channel is runtime-agnostic:
+/// `block_on` may wait on it from any thread).
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     chunk: Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.chunk = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+            match block_on(self.rx.recv()) {
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.chunk.len());
