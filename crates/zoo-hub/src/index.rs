@@ -21,6 +21,46 @@ fn is_weights(path: &str) -> Option<bool> {
     }
 }
 
+/// Parameters per dtype of one weights file (buffers left out), or `None` when it cannot be
+/// read as weights. Blobs never change, so each is counted once per process: with blobs in
+/// an object store, counting means fetching the whole file, and every commit to a repository
+/// recomputes its index.
+fn weight_counts(blobs: &dyn BlobStore, f: &FileEntry) -> Option<Vec<(String, i64)>> {
+    type Counts = Option<Vec<(String, i64)>>;
+    static COUNTED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<(String, String), Counts>>,
+    > = std::sync::OnceLock::new();
+    let cache = COUNTED.get_or_init(Default::default);
+    // By path too: the format is told by the name (a `.bin` may be a pickle or safetensors).
+    let key = (
+        f.sha256.clone(),
+        f.path.rsplit('/').next().unwrap_or("").to_string(),
+    );
+    if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    // A store that cannot be read now may be readable later: not remembered.
+    let local = crate::blobs::local_copy(blobs, &f.sha256).ok()?;
+    let counts = (|| {
+        let mapped = zoo_checkpoint::Mapped::open(local.path()).ok()?;
+        let loaded = zoo_checkpoint::load_named(&mapped, &f.path).ok()?;
+        let mut by: BTreeMap<String, i64> = BTreeMap::new();
+        for t in &loaded.tensors {
+            if !zoo_checkpoint::is_buffer(&t.name) {
+                *by.entry(t.dtype.as_str().to_string()).or_default() +=
+                    t.shape.iter().product::<usize>() as i64;
+            }
+        }
+        Some(by.into_iter().collect::<Vec<_>>())
+    })();
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= 16_384 {
+        cache.clear();
+    }
+    cache.insert(key, counts.clone());
+    counts
+}
+
 /// Builds the index row for a commit's files.
 pub fn compute(files: &[FileEntry], blobs: &dyn BlobStore) -> IndexRow {
     let mut row = IndexRow::default();
@@ -83,21 +123,12 @@ pub fn compute(files: &[FileEntry], blobs: &dyn BlobStore) -> IndexRow {
     let mut by_dtype: BTreeMap<String, i64> = BTreeMap::new();
     let mut counted = false;
     for f in weights {
-        let Ok(local) = crate::blobs::local_copy(blobs, &f.sha256) else {
-            continue;
-        };
-        let Ok(mapped) = zoo_checkpoint::Mapped::open(local.path()) else {
-            continue;
-        };
-        let Ok(loaded) = zoo_checkpoint::load_named(&mapped, &f.path) else {
+        let Some(counts) = weight_counts(blobs, f) else {
             continue;
         };
         counted = true;
-        for t in &loaded.tensors {
-            if !zoo_checkpoint::is_buffer(&t.name) {
-                *by_dtype.entry(t.dtype.as_str().to_string()).or_default() +=
-                    t.shape.iter().product::<usize>() as i64;
-            }
+        for (dtype, n) in counts {
+            *by_dtype.entry(dtype).or_default() += n;
         }
     }
     if counted {

@@ -15,7 +15,6 @@
 use std::sync::{Condvar, Mutex};
 
 use futures_executor::block_on;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
@@ -364,29 +363,31 @@ async fn files_of(c: &impl GenericClient, repo_id: i64, commit: &str) -> Result<
     Ok(rows.iter().map(row_file).collect())
 }
 
+/// Writes a commit's file list in one statement (a commit stores its whole snapshot: row by
+/// row, 1 000 files cost 1 000 round trips, about half a second).
 async fn insert_files(
     tx: &tokio_postgres::Transaction<'_>,
     repo_id: i64,
     commit: &str,
     files: &[FileEntry],
 ) -> Result<()> {
-    let st = tx
-        .prepare(
-            "INSERT INTO commit_files (repo_id, commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (repo_id, commit_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256,
-               size = EXCLUDED.size, git_oid = EXCLUDED.git_oid, lfs = EXCLUDED.lfs,
-               verdict = EXCLUDED.verdict, scan = EXCLUDED.scan",
-        )
-        .await
-        .map_err(pg)?;
-    for f in files {
-        let size = f.size as i64;
-        let params: [&(dyn ToSql + Sync); 9] = [
-            &repo_id, &commit, &f.path, &f.sha256, &size, &f.git_oid, &f.lfs, &f.verdict, &f.scan,
-        ];
-        tx.execute(&st, &params).await.map_err(pg)?;
-    }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let shas: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
+    let sizes: Vec<i64> = files.iter().map(|f| f.size as i64).collect();
+    let oids: Vec<&str> = files.iter().map(|f| f.git_oid.as_str()).collect();
+    let lfs: Vec<bool> = files.iter().map(|f| f.lfs).collect();
+    let verdicts: Vec<Option<&str>> = files.iter().map(|f| f.verdict.as_deref()).collect();
+    let scans: Vec<Option<&str>> = files.iter().map(|f| f.scan.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO commit_files (repo_id, commit_id, path, sha256, size, git_oid, lfs, verdict, scan)
+         SELECT $1, $2, * FROM UNNEST($3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::BOOLEAN[], $8::TEXT[], $9::TEXT[])
+         ON CONFLICT (repo_id, commit_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256,
+           size = EXCLUDED.size, git_oid = EXCLUDED.git_oid, lfs = EXCLUDED.lfs,
+           verdict = EXCLUDED.verdict, scan = EXCLUDED.scan",
+        &[&repo_id, &commit, &paths, &shas, &sizes, &oids, &lfs, &verdicts, &scans],
+    )
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 
