@@ -646,3 +646,21 @@ print(hashlib.sha256(data).hexdigest())
         "the uploaded file is stored under its sha256: {keys:#?}"
     );
 }
+
+/// Issue 14: replicas on one PostgreSQL with blobs left in each one's data directory would
+/// disagree about which files exist: `zoo serve` refuses to start so.
+#[test]
+fn postgres_without_shared_blobs_is_refused_issue_14() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ZOO)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("r1"))
+        .args(["--database", &pg.url])
+        .env_remove("ZOO_BLOBS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must share their blobs"), "{err}");
+}

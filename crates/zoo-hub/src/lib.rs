@@ -55,6 +55,15 @@ pub fn open(config: HubConfig) -> Result<Hub, StartError> {
         path: data.clone(),
         error,
     })?;
+    if matches!(config.database()?, config::Database::Postgres(_)) && config.blobs.is_none() {
+        // Each replica would keep blobs in its own data directory while the metadata it
+        // shares says they exist: downloads through the other replicas would fail.
+        return Err(StartError::Config(config::ConfigError::Url {
+            what: "--database",
+            url: "postgres://…".into(),
+            reason: "replicas sharing PostgreSQL must share their blobs too: give --blobs s3://BUCKET/PREFIX or --blobs file:SHARED_FOLDER (ZOO_BLOBS)".into(),
+        }));
+    }
     let meta = open_meta(&config)?;
     let blobs = open_blobs(&config)?;
     let mut fresh = vec![0u8; 32];
