@@ -76,17 +76,6 @@ impl Setup {
     }
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 fn snapshot_of(out: &Output) -> PathBuf {
     PathBuf::from(ok(out).trim())
 }

@@ -143,6 +143,45 @@ pub struct NewCommit {
     pub pushed: Option<(String, i64)>,
 }
 
+impl NewCommit {
+    /// The tree this commit makes on top of `head`'s files, sorted by path, and its id and
+    /// time: a pushed commit's own, else the git commit id of the tree (with `head` as parent)
+    /// stamped now. One rule for every store.
+    pub fn apply(&self, head: &str, head_files: Vec<FileEntry>) -> (Vec<FileEntry>, String, i64) {
+        let mut files: std::collections::BTreeMap<String, FileEntry> = head_files
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        for p in &self.deleted_files {
+            files.remove(p);
+        }
+        for p in &self.deleted_folders {
+            let prefix = format!("{}/", p.trim_end_matches('/'));
+            files.retain(|path, _| !path.starts_with(&prefix));
+        }
+        for f in &self.added {
+            files.insert(f.path.clone(), f.clone());
+        }
+        let files: Vec<FileEntry> = files.into_values().collect();
+        let (id, created_at) = match &self.pushed {
+            Some((id, t)) => (id.clone(), *t),
+            None => {
+                let now = now_ms();
+                let id = crate::git::commit_id(
+                    &files,
+                    Some(head),
+                    &self.author,
+                    now,
+                    &self.summary,
+                    &self.description,
+                );
+                (id, now)
+            }
+        };
+        (files, id, created_at)
+    }
+}
+
 /// Search parameters already parsed by the route.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates<'a> {
@@ -731,29 +770,7 @@ impl MetaStore for SqliteMeta {
                 && expected != &head {
                     return Err(MetaError::Conflict { expected: expected.clone(), found: head });
                 }
-            let mut files: std::collections::BTreeMap<String, FileEntry> = files_of(&tx, n.repo_id, &head)?
-                .into_iter()
-                .map(|f| (f.path.clone(), f))
-                .collect();
-            for p in &n.deleted_files {
-                files.remove(p);
-            }
-            for p in &n.deleted_folders {
-                let prefix = format!("{}/", p.trim_end_matches('/'));
-                files.retain(|path, _| !path.starts_with(&prefix));
-            }
-            for f in &n.added {
-                files.insert(f.path.clone(), f.clone());
-            }
-            let files: Vec<FileEntry> = files.into_values().collect();
-            let (id, created_at) = match &n.pushed {
-                Some((id, t)) => (id.clone(), *t),
-                None => {
-                    let now = now_ms();
-                    let id = crate::git::commit_id(&files, Some(&head), &n.author, now, &n.summary, &n.description);
-                    (id, now)
-                }
-            };
+            let (files, id, created_at) = n.apply(&head, files_of(&tx, n.repo_id, &head)?);
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![n.repo_id, id, head, n.summary, n.description, n.author, created_at],

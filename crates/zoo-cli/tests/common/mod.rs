@@ -81,6 +81,18 @@ impl Drop for Server {
     }
 }
 
+/// A command's standard output; fails the test, with both streams, when it did not succeed.
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
 pub fn admin(data: &Path, args: &[&str]) -> String {
     let out = Command::new(ZOO)
         .arg("admin")

@@ -30,6 +30,31 @@ const PART: usize = 16 << 20;
 /// Parts in flight per upload.
 const IN_FLIGHT: usize = 4;
 
+/// `PREFIX/rest`, or `rest` without a prefix.
+fn prefixed(prefix: &str, rest: &str) -> StorePath {
+    if prefix.is_empty() {
+        StorePath::from(rest)
+    } else {
+        StorePath::from(format!("{prefix}/{rest}"))
+    }
+}
+
+/// A blob's key under `prefix`: `blobs/ab/cd/<sha256>` (the caller checked the digest).
+fn blob_key_in(prefix: &str, sha256: &str) -> StorePath {
+    prefixed(
+        prefix,
+        &format!("blobs/{}/{}/{sha256}", &sha256[..2], &sha256[2..4]),
+    )
+}
+
+/// Runs a future on the store's runtime and waits for it (from any thread).
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    block_on(rt.spawn(f)).expect("an S3 task panicked")
+}
+
 fn s3_err(what: &str, e: impl std::fmt::Display) -> BlobError {
     BlobError::Store(format!("S3 {what}: {e}"))
 }
@@ -124,22 +149,14 @@ impl S3BlobStore {
     }
 
     fn key(&self, rest: &str) -> StorePath {
-        if self.prefix.is_empty() {
-            StorePath::from(rest)
-        } else {
-            StorePath::from(format!("{}/{rest}", self.prefix))
-        }
+        prefixed(&self.prefix, rest)
     }
 
     fn blob_key(&self, sha256: &str) -> Result<StorePath, BlobError> {
         if !is_sha256(sha256) {
             return Err(BlobError::BadOid(sha256.to_string()));
         }
-        Ok(self.key(&format!(
-            "blobs/{}/{}/{sha256}",
-            &sha256[..2],
-            &sha256[2..4]
-        )))
+        Ok(blob_key_in(&self.prefix, sha256))
     }
 
     /// Runs a future on the store's runtime and waits for it.
@@ -147,7 +164,7 @@ impl S3BlobStore {
         &self,
         f: impl std::future::Future<Output = T> + Send + 'static,
     ) -> T {
-        block_on(self.rt.spawn(f)).expect("an S3 task panicked")
+        run_on(&self.rt, f)
     }
 }
 
@@ -168,7 +185,8 @@ impl BlobStore for S3BlobStore {
         Ok(Box::new(S3Writer {
             store: self.store.clone(),
             rt: self.rt.clone(),
-            keys: (self.prefix.clone(), self.max_blob),
+            prefix: self.prefix.clone(),
+            max_blob: self.max_blob,
             target,
             upload: None,
             parts: Vec::new(),
@@ -302,8 +320,8 @@ enum Target {
 struct S3Writer {
     store: Arc<dyn ObjectStore>,
     rt: tokio::runtime::Handle,
-    /// The key prefix and the size limit.
-    keys: (String, u64),
+    prefix: String,
+    max_blob: u64,
     target: Target,
     upload: Option<Box<dyn MultipartUpload>>,
     parts: Vec<tokio::task::JoinHandle<object_store::Result<()>>>,
@@ -324,12 +342,8 @@ impl S3Writer {
         if self.upload.is_none() {
             let store = self.store.clone();
             let key = self.key().clone();
-            let up = block_on(
-                self.rt
-                    .spawn(async move { store.put_multipart(&key).await }),
-            )
-            .expect("an S3 task panicked")
-            .map_err(|e| s3_err("starting a multipart upload", e))?;
+            let up = run_on(&self.rt, async move { store.put_multipart(&key).await })
+                .map_err(|e| s3_err("starting a multipart upload", e))?;
             self.upload = Some(up);
         }
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
@@ -351,7 +365,7 @@ impl S3Writer {
 
     fn abort(&mut self) {
         if let Some(mut up) = self.upload.take() {
-            let _ = block_on(self.rt.spawn(async move { up.abort().await }));
+            let _ = run_on(&self.rt, async move { up.abort().await });
         }
     }
 }
@@ -359,9 +373,11 @@ impl S3Writer {
 impl BlobWriter for S3Writer {
     fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
         self.size += chunk.len() as u64;
-        if self.size > self.keys.1 {
+        if self.size > self.max_blob {
             self.abort();
-            return Err(BlobError::TooLarge { limit: self.keys.1 });
+            return Err(BlobError::TooLarge {
+                limit: self.max_blob,
+            });
         }
         self.sha256.update(chunk);
         self.buf.extend_from_slice(chunk);
@@ -408,25 +424,14 @@ impl BlobWriter for S3Writer {
             self.abort();
             return Err(e);
         }
-        let final_key = {
-            let (prefix, _) = &self.keys;
-            let rest = format!("blobs/{}/{}/{actual}", &actual[..2], &actual[2..4]);
-            if prefix.is_empty() {
-                StorePath::from(rest)
-            } else {
-                StorePath::from(format!("{prefix}/{rest}"))
-            }
-        };
+        let final_key = blob_key_in(&self.prefix, &actual);
         let store = self.store.clone();
         if self.upload.is_none() {
             // One part: a single PUT, straight to the blob's key, after the hash is checked.
             let bytes = Bytes::from(std::mem::take(&mut self.buf));
-            let key = final_key;
-            block_on(
-                self.rt
-                    .spawn(async move { store.put(&key, PutPayload::from(bytes)).await }),
-            )
-            .expect("an S3 task panicked")
+            run_on(&self.rt, async move {
+                store.put(&final_key, PutPayload::from(bytes)).await
+            })
             .map_err(|e| s3_err(&format!("PUT blob {actual}"), e))?;
         } else {
             if !self.buf.is_empty() {
@@ -442,16 +447,14 @@ impl BlobWriter for S3Writer {
                 }
             }
             let mut up = self.upload.take().expect("a multipart upload");
-            block_on(self.rt.spawn(async move { up.complete().await }))
-                .expect("an S3 task panicked")
+            run_on(&self.rt, async move { up.complete().await })
                 .map_err(|e| s3_err("completing a multipart upload", e))?;
             if let Target::Temp(tmp) = &self.target {
-                let (tmp, to) = (tmp.clone(), final_key);
-                block_on(self.rt.spawn(async move {
-                    store.copy(&tmp, &to).await?;
+                let tmp = tmp.clone();
+                run_on(&self.rt, async move {
+                    store.copy(&tmp, &final_key).await?;
                     store.delete(&tmp).await
-                }))
-                .expect("an S3 task panicked")
+                })
                 .map_err(|e| s3_err(&format!("moving blob {actual} into place"), e))?;
             }
         }

@@ -315,6 +315,17 @@ fn row_repo(r: &Row, at: usize) -> Repo {
     }
 }
 
+fn row_commit(r: &Row) -> Commit {
+    Commit {
+        id: r.get(0),
+        parent: r.get(1),
+        summary: r.get(2),
+        description: r.get(3),
+        author: r.get(4),
+        created_at: r.get(5),
+    }
+}
+
 fn row_file(r: &Row) -> FileEntry {
     FileEntry {
         path: r.get(0),
@@ -571,14 +582,7 @@ impl MetaStore for PgMeta {
             )
             .await
             .map_err(pg)?
-            .map(|r| Commit {
-                id: r.get(0),
-                parent: r.get(1),
-                summary: r.get(2),
-                description: r.get(3),
-                author: r.get(4),
-                created_at: r.get(5),
-            }))
+            .map(|r| row_commit(&r)))
         })
     }
 
@@ -622,38 +626,7 @@ impl MetaStore for PgMeta {
                     found: head,
                 });
             }
-            let mut files: std::collections::BTreeMap<String, FileEntry> =
-                files_of(&tx, n.repo_id, &head)
-                    .await?
-                    .into_iter()
-                    .map(|f| (f.path.clone(), f))
-                    .collect();
-            for p in &n.deleted_files {
-                files.remove(p);
-            }
-            for p in &n.deleted_folders {
-                let prefix = format!("{}/", p.trim_end_matches('/'));
-                files.retain(|path, _| !path.starts_with(&prefix));
-            }
-            for f in &n.added {
-                files.insert(f.path.clone(), f.clone());
-            }
-            let files: Vec<FileEntry> = files.into_values().collect();
-            let (id, created_at) = match &n.pushed {
-                Some((id, t)) => (id.clone(), *t),
-                None => {
-                    let now = now_ms();
-                    let id = crate::git::commit_id(
-                        &files,
-                        Some(&head),
-                        &n.author,
-                        now,
-                        &n.summary,
-                        &n.description,
-                    );
-                    (id, now)
-                }
-            };
+            let (files, id, created_at) = n.apply(&head, files_of(&tx, n.repo_id, &head).await?);
             let inserted = tx
                 .execute(
                     "INSERT INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -698,17 +671,7 @@ impl MetaStore for PgMeta {
                 )
                 .await
                 .map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|r| Commit {
-                    id: r.get(0),
-                    parent: r.get(1),
-                    summary: r.get(2),
-                    description: r.get(3),
-                    author: r.get(4),
-                    created_at: r.get(5),
-                })
-                .collect())
+            Ok(rows.iter().map(row_commit).collect())
         })
     }
 
