@@ -27,6 +27,19 @@ pub struct ServeArgs {
     allow_dangerous_pickles: bool,
     #[command(flatten)]
     stores: StoreArgs,
+    /// Mirror this hub (e.g. https://huggingface.co): a repository not here is fetched from it
+    /// on first request, hash-verified, and then served from here, also while it is down
+    /// [also ZOO_UPSTREAM].
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Token for the upstream: its private repositories are mirrored only with one (and stay
+    /// private here) [also ZOO_UPSTREAM_TOKEN].
+    #[arg(long)]
+    upstream_token: Option<String>,
+    /// Seconds a mirrored branch or tag is served before the upstream is asked again where it
+    /// points [default: 300; also ZOO_UPSTREAM_REFRESH]. Commit ids are never asked again.
+    #[arg(long)]
+    upstream_refresh: Option<u64>,
 }
 
 /// Where the hub's metadata and blobs live (the data directory by default).
@@ -139,6 +152,15 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         config.allow_dangerous_pickles = true;
     }
     args.stores.apply(&mut config);
+    if let Some(u) = args.upstream {
+        config.upstream = Some(u.trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+    }
+    if let Some(t) = args.upstream_token {
+        config.upstream_token = Some(t);
+    }
+    if let Some(r) = args.upstream_refresh {
+        config.upstream_refresh = r;
+    }
     let hub = zoo_hub::open(config)
         .with_context(|| format!("opening the hub in {}", args.data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -26,6 +26,14 @@ pub struct HubConfig {
     pub database: Option<String>,
     /// Where blobs live: `file:PATH` (default `file:DATA`) or `s3://BUCKET/PREFIX`.
     pub blobs: Option<String>,
+    /// A hub to mirror (`--upstream`): repositories this hub does not have are fetched from
+    /// it on first request.
+    pub upstream: Option<String>,
+    /// The token sent to the upstream (its private repositories are mirrored only with one).
+    pub upstream_token: Option<String>,
+    /// How long a mirrored branch or tag is served before the upstream is asked again where
+    /// it points (seconds). Commit ids never need asking again.
+    pub upstream_refresh: u64,
 }
 
 impl HubConfig {
@@ -40,6 +48,9 @@ impl HubConfig {
             page_size: 1000,
             database: None,
             blobs: None,
+            upstream: None,
+            upstream_token: None,
+            upstream_refresh: 300,
         }
     }
 }
@@ -56,6 +67,9 @@ pub struct FileConfig {
     pub page_size: Option<usize>,
     pub database: Option<String>,
     pub blobs: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_token: Option<String>,
+    pub upstream_refresh: Option<u64>,
 }
 
 /// Why the configuration could not be read.
@@ -95,7 +109,7 @@ impl FileConfig {
 
     /// Applies the file, then `ZOO_ADDR`, `ZOO_PUBLIC_URL`, `ZOO_ALLOW_DANGEROUS_PICKLES`,
     /// `ZOO_MAX_COMMIT_BYTES`, `ZOO_MAX_FILE_BYTES`, `ZOO_PAGE_SIZE`, `ZOO_DATABASE`,
-    /// `ZOO_BLOBS`.
+    /// `ZOO_BLOBS`, `ZOO_UPSTREAM`, `ZOO_UPSTREAM_TOKEN`, `ZOO_UPSTREAM_REFRESH`.
     pub fn apply(self, c: &mut HubConfig) -> Result<(), ConfigError> {
         fn env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
             match std::env::var(name) {
@@ -131,6 +145,15 @@ impl FileConfig {
         }
         if let Some(v) = env::<String>("ZOO_BLOBS")?.or(self.blobs) {
             c.blobs = Some(v);
+        }
+        if let Some(v) = env::<String>("ZOO_UPSTREAM")?.or(self.upstream) {
+            c.upstream = Some(v.trim_end_matches('/').to_string()).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = env::<String>("ZOO_UPSTREAM_TOKEN")?.or(self.upstream_token) {
+            c.upstream_token = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = env::<u64>("ZOO_UPSTREAM_REFRESH")?.or(self.upstream_refresh) {
+            c.upstream_refresh = v;
         }
         Ok(())
     }

@@ -36,6 +36,9 @@ pub enum HubError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The hub this one mirrors failed (or could not be reached).
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl From<MetaError> for HubError {
@@ -97,6 +100,7 @@ impl IntoResponse for HubError {
             }
             HubError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             HubError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            HubError::Upstream(_) => (StatusCode::BAD_GATEWAY, None),
         };
         if let Some(code) = code {
             headers.insert("x-error-code", HeaderValue::from_static(code));
@@ -106,7 +110,7 @@ impl IntoResponse for HubError {
             HubError::BadToken => "Invalid username or password.".to_string(),
             other => other.to_string(),
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::BAD_GATEWAY {
             eprintln!("zoo serve: {message}");
         }
         (

@@ -6,7 +6,8 @@
 //! - a commit is atomic (`meta::MetaStore::commit`, one transaction);
 //! - the hub never unpickles: uploaded pickles are scanned by `zoo-formats`, which reads them
 //!   as data;
-//! - a private repository answers exactly like a missing one to anyone but its owner.
+//! - a private repository answers exactly like a missing one to anyone but its owner;
+//! - a mirrored file is stored only once it matches the upstream's hash (`mirror`).
 
 pub mod auth;
 pub mod blobs;
@@ -18,6 +19,7 @@ pub mod gitattributes;
 pub mod gitrepo;
 pub mod index;
 pub mod meta;
+pub mod mirror;
 pub mod paths;
 pub mod scan;
 pub mod search;
@@ -146,8 +148,12 @@ pub async fn serve(hub: Hub) -> Result<(), StartError> {
         Ok(config::Database::Postgres(_)) => "metadata in PostgreSQL, ",
         _ => "",
     };
+    let mirror = match &hub.upstream {
+        Some(u) => format!(", mirroring {}", u.url),
+        None => String::new(),
+    };
     println!(
-        "zoo serve: listening on http://{local} ({store}data in {})",
+        "zoo serve: listening on http://{local} ({store}data in {}{mirror})",
         hub.config.data.display()
     );
     axum::serve(listener, router(Arc::new(hub)))

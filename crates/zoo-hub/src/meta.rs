@@ -182,6 +182,34 @@ impl NewCommit {
     }
 }
 
+/// A commit of an upstream hub to store as it is (`zoo serve --upstream`): the repository is
+/// created as a mirror when it does not exist yet, the commit (id, parent and time kept) with
+/// its whole tree when it is not stored yet, `refs` point at it, and `revision` is recorded as
+/// checked against the upstream now. One transaction.
+#[derive(Debug, Clone)]
+pub struct Import<'a> {
+    pub kind: RepoKind,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub private: bool,
+    /// The upstream's URL.
+    pub upstream: &'a str,
+    pub commit: &'a Commit,
+    /// The commit's tree (ignored when the commit is stored already).
+    pub files: &'a [FileEntry],
+    /// `(kind, name)` of the branches and tags to point at the commit.
+    pub refs: &'a [(&'a str, &'a str)],
+    pub revision: &'a str,
+}
+
+/// What this hub knows of a mirrored repository's upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub upstream: String,
+    /// When the revision asked about was last checked there (Unix ms); `None`: never.
+    pub checked_at: Option<i64>,
+}
+
 /// Search parameters already parsed by the route.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates<'a> {
@@ -257,6 +285,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every blob some commit of some repository, or some Xet xorb, still names (what garbage
     /// collection keeps).
     fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>>;
+
+    /// Stores an upstream commit ([`Import`]) and returns the repository. A repository of this
+    /// hub's own with that name is [`MetaError::Exists`]: a mirror never shadows it.
+    fn import(&self, i: &Import<'_>) -> Result<Repo>;
+    /// The upstream of a mirrored repository and when `revision` was last checked there;
+    /// `None` for a repository of this hub's own.
+    fn mirror(&self, repo_id: i64, revision: &str) -> Result<Option<Mirror>>;
 }
 
 /// SQLite metadata in one file.
@@ -266,8 +301,8 @@ pub struct SqliteMeta {
 }
 
 /// The schema's version (`PRAGMA user_version`): 2 since commit ids are git commit ids, per
-/// repository (version 0/1 had random ids, global).
-const SCHEMA_VERSION: i64 = 2;
+/// repository (version 0/1 had random ids, global); 3 adds mirrors (tables only).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS users (
@@ -349,6 +384,16 @@ CREATE TABLE IF NOT EXISTS xet_xorbs (
     size INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (repo_id, hash)
+);
+CREATE TABLE IF NOT EXISTS mirrors (
+    repo_id INTEGER PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    upstream TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mirror_checks (
+    repo_id INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    revision TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, revision)
 );
 "#;
 
@@ -558,7 +603,7 @@ impl SqliteMeta {
                 path.display()
             )));
         }
-        if existing && version < SCHEMA_VERSION {
+        if existing && version < 2 {
             migrate_to_git_ids(&mut conn)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -950,6 +995,90 @@ impl MetaStore for SqliteMeta {
                 "SELECT blob FROM xet_xorbs WHERE repo_id = ?1 AND hash = ?2",
                 params![repo_id, hash],
                 |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    fn import(&self, i: &Import<'_>) -> Result<Repo> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let existing = tx
+                .query_row(
+                    &format!("SELECT {REPO_COLS} FROM repos WHERE kind = ?1 AND namespace = ?2 AND name = ?3"),
+                    params![i.kind.as_str(), i.namespace, i.name],
+                    row_repo,
+                )
+                .optional()?;
+            let repo_id = match existing {
+                Some(r) => {
+                    let mirrored: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM mirrors WHERE repo_id = ?1)",
+                        [r.id],
+                        |row| row.get(0),
+                    )?;
+                    if !mirrored {
+                        return Err(MetaError::Exists(format!("{} {} (a repository of this hub's own)", i.kind.as_str(), r.full_name())));
+                    }
+                    if r.private != i.private {
+                        tx.execute("UPDATE repos SET private = ?1 WHERE id = ?2", params![i.private as i64, r.id])?;
+                    }
+                    r.id
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO repos (kind, namespace, name, private, created_at, last_modified) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![i.kind.as_str(), i.namespace, i.name, i.private as i64, i.commit.created_at],
+                    )?;
+                    let id = tx.last_insert_rowid();
+                    tx.execute("INSERT INTO mirrors (repo_id, upstream) VALUES (?1, ?2)", params![id, i.upstream])?;
+                    id
+                }
+            };
+            let c = i.commit;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![repo_id, c.id, c.parent, c.summary, c.description, c.author, c.created_at],
+            )?;
+            if inserted > 0 {
+                insert_files(&tx, repo_id, &c.id, i.files)?;
+                tx.execute(
+                    "UPDATE repos SET last_modified = MAX(last_modified, ?1) WHERE id = ?2",
+                    params![c.created_at, repo_id],
+                )?;
+            }
+            for (kind, name) in i.refs {
+                tx.execute(
+                    "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (repo_id, kind, name) DO UPDATE SET commit_id = excluded.commit_id",
+                    params![repo_id, kind, name, c.id],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO mirror_checks (repo_id, revision, checked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repo_id, revision) DO UPDATE SET checked_at = excluded.checked_at",
+                params![repo_id, i.revision, now],
+            )?;
+            let repo = tx.query_row(&format!("SELECT {REPO_COLS} FROM repos WHERE id = ?1"), [repo_id], row_repo)?;
+            tx.commit()?;
+            Ok(repo)
+        })
+    }
+
+    fn mirror(&self, repo_id: i64, revision: &str) -> Result<Option<Mirror>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT m.upstream, k.checked_at FROM mirrors m
+                   LEFT JOIN mirror_checks k ON k.repo_id = m.repo_id AND k.revision = ?2
+                  WHERE m.repo_id = ?1",
+                params![repo_id, revision],
+                |r| {
+                    Ok(Mirror {
+                        upstream: r.get(0)?,
+                        checked_at: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
         })

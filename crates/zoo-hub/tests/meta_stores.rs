@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use zoo_hub::meta::{
-    Candidates, FileEntry, IndexRow, MetaError, MetaStore, NewCommit, PgMeta, RepoKind, SqliteMeta,
+    Candidates, Commit, FileEntry, Import, IndexRow, MetaError, MetaStore, NewCommit, PgMeta,
+    RepoKind, SqliteMeta,
 };
 use zoo_testkit::Postgres;
 
@@ -273,6 +274,93 @@ fn conformance(m: &dyn MetaStore) {
             .len(),
         1
     );
+    mirrors(m);
+}
+
+/// Imports of an upstream's commits (`zoo serve --upstream`).
+fn mirrors(m: &dyn MetaStore) {
+    let upstream_commit = |id: char, parent: Option<String>| Commit {
+        id: id.to_string().repeat(40),
+        parent,
+        summary: format!("upstream {id}"),
+        description: String::new(),
+        author: "carol".into(),
+        created_at: 1_700_000_000_000,
+    };
+    let c1 = upstream_commit('a', None);
+    let files = vec![file("w.bin", "weights"), file("config.json", "{}")];
+    let import = |c: &Commit, files: &[FileEntry], refs: &[(&str, &str)], rev: &str| {
+        m.import(&Import {
+            kind: RepoKind::Model,
+            namespace: "carol",
+            name: "up",
+            private: false,
+            upstream: "http://upstream",
+            commit: c,
+            files,
+            refs,
+            revision: rev,
+        })
+    };
+    let repo = import(&c1, &files, &[("branch", "main")], "main").unwrap();
+    assert_eq!(repo.full_name(), "carol/up");
+    assert_eq!(m.resolve(repo.id, "main").unwrap(), Some(c1.id.clone()));
+    assert_eq!(m.commit_info(repo.id, &c1.id).unwrap(), Some(c1.clone()));
+    assert_eq!(m.files(repo.id, &c1.id).unwrap().len(), 2);
+    let mirror = m.mirror(repo.id, "main").unwrap().unwrap();
+    assert_eq!(mirror.upstream, "http://upstream");
+    assert!(mirror.checked_at.is_some());
+    assert_eq!(m.mirror(repo.id, "v1").unwrap().unwrap().checked_at, None);
+    // The same commit again (a refresh that found nothing new): its tree is kept, a tag
+    // added; the branch moves on to a new commit.
+    import(&c1, &[], &[("tag", "v1")], "v1").unwrap();
+    assert_eq!(m.files(repo.id, &c1.id).unwrap().len(), 2);
+    assert_eq!(m.resolve(repo.id, "v1").unwrap(), Some(c1.id.clone()));
+    let c2 = upstream_commit('b', Some(c1.id.clone()));
+    import(&c2, &files[..1], &[("branch", "main")], "main").unwrap();
+    assert_eq!(m.resolve(repo.id, "main").unwrap(), Some(c2.id.clone()));
+    assert_eq!(m.history(repo.id, &c2.id, 10).unwrap().len(), 2);
+    assert_eq!(m.resolve(repo.id, "v1").unwrap(), Some(c1.id.clone()));
+    // A repository of this hub's own is no mirror and is never replaced by one.
+    let own = m
+        .create_repo(RepoKind::Model, "carol", "own", false, "carol")
+        .unwrap();
+    assert_eq!(m.mirror(own.id, "main").unwrap(), None);
+    let clash = m.import(&Import {
+        kind: RepoKind::Model,
+        namespace: "carol",
+        name: "own",
+        private: false,
+        upstream: "http://upstream",
+        commit: &c1,
+        files: &files,
+        refs: &[("branch", "main")],
+        revision: "main",
+    });
+    assert!(matches!(clash, Err(MetaError::Exists(_))), "{clash:?}");
+    assert_eq!(
+        m.resolve(own.id, "main").unwrap().as_deref().map(str::len),
+        Some(40)
+    );
+    assert_ne!(m.resolve(own.id, "main").unwrap(), Some(c1.id));
+    // The upstream made it private: so is the mirror.
+    let repo = m
+        .import(&Import {
+            kind: RepoKind::Model,
+            namespace: "carol",
+            name: "up",
+            private: true,
+            upstream: "http://upstream",
+            commit: &c2,
+            files: &[],
+            refs: &[("branch", "main")],
+            revision: "main",
+        })
+        .unwrap();
+    assert!(repo.private);
+    // Deleting a mirror forgets it.
+    assert!(m.delete_repo(RepoKind::Model, "carol", "up").unwrap());
+    assert_eq!(m.mirror(repo.id, "main").unwrap(), None);
 }
 
 #[test]

@@ -18,14 +18,15 @@ use futures_executor::block_on;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
-    Candidates, Commit, FileEntry, IndexRow, MetaError, MetaStore, NewCommit, Ref, Repo, RepoKind,
-    Result, now_ms,
+    Candidates, Commit, FileEntry, Import, IndexRow, MetaError, MetaStore, Mirror, NewCommit, Ref,
+    Repo, RepoKind, Result, now_ms,
 };
 
 /// Schema versions, in order; each applied once, in one transaction with its record.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE users (
     name TEXT PRIMARY KEY,
     created_at BIGINT NOT NULL
@@ -111,7 +112,23 @@ CREATE TABLE hub_settings (
     value BYTEA NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE mirrors (
+    repo_id BIGINT PRIMARY KEY REFERENCES repos(id) ON DELETE CASCADE,
+    upstream TEXT NOT NULL
+);
+CREATE TABLE mirror_checks (
+    repo_id BIGINT NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    revision TEXT NOT NULL,
+    checked_at BIGINT NOT NULL,
+    PRIMARY KEY (repo_id, revision)
+);
+"#,
+    ),
+];
 
 /// The advisory lock key migrations run under (any constant shared by all replicas).
 const MIGRATION_LOCK: i64 = 0x7a6f_6f68_7562;
@@ -869,6 +886,129 @@ impl MetaStore for PgMeta {
                 .await
                 .map_err(pg)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn import(&self, i: &Import<'_>) -> Result<Repo> {
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            let now = now_ms();
+            // The repository's row locked (or created) first: imports of one repository from
+            // several replicas take turns.
+            let inserted = tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO repos (kind, namespace, name, private, created_at, last_modified) VALUES ($1, $2, $3, $4, $5, $5)
+                         ON CONFLICT (kind, namespace, name) DO NOTHING RETURNING {REPO_COLS}"
+                    ),
+                    &[&i.kind.as_str(), &i.namespace, &i.name, &i.private, &i.commit.created_at],
+                )
+                .await
+                .map_err(pg)?;
+            let repo_id = match inserted {
+                Some(row) => {
+                    let id = row_repo(&row, 0).id;
+                    tx.execute(
+                        "INSERT INTO mirrors (repo_id, upstream) VALUES ($1, $2)",
+                        &[&id, &i.upstream],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    id
+                }
+                None => {
+                    let row = tx
+                        .query_one(
+                            &format!(
+                                "SELECT {REPO_COLS} FROM repos WHERE kind = $1 AND namespace = $2 AND name = $3 FOR UPDATE"
+                            ),
+                            &[&i.kind.as_str(), &i.namespace, &i.name],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    let r = row_repo(&row, 0);
+                    let mirrored = tx
+                        .query_opt("SELECT 1 FROM mirrors WHERE repo_id = $1", &[&r.id])
+                        .await
+                        .map_err(pg)?
+                        .is_some();
+                    if !mirrored {
+                        return Err(MetaError::Exists(format!(
+                            "{} {} (a repository of this hub's own)",
+                            i.kind.as_str(),
+                            r.full_name()
+                        )));
+                    }
+                    if r.private != i.private {
+                        tx.execute(
+                            "UPDATE repos SET private = $1 WHERE id = $2",
+                            &[&i.private, &r.id],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    }
+                    r.id
+                }
+            };
+            let k = i.commit;
+            let added = tx
+                .execute(
+                    "INSERT INTO commits (repo_id, id, parent, summary, description, author, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    &[&repo_id, &k.id, &k.parent, &k.summary, &k.description, &k.author, &k.created_at],
+                )
+                .await
+                .map_err(pg)?;
+            if added > 0 {
+                insert_files(&tx, repo_id, &k.id, i.files).await?;
+                tx.execute(
+                    "UPDATE repos SET last_modified = GREATEST(last_modified, $1) WHERE id = $2",
+                    &[&k.created_at, &repo_id],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            for (kind, name) in i.refs {
+                tx.execute(
+                    "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (repo_id, kind, name) DO UPDATE SET commit_id = EXCLUDED.commit_id",
+                    &[&repo_id, kind, name, &k.id],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            tx.execute(
+                "INSERT INTO mirror_checks (repo_id, revision, checked_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (repo_id, revision) DO UPDATE SET checked_at = EXCLUDED.checked_at",
+                &[&repo_id, &i.revision, &now],
+            )
+            .await
+            .map_err(pg)?;
+            let row = tx
+                .query_one(
+                    &format!("SELECT {REPO_COLS} FROM repos WHERE id = $1"),
+                    &[&repo_id],
+                )
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(row_repo(&row, 0))
+        })
+    }
+
+    fn mirror(&self, repo_id: i64, revision: &str) -> Result<Option<Mirror>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT m.upstream, k.checked_at FROM mirrors m
+                   LEFT JOIN mirror_checks k ON k.repo_id = m.repo_id AND k.revision = $2
+                  WHERE m.repo_id = $1",
+                &[&repo_id, &revision],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| Mirror {
+                upstream: r.get(0),
+                checked_at: r.get(1),
+            }))
         })
     }
 

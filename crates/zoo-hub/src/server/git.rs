@@ -69,6 +69,13 @@ pub(super) async fn serve(
             Err(e) => return Err(e),
         },
     };
+    if ctx.hub.meta.mirror(repo.id, "main")?.is_some() {
+        // Its commits carry the upstream's ids, which only the upstream's git objects make.
+        return Err(HubError::BadRequest(format!(
+            "{} is mirrored from another hub: git clone is not served for mirrors; download it with huggingface_hub, `zoo download`, or clone from the upstream",
+            repo.full_name()
+        )));
+    }
     let hub = ctx.hub;
     let lock = hub.git_lock(repo.id);
     let _guard = lock.lock().await;

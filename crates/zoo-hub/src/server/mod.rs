@@ -38,6 +38,8 @@ use reads::*;
 use repos::*;
 use writes::*;
 
+pub(crate) use writes::reindex;
+
 type HubResult<T = Response> = Result<T, HubError>;
 
 /// A running hub's state.
@@ -46,6 +48,8 @@ pub struct Hub {
     pub blobs: Arc<dyn BlobStore>,
     pub config: HubConfig,
     secret: Vec<u8>,
+    /// The hub this one mirrors (`--upstream`).
+    pub upstream: Option<Arc<crate::mirror::Upstream>>,
     /// One git request at a time per repository (its bare repository is rewritten first).
     git_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -65,11 +69,13 @@ impl Hub {
         config: HubConfig,
         secret: Vec<u8>,
     ) -> Self {
+        let upstream = crate::mirror::Upstream::from_config(&config).map(Arc::new);
         Hub {
             meta,
             blobs,
             config,
             secret,
+            upstream,
             git_locks: Default::default(),
         }
     }
@@ -162,8 +168,21 @@ impl Ctx<'_> {
             _ => Err(HubError::RepoNotFound),
         }
     }
-    /// A repository the caller may write to.
+    /// A repository the caller may write to (a mirrored one is read-only).
     fn writable(&self, kind: RepoKind, ns: &str, name: &str) -> HubResult<Repo> {
+        let repo = self.owned(kind, ns, name)?;
+        if let Some(m) = self.hub.meta.mirror(repo.id, "main")? {
+            return Err(HubError::Forbidden(format!(
+                "{} is a mirror of {}/{}: push there",
+                repo.full_name(),
+                m.upstream,
+                repo.full_name()
+            )));
+        }
+        Ok(repo)
+    }
+    /// A repository the caller owns with a write token (mirrored or not).
+    fn owned(&self, kind: RepoKind, ns: &str, name: &str) -> HubResult<Repo> {
         let v = self.user()?.clone();
         let repo = self.readable(kind, ns, name)?;
         if !v.write {
@@ -264,6 +283,11 @@ async fn route(
         return xet::cas(hub, method, headers, kind, ns, name, rest, body).await;
     }
     let viewer = viewer(hub, headers)?;
+    if hub.upstream.is_some()
+        && let Some((kind, ns, name, rev)) = mirrored_read(method, &s)
+    {
+        crate::mirror::ensure(hub, kind, ns, name, &rev).await?;
+    }
     let ctx = Ctx {
         hub,
         viewer,
@@ -339,6 +363,37 @@ async fn route(
             "no route for {method} {}",
             path
         ))),
+    }
+}
+
+/// The repository and revision a read names, for the mirror to fetch first.
+fn mirrored_read<'a>(
+    method: &Method,
+    s: &[&'a str],
+) -> Option<(RepoKind, &'a str, &'a str, String)> {
+    let get = *method == Method::GET || *method == Method::HEAD;
+    let main = || "main".to_string();
+    match (s, get) {
+        (["api", kind @ ("models" | "datasets"), ns, name, rest @ ..], _) => {
+            let kind = RepoKind::parse(kind)?;
+            let rev = match (rest, get) {
+                ([] | ["refs"], true) => main(),
+                (["revision" | "commits", rev @ ..], true) if !rev.is_empty() => rev.join("/"),
+                (["tree", rev, ..], true) => rev.to_string(),
+                (["paths-info", rev @ ..], false) if *method == Method::POST && !rev.is_empty() => {
+                    rev.join("/")
+                }
+                _ => return None,
+            };
+            Some((kind, ns, name, rev))
+        }
+        (["datasets", ns, name, "resolve", rev, _, ..], true) => {
+            Some((RepoKind::Dataset, ns, name, rev.to_string()))
+        }
+        ([ns, name, "resolve", rev, _, ..], true) if *ns != "api" => {
+            Some((RepoKind::Model, ns, name, rev.to_string()))
+        }
+        _ => None,
     }
 }
 

@@ -71,6 +71,20 @@ pub(super) async fn create_repo(ctx: &Ctx<'_>, body: Body) -> HubResult {
         .and_then(Value::as_bool)
         .unwrap_or(false)
         || body.get("visibility").and_then(Value::as_str) == Some("private");
+    if let Some(up) = ctx.hub.upstream.clone()
+        && ctx.hub.meta.repo(kind, &ns, &name)?.is_none()
+    {
+        let (ns_, name_) = (ns.clone(), name.clone());
+        let clash = tokio::task::spawn_blocking(move || up.has(kind, &ns_, &name_))
+            .await
+            .map_err(|e| HubError::Internal(e.to_string()))??;
+        if clash {
+            return Err(HubError::Conflict(format!(
+                "{ns}/{name} exists on the upstream this hub mirrors ({}): a repository here would shadow it; choose another name",
+                ctx.hub.upstream.as_ref().map_or("", |u| u.url.as_str())
+            )));
+        }
+    }
     match ctx.hub.meta.create_repo(kind, &ns, &name, private, &v.user) {
         Ok(repo) => Ok(json_response(
             StatusCode::OK,
@@ -94,7 +108,8 @@ pub(super) async fn delete_repo(ctx: &Ctx<'_>, body: Body) -> HubResult {
     let v = ctx.user()?.clone();
     let body = read_json(body, 1 << 20).await?;
     let (kind, ns, name) = names_from(&body, &v)?;
-    let repo = ctx.writable(kind, &ns, &name)?;
+    // A mirror may be deleted (the next request fetches it again).
+    let repo = ctx.owned(kind, &ns, &name)?;
     ctx.hub.meta.delete_repo(kind, &ns, &name)?;
     // Its bare git repository goes too (a later repository may get the same id).
     let bare = crate::gitrepo::bare_dir(&ctx.hub.config.data, &repo);

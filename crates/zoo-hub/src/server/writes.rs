@@ -313,7 +313,7 @@ pub(super) async fn commit(
 }
 
 /// Recomputes the search index of a repository from a commit (its new `main`).
-pub(super) async fn reindex(hub: &Hub, repo: &Repo, commit: &str) -> HubResult<()> {
+pub(crate) async fn reindex(hub: &Hub, repo: &Repo, commit: &str) -> HubResult<()> {
     let files = hub.meta.files(repo.id, commit)?;
     let blobs = hub.blobs.clone();
     let row = tokio::task::spawn_blocking(move || crate::index::compute(&files, blobs.as_ref()))
