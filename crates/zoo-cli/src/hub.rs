@@ -82,6 +82,48 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a consistent snapshot of the hub — metadata and every blob it names — into DIR
+    /// (an earlier backup there is brought up to date: only new blobs are copied); safe while
+    /// the hub runs.
+    Backup {
+        /// The backup folder.
+        dir: PathBuf,
+        #[arg(long, env = "ZOO_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a backup into a fresh hub (no users, no repositories yet), with any store pair:
+    /// blobs first, each hash-verified, then the metadata in one transaction.
+    Restore {
+        /// The backup folder.
+        dir: PathBuf,
+        #[arg(long, env = "ZOO_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A byte-counting progress bar on a terminal (unless HF_HUB_DISABLE_PROGRESS_BARS).
+fn bytes_bar(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() || zoo_client::settings::progress_bars_disabled() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
 }
 
 /// `90s`, `30m`, `1h`, `2d`, or plain seconds.
@@ -250,6 +292,63 @@ pub fn admin(command: AdminCommand) -> Result<ExitCode> {
                     report.collected.len(),
                     report.bytes,
                     if dry_run { " — dry run" } else { "" }
+                );
+            }
+        }
+        AdminCommand::Backup {
+            dir,
+            data,
+            stores,
+            json,
+        } => {
+            let config = stores.config(&data);
+            let meta = zoo_hub::open_meta(&config)?;
+            let blobs = zoo_hub::open_blobs(&config)?;
+            let bar = bytes_bar("backup");
+            let s = zoo_hub::backup::backup(meta.as_ref(), blobs.as_ref(), &dir, &bar)
+                .with_context(|| format!("backing up the hub into {}", dir.display()))?;
+            bar.finish_and_clear();
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                outln!(
+                    "backed up {} users, {} repositories, {} commits and {} blobs ({} bytes; {} copied, {} already there, {} no longer named removed) into {}",
+                    s.users,
+                    s.repos,
+                    s.commits,
+                    s.blobs,
+                    s.bytes,
+                    s.copied,
+                    s.reused,
+                    s.pruned,
+                    dir.display()
+                );
+            }
+        }
+        AdminCommand::Restore {
+            dir,
+            data,
+            stores,
+            json,
+        } => {
+            let config = stores.config(&data);
+            let meta = zoo_hub::open_meta(&config)?;
+            let blobs = zoo_hub::open_blobs(&config)?;
+            let bar = bytes_bar("restore");
+            let s = zoo_hub::backup::restore(meta.as_ref(), blobs.as_ref(), &dir, &bar)
+                .with_context(|| format!("restoring the backup in {}", dir.display()))?;
+            bar.finish_and_clear();
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                outln!(
+                    "restored {} users, {} repositories, {} commits and {} blobs ({} bytes) from {}",
+                    s.users,
+                    s.repos,
+                    s.commits,
+                    s.blobs,
+                    s.bytes,
+                    dir.display()
                 );
             }
         }

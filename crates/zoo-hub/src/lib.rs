@@ -10,6 +10,7 @@
 //! - a mirrored file is stored only once it matches the upstream's hash (`mirror`).
 
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod error;

@@ -4,6 +4,7 @@
 //! the store several replicas share. A commit is one transaction (SQLite: WAL,
 //! `synchronous = FULL`; PostgreSQL: the branch row locked): all of it becomes visible, or none.
 
+pub mod dump;
 pub mod pg;
 pub use pg::PgMeta;
 
@@ -292,6 +293,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The upstream of a mirrored repository and when `revision` was last checked there;
     /// `None` for a repository of this hub's own.
     fn mirror(&self, repo_id: i64, revision: &str) -> Result<Option<Mirror>>;
+
+    /// Every table's rows as one consistent snapshot (`zoo admin backup`).
+    fn dump(&self) -> Result<dump::Dump>;
+    /// Loads a dump into this store, which must hold no user and no repository yet, in one
+    /// transaction (`zoo admin restore`).
+    fn load(&self, d: &dump::Dump) -> Result<()>;
+}
+
+/// Why a store refuses to load a dump: it is not empty.
+fn not_empty(users: i64, repos: i64) -> Result<()> {
+    if users > 0 || repos > 0 {
+        return Err(MetaError::Backend(format!(
+            "the metadata store is not empty ({users} users, {repos} repositories): restore into a fresh hub"
+        )));
+    }
+    Ok(())
 }
 
 /// SQLite metadata in one file.
@@ -1063,6 +1080,93 @@ impl MetaStore for SqliteMeta {
             let repo = tx.query_row(&format!("SELECT {REPO_COLS} FROM repos WHERE id = ?1"), [repo_id], row_repo)?;
             tx.commit()?;
             Ok(repo)
+        })
+    }
+
+    fn dump(&self) -> Result<dump::Dump> {
+        use rusqlite::types::ValueRef;
+        self.with(|c| {
+            // One read transaction: every table from the same snapshot.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+            let mut out = dump::Dump::default();
+            for t in dump::TABLES {
+                let cols: Vec<&str> = t.cols.iter().map(|(n, _)| *n).collect();
+                let mut st = tx.prepare(&format!(
+                    "SELECT {} FROM {}",
+                    cols.iter()
+                        .map(|c| format!("\"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.name
+                ))?;
+                let rows = st
+                    .query_map([], |r| {
+                        t.cols
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, ty))| {
+                                Ok(match (r.get_ref(i)?, ty) {
+                                    (ValueRef::Null, _) => serde_json::Value::Null,
+                                    (ValueRef::Integer(n), dump::Col::Bool) => {
+                                        serde_json::Value::Bool(n != 0)
+                                    }
+                                    (ValueRef::Integer(n), _) => serde_json::Value::from(n),
+                                    (ValueRef::Text(b), _) => serde_json::Value::String(
+                                        String::from_utf8_lossy(b).into_owned(),
+                                    ),
+                                    (other, _) => {
+                                        return Err(rusqlite::Error::InvalidColumnType(
+                                            i,
+                                            cols[i].to_string(),
+                                            other.data_type(),
+                                        ));
+                                    }
+                                })
+                            })
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.tables.insert(t.name.to_string(), rows);
+            }
+            drop(tx);
+            Ok(out)
+        })
+    }
+
+    fn load(&self, d: &dump::Dump) -> Result<()> {
+        use rusqlite::types::Value as Sql;
+        d.check().map_err(MetaError::Backend)?;
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let count = |t: &str| -> Result<i64> {
+                Ok(tx.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))?)
+            };
+            not_empty(count("users")?, count("repos")?)?;
+            for t in dump::TABLES {
+                let cols: Vec<String> = t.cols.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+                let mut st = tx.prepare(&format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    t.name,
+                    cols.join(", "),
+                    marks.join(", ")
+                ))?;
+                for row in d.tables.get(t.name).into_iter().flatten() {
+                    let values: Vec<Sql> = row
+                        .iter()
+                        .map(|v| match v {
+                            serde_json::Value::Null => Sql::Null,
+                            serde_json::Value::Bool(b) => Sql::Integer(i64::from(*b)),
+                            serde_json::Value::Number(n) => Sql::Integer(n.as_i64().unwrap_or(0)),
+                            serde_json::Value::String(s) => Sql::Text(s.clone()),
+                            other => Sql::Text(other.to_string()),
+                        })
+                        .collect();
+                    st.execute(rusqlite::params_from_iter(values))?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
     }
 

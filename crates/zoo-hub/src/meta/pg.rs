@@ -19,7 +19,7 @@ use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::{
     Candidates, Commit, FileEntry, Import, IndexRow, MetaError, MetaStore, Mirror, NewCommit, Ref,
-    Repo, RepoKind, Result, now_ms,
+    Repo, RepoKind, Result, dump, not_empty, now_ms,
 };
 
 /// Schema versions, in order; each applied once, in one transaction with its record.
@@ -129,6 +129,14 @@ CREATE TABLE mirror_checks (
 "#,
     ),
 ];
+
+/// A dump column's name here (`user` is reserved in PostgreSQL).
+fn pg_column<'a>(table: &str, col: &'a str) -> &'a str {
+    match (table, col) {
+        ("tokens", "user") => "user_name",
+        _ => col,
+    }
+}
 
 /// The advisory lock key migrations run under (any constant shared by all replicas).
 const MIGRATION_LOCK: i64 = 0x7a6f_6f68_7562;
@@ -1009,6 +1017,117 @@ impl MetaStore for PgMeta {
                 upstream: r.get(0),
                 checked_at: r.get(1),
             }))
+        })
+    }
+
+    fn dump(&self) -> Result<dump::Dump> {
+        use serde_json::Value;
+        self.with(async |c| {
+            // One snapshot for every table.
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg)?;
+            let mut out = dump::Dump::default();
+            for t in dump::TABLES {
+                let cols: Vec<&str> = t.cols.iter().map(|(n, _)| pg_column(t.name, n)).collect();
+                let rows = tx
+                    .query(&format!("SELECT {} FROM {}", cols.join(", "), t.name), &[])
+                    .await
+                    .map_err(pg)?;
+                let rows = rows
+                    .iter()
+                    .map(|r| {
+                        t.cols
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, ty))| {
+                                Ok(match ty {
+                                    dump::Col::Int => Value::from(r.try_get::<_, i64>(i)?),
+                                    dump::Col::OptInt => r
+                                        .try_get::<_, Option<i64>>(i)?
+                                        .map_or(Value::Null, Value::from),
+                                    dump::Col::Text => Value::from(r.try_get::<_, String>(i)?),
+                                    dump::Col::OptText => r
+                                        .try_get::<_, Option<String>>(i)?
+                                        .map_or(Value::Null, Value::from),
+                                    dump::Col::Bool => Value::from(r.try_get::<_, bool>(i)?),
+                                })
+                            })
+                            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(pg)?;
+                out.tables.insert(t.name.to_string(), rows);
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(out)
+        })
+    }
+
+    fn load(&self, d: &dump::Dump) -> Result<()> {
+        use tokio_postgres::types::ToSql;
+        d.check().map_err(MetaError::Backend)?;
+        self.with(async |c| {
+            let tx = c.transaction().await.map_err(pg)?;
+            let mut counts = Vec::new();
+            for t in ["users", "repos"] {
+                let n: i64 = tx
+                    .query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                counts.push(n);
+            }
+            not_empty(counts[0], counts[1])?;
+            for t in dump::TABLES {
+                let cols: Vec<&str> = t.cols.iter().map(|(n, _)| pg_column(t.name, n)).collect();
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+                let st = tx
+                    .prepare(&format!(
+                        "INSERT INTO {} ({}) VALUES ({})",
+                        t.name,
+                        cols.join(", "),
+                        marks.join(", ")
+                    ))
+                    .await
+                    .map_err(pg)?;
+                for row in d.tables.get(t.name).into_iter().flatten() {
+                    let values: Vec<Box<dyn ToSql + Sync + Send>> = t
+                        .cols
+                        .iter()
+                        .zip(row)
+                        .map(|((_, ty), v)| -> Box<dyn ToSql + Sync + Send> {
+                            match ty {
+                                dump::Col::Int => Box::new(v.as_i64().unwrap_or(0)),
+                                dump::Col::OptInt => Box::new(v.as_i64()),
+                                dump::Col::Text => {
+                                    Box::new(v.as_str().unwrap_or_default().to_string())
+                                }
+                                dump::Col::OptText => Box::new(v.as_str().map(str::to_string)),
+                                dump::Col::Bool => Box::new(v.as_bool().unwrap_or(false)),
+                            }
+                        })
+                        .collect();
+                    let refs: Vec<&(dyn ToSql + Sync)> = values
+                        .iter()
+                        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    tx.execute(&st, &refs).await.map_err(pg)?;
+                }
+            }
+            // Repositories keep their ids; new ones continue after them.
+            tx.execute(
+                "SELECT setval(pg_get_serial_sequence('repos', 'id'), COALESCE((SELECT MAX(id) FROM repos), 0) + 1, false)",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(())
         })
     }
 
