@@ -125,3 +125,12 @@ for r in "mobilenet_v2-fashion-mnist:zoo/mobilenet_v2:fashion-mnist" "minilm-sen
 done
 echo "(accuracy on held-out test examples; pushed: zoo/mobilenet_v2-fashion-mnist, zoo/minilm-sentiment at $HF_ENDPOINT)"
 echo "(whole path after the build: $((SECONDS - started)) s)"
+echo
+echo "== the hub's pages: open $HF_ENDPOINT/zoo/mobilenet_v2-fashion-mnist"
+echo "   (search: $HF_ENDPOINT/models · compare: $HF_ENDPOINT/compare?m=zoo/mobilenet_v2&m=zoo/mobilenet_v2-fashion-mnist)"
+if [ -t 1 ] && [ "$quick" = 0 ]; then
+  echo "   serving until Ctrl-C"
+  wait "$serve_pid" || true
+else
+  echo "   the hub stops with this script; to browse later: $zoo serve --data $out/hub  (then http://127.0.0.1:8080/)"
+fi

@@ -5,7 +5,9 @@
 #   benches/hub/cluster.sh [SIZE_MIB] [SMALL_FILES]     # defaults 256 and 1000
 #
 # For each setup: upload throughput of one SIZE_MIB LFS file (curl PUT to the signed link);
-# download throughput of it at 1 and 16 concurrent clients (curl); SMALL_FILES small files
+# download throughput of it at 1, 16 and 128 concurrent clients (curl; BIG_CLIENTS="1 16 128");
+# for the cluster also straight from RGW (curl, SigV4-signed), which is the data path a
+# presigned-URL redirect would give instead of the replica's proxying; SMALL_FILES small files
 # (1 KiB, one commit) fetched at 1, 16 and 128 concurrent clients (curl via xargs -P: files/s);
 # commit latency of 50 one-file commits in a row (p50, p99). Uses the build of `zoo` that
 # scripts/test.sh makes (its dependencies at opt-level 3); prints a table.
@@ -13,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib="${1:-256}"
 small="${2:-1000}"
+big_clients="${BIG_CLIENTS:-1 16 128}"
 cargo build --locked -q -p zoo-cli
 zoo="${CARGO_TARGET_DIR:-$PWD/target}/debug/zoo"
 work="$(mktemp -d)"
@@ -46,11 +49,20 @@ bench() { # NAME ENDPOINT TOKEN
   printf '%s\n%s\n' '{"key":"header","value":{"summary":"big"}}' \
     "{\"key\":\"lfsFile\",\"value\":{\"path\":\"big.bin\",\"algo\":\"sha256\",\"oid\":\"$oid\",\"size\":$bytes}}" |
     curl -sf -H "$auth" -H 'Content-Type: application/x-ndjson' --data-binary @- "$url/api/models/bench/big/commit/main" >/dev/null
-  for c in 1 16; do
+  for c in $big_clients; do
     t0=$(date +%s.%N)
     seq 1 "$c" | xargs -P "$c" -I{} curl -sf -o /dev/null "$url/bench/big/resolve/main/big.bin"
     t1=$(date +%s.%N)
     echo "$name download_c${c}_MBps $(python3 -c "print(round($c*$bytes/1e6/($t1-$t0),1))")" >> "$results"
+    if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+      # The same bytes straight from the object store, as a presigned redirect would serve them.
+      t0=$(date +%s.%N)
+      seq 1 "$c" | xargs -P "$c" -I{} curl -sf -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        "$AWS_ENDPOINT_URL/$bucket/zoo/blobs/${oid:0:2}/${oid:2:2}/$oid"
+      t1=$(date +%s.%N)
+      echo "$name rgw_direct_c${c}_MBps $(python3 -c "print(round($c*$bytes/1e6/($t1-$t0),1))")" >> "$results"
+    fi
   done
   # Small files, one commit.
   python3 - "$small" > "$work/small.ndjson" <<'PY'
@@ -121,5 +133,5 @@ print(f"{'metric':<28} {'1 replica SQLite+files':>24} {'3 replicas PG+RGW':>20} 
 for m, v in rows.items():
     a, b = v.get("single"), v.get("cluster")
     r = f"{b / a:.2f}" if a and b else "-"
-    print(f"{m:<28} {a:>24} {b:>20} {r:>7}")
+    print(f"{m:<28} {a if a is not None else '-':>24} {b if b is not None else '-':>20} {r:>7}")
 PY

@@ -8,6 +8,7 @@ mod git;
 mod lfs;
 mod reads;
 mod repos;
+mod web;
 mod writes;
 mod xet;
 
@@ -282,7 +283,12 @@ async fn route(
     if let ["xet-cas", kind, ns, name, rest @ ..] = s.as_slice() {
         return xet::cas(hub, method, headers, kind, ns, name, rest, body).await;
     }
-    let viewer = viewer(hub, headers)?;
+    let mut viewer = viewer(hub, headers)?;
+    // A browser signed in to the pages reads with its session (never writes: a write needs
+    // the token itself, so a page elsewhere cannot make the browser change anything).
+    if viewer.is_none() && (*method == Method::GET || *method == Method::HEAD) {
+        viewer = web::session::viewer(hub, headers);
+    }
     if hub.upstream.is_some()
         && let Some((kind, ns, name, rev)) = mirrored_read(method, &s)
     {
@@ -359,6 +365,7 @@ async fn route(
             rev,
             &path.join("/"),
         ),
+        (_, s) if web::is_page(method, s) => web::page(&ctx, method, headers, s, body).await,
         _ => Err(HubError::NotFound(format!(
             "no route for {method} {}",
             path
