@@ -6,8 +6,9 @@
 #
 # For each setup: upload throughput of one SIZE_MIB LFS file (curl PUT to the signed link);
 # download throughput of it at 1, 16 and 128 concurrent clients (curl; BIG_CLIENTS="1 16 128");
-# for the cluster also straight from RGW (curl, SigV4-signed), which is the data path a
-# presigned-URL redirect would give instead of the replica's proxying; SMALL_FILES small files
+# for the cluster also through a fourth replica started with --blobs-redirect (curl -L: the
+# replica's 302, then the presigned URL straight from RGW) against the proxying replicas
+# behind nginx; SMALL_FILES small files
 # (1 KiB, one commit) fetched at 1, 16 and 128 concurrent clients (curl via xargs -P: files/s);
 # commit latency of 50 one-file commits in a row (p50, p99). Uses the build of `zoo` that
 # scripts/test.sh makes (its dependencies at opt-level 3); prints a table.
@@ -37,8 +38,8 @@ bytes="$(stat -c %s "$work/big.bin")"
 results="$work/results.txt"
 : > "$results"
 
-bench() { # NAME ENDPOINT TOKEN
-  local name="$1" url="$2" token="$3" auth="Authorization: Bearer $3"
+bench() { # NAME ENDPOINT TOKEN [REDIRECTING_REPLICA]
+  local name="$1" url="$2" token="$3" auth="Authorization: Bearer $3" redirect="${4:-}"
   curl -sf -H "$auth" -H 'Content-Type: application/json' -d '{"name":"bench/big"}' "$url/api/repos/create" >/dev/null
   local href t0 t1
   href="$(curl -sf -H "$auth" -H 'Content-Type: application/json' \
@@ -51,17 +52,15 @@ bench() { # NAME ENDPOINT TOKEN
     curl -sf -H "$auth" -H 'Content-Type: application/x-ndjson' --data-binary @- "$url/api/models/bench/big/commit/main" >/dev/null
   for c in $big_clients; do
     t0=$(date +%s.%N)
-    seq 1 "$c" | xargs -P "$c" -I{} curl -sf -o /dev/null "$url/bench/big/resolve/main/big.bin"
+    seq 1 "$c" | xargs -P "$c" -I{} curl -sSf -o /dev/null "$url/bench/big/resolve/main/big.bin"
     t1=$(date +%s.%N)
     echo "$name download_c${c}_MBps $(python3 -c "print(round($c*$bytes/1e6/($t1-$t0),1))")" >> "$results"
-    if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
-      # The same bytes straight from the object store, as a presigned redirect would serve them.
+    if [ -n "$redirect" ]; then
+      # The same file through the redirecting replica: its 302, then RGW itself.
       t0=$(date +%s.%N)
-      seq 1 "$c" | xargs -P "$c" -I{} curl -sf -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
-        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-        "$AWS_ENDPOINT_URL/$bucket/zoo/blobs/${oid:0:2}/${oid:2:2}/$oid"
+      seq 1 "$c" | xargs -P "$c" -I{} curl -sSfL -o /dev/null "$redirect/bench/big/resolve/main/big.bin"
       t1=$(date +%s.%N)
-      echo "$name rgw_direct_c${c}_MBps $(python3 -c "print(round($c*$bytes/1e6/($t1-$t0),1))")" >> "$results"
+      echo "$name redirect_c${c}_MBps $(python3 -c "print(round($c*$bytes/1e6/($t1-$t0),1))")" >> "$results"
     fi
   done
   # Small files, one commit.
@@ -116,11 +115,16 @@ for i in 1 2 3; do
   pids+=($!)
   ups+=("127.0.0.1:$p")
 done
+p="$(free_port)"
+"$zoo" serve --data "$work/cluster/r4" --addr "127.0.0.1:$p" --database "$db" --blobs "s3://$bucket/zoo" --blobs-redirect > "$work/r4.log" 2>&1 &
+pids+=($!)
+redirecting="http://127.0.0.1:$p"
+wait_port "$p"
 for u in "${ups[@]}"; do wait_port "${u#*:}"; done
 lb="$(scripts/services/nginx.sh start "$work/cluster" "$(free_port)" "${ups[@]}")"
 "$zoo" admin user add bench --data "$work/admin" --database "$db" >/dev/null
 token="$("$zoo" admin token create --user bench --scope write --data "$work/admin" --database "$db")"
-bench cluster "$lb" "$token"
+bench cluster "$lb" "$token" "$redirecting"
 
 echo
 python3 - "$results" <<'PY'

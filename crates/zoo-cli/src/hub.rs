@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// points [default: 300; also ZOO_UPSTREAM_REFRESH]. Commit ids are never asked again.
     #[arg(long)]
     upstream_refresh: Option<u64>,
+    /// Answer downloads of LFS files with a redirect to a presigned URL of the S3 store (valid
+    /// 15 minutes) instead of streaming them through this server — for clients that can reach
+    /// the store [also ZOO_BLOBS_REDIRECT=true].
+    #[arg(long)]
+    blobs_redirect: bool,
 }
 
 /// Where the hub's metadata and blobs live (the data directory by default).
@@ -202,6 +207,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     if let Some(r) = args.upstream_refresh {
         config.upstream_refresh = r;
+    }
+    if args.blobs_redirect {
+        config.blobs_redirect = true;
     }
     let hub = zoo_hub::open(config)
         .with_context(|| format!("opening the hub in {}", args.data.display()))?;

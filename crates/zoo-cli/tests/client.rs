@@ -482,7 +482,10 @@ fn push_uploads_only_what_changed_in_one_commit() {
         &["info", "alice/data", "--json"],
     )))
     .unwrap();
-    assert_eq!(info["children"], json!(["alice/pushed"]));
+    // Its owner sees the private child; nobody else does.
+    assert_eq!(info["children"], json!(["alice/hidden", "alice/pushed"]));
+    let anonymous = http.get("/api/models/alice/data", None, None).json();
+    assert_eq!(anonymous["zoo"]["children"], json!(["alice/pushed"]));
     let info: Value = serde_json::from_str(&ok(&s.zoo(
         &s.server.url,
         &s.cache(),

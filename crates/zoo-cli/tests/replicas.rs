@@ -653,3 +653,127 @@ fn postgres_without_shared_blobs_is_refused_issue_14() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must share their blobs"), "{err}");
 }
+
+/// Issue 14: `--blobs-redirect` answers downloads of LFS files with a 302 to a presigned RGW
+/// URL (the metadata headers on the redirect, as the Hub's CDN redirects carry them), and the
+/// clients follow it: zoo, huggingface_hub, a ranged GET. Regular files stay direct; a store
+/// without presigned URLs refuses the flag.
+#[test]
+fn downloads_redirect_to_presigned_object_store_urls_issue_14() {
+    let python = std::env::var("ZOO_PYTHON")
+        .expect("ZOO_PYTHON: a python with huggingface_hub==1.33.0 (scripts/test.sh sets it)");
+    let rgw = Rgw::start();
+    let pg = Postgres::start();
+    let root = tempfile::tempdir().unwrap();
+    let blobs = format!("s3://{}/redirect", rgw.bucket);
+    let env = rgw.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let stores = ["--database", pg.url.as_str(), "--blobs", blobs.as_str()];
+    let admin = |args: &[&str]| {
+        let out = Command::new(ZOO)
+            .arg("admin")
+            .args(args)
+            .arg("--data")
+            .arg(root.path().join("admin"))
+            .args(["--database", &pg.url])
+            .output()
+            .unwrap();
+        ok(&out).trim().to_string()
+    };
+    admin(&["user", "add", "alice"]);
+    let token = admin(&["token", "create", "--user", "alice", "--scope", "write"]);
+    let mut args = stores.to_vec();
+    args.push("--blobs-redirect");
+    let server = Server::start(&root.path().join("replica"), &args, &env);
+    let http = Http::new(&server.url);
+    http.create(&token, "alice/r", false);
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let oid = http.lfs_upload(&token, "alice/r", &big);
+    let lfs = serde_json::json!({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": big.len()}});
+    let r = http.commit(&token, "alice/r", &[("config.json", b"{}")], &[lfs]);
+    assert_eq!(r.status, 200);
+    let head = http.head_commit(&token, "alice/r");
+    // The redirect, with the metadata the clients read from it.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let r = Http::reply(
+        agent
+            .head(format!("{}/alice/r/resolve/main/w.bin", server.url))
+            .call(),
+    );
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap().to_string();
+    assert!(location.starts_with(&rgw.endpoint), "{location}");
+    assert_eq!(
+        r.header("x-linked-etag"),
+        Some(format!("\"{oid}\"").as_str())
+    );
+    assert_eq!(
+        r.header("x-linked-size"),
+        Some(big.len().to_string().as_str())
+    );
+    assert_eq!(r.header("x-repo-commit"), Some(head.as_str()));
+    // The presigned URL serves ranges itself.
+    let r = Http::reply(agent.get(&location).header("Range", "bytes=100-199").call());
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, big[100..200]);
+    // A regular file is served here.
+    let r = Http::reply(
+        agent
+            .get(format!("{}/alice/r/resolve/main/config.json", server.url))
+            .call(),
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+    // zoo and huggingface_hub follow it.
+    let out = Command::new(ZOO)
+        .args(["download", "alice/r", "--json"])
+        .env("HF_ENDPOINT", &server.url)
+        .env("HF_HUB_CACHE", root.path().join("cache"))
+        .env("HF_HOME", root.path().join("hf-home"))
+        .env("HF_TOKEN", &token)
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let snap = PathBuf::from(
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["snapshot"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string()),
+    );
+    assert_eq!(std::fs::read(snap.join("w.bin")).unwrap(), big);
+    let script = r#"
+import sys
+from huggingface_hub import hf_hub_download
+print(hf_hub_download("alice/r", "w.bin", cache_dir=sys.argv[1]))
+"#;
+    // (By another host name than the store's, as in any real deployment: huggingface_hub
+    // keeps its token for URLs on the hub's own host, and a presigned URL takes no token.)
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(root.path().join("py-cache"))
+        .env("HF_ENDPOINT", server.url.replace("127.0.0.1", "localhost"))
+        .env("HF_TOKEN", &token)
+        .env("HF_HUB_DISABLE_XET", "1")
+        .output()
+        .unwrap();
+    let path = ok(&out);
+    assert_eq!(std::fs::read(path.trim()).unwrap(), big);
+    // Without an object store there is nothing to redirect to.
+    let out = Command::new(ZOO)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--blobs-redirect",
+            "--data",
+        ])
+        .arg(root.path().join("plain"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("presigned"));
+}

@@ -185,11 +185,34 @@ fn seeded_hub() -> Hub {
         "zoo/secret-model",
         &[(
             "README.md",
-            b"---\npipeline_tag: image-classification\ndatasets: [imagenet-1k]\nlicense: mit\n---\n# Secret\n",
+            b"---\npipeline_tag: image-classification\ndatasets: [imagenet-1k]\nlicense: mit\nbase_model: zoo/mobilenet_v2\n---\n# Secret\n",
         )],
         &[],
     );
     assert_eq!(r.status, 200);
+    // A data set.
+    let r = http.post(
+        "/api/repos/create",
+        &token,
+        &json!({"name": "zoo/flowers", "type": "dataset"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = Http::reply(
+        http.agent
+            .post(format!("{url}/api/datasets/zoo/flowers/commit/main"))
+            .header("Authorization", format!("Bearer {token}"))
+            .content_type("application/x-ndjson")
+            .send(
+                [
+                    json!({"key": "header", "value": {"summary": "data"}}).to_string(),
+                    json!({"key": "file", "value": {"path": "train.csv", "content": "text,label\nrose,0\n", "encoding": "utf-8"}}).to_string(),
+                    json!({"key": "file", "value": {"path": "README.md", "content": "---\nlicense: cc-by-4.0\ntask_categories: [image-classification]\n---\n# Flowers\n", "encoding": "utf-8"}}).to_string(),
+                ]
+                .join("\n")
+                .as_bytes(),
+            ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     Hub {
         _dir: dir,
         server,
@@ -310,6 +333,16 @@ async fn follow(c: &Client, css: &str) {
     }
 }
 
+fn child_info_children(api: &Http, token: Option<&str>) -> Vec<String> {
+    let info = api.get("/api/models/zoo/mobilenet_v2", token, None).json();
+    info["zoo"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
 fn fmt_metric(v: f64) -> String {
     format!("{v:.4}")
         .trim_end_matches('0')
@@ -325,6 +358,10 @@ fn the_pages_work_in_a_real_browser_issue_15() {
     let child_info = api
         .get("/api/models/zoo/mobilenet_v2-fashion-mnist", None, None)
         .json();
+    // The API names no private child to others either.
+    let children = child_info_children(&api, None);
+    assert_eq!(children, ["zoo/mobilenet_v2-fashion-mnist"]);
+    assert_eq!(child_info_children(&api, Some(&hub.token)).len(), 2);
     let child_metrics: Vec<f64> = child_info["zoo"]["metrics"]
         .as_object()
         .unwrap()
@@ -511,7 +548,30 @@ fn the_pages_work_in_a_real_browser_issue_15() {
         assert!(table.contains("bsd-3-clause") && table.contains("zoo/mobilenet_v2"));
         shot(&c, "compare").await;
 
-        // A private repository: invisible to the anonymous browser, anywhere…
+        // Data sets have their own search and pages.
+        c.goto(&format!("{base}/datasets")).await.unwrap();
+        assert_eq!(results(&c).await, ["zoo/flowers"]);
+        follow(&c, "article.card a").await;
+        assert!(
+            c.current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/datasets/zoo/flowers")
+        );
+        assert!(text(&c, "#card").await.contains("Flowers"));
+        assert!(
+            text(&c, "#use")
+                .await
+                .contains("load_dataset(\"zoo/flowers\")")
+        );
+        shot(&c, "dataset").await;
+
+        // A private repository (a fine-tune of MobileNetV2): invisible to the anonymous
+        // browser, anywhere — its page, search, the base's lineage…
+        c.goto(&format!("{base}/zoo/mobilenet_v2")).await.unwrap();
+        assert_eq!(count(&c, "#lineage a.child").await, 1);
+        assert!(!c.source().await.unwrap().contains("secret-model"));
         c.goto(&format!("{base}/zoo/secret-model")).await.unwrap();
         assert!(text(&c, "h1").await.contains("Not found"));
         c.goto(&format!("{base}/models?dataset=imagenet-1k"))
@@ -535,6 +595,12 @@ fn the_pages_work_in_a_real_browser_issue_15() {
         assert!(results(&c).await.contains(&"zoo/secret-model".to_string()));
         c.goto(&format!("{base}/zoo/secret-model")).await.unwrap();
         assert!(text(&c, "h1").await.contains("private"));
+        c.goto(&format!("{base}/zoo/mobilenet_v2")).await.unwrap();
+        assert_eq!(
+            count(&c, "#lineage a.child").await,
+            2,
+            "its owner sees it in the lineage"
+        );
         shot(&c, "private-signed-in").await;
         // The session cookie is HTTP-only: the page's scripts (if any ran) could not read it.
         let cookies = c.get_all_cookies().await.unwrap();

@@ -68,6 +68,15 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<Box<dyn Read + Send>, BlobError>;
     /// A local path to the blob for memory-mapped scanning, if the store has one.
     fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+    /// A time-limited URL a client can download the blob from directly (an object store's
+    /// presigned GET); `None` when the store has none.
+    fn presigned_get(
+        &self,
+        _sha256: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
     /// Every stored blob (garbage collection).
     fn list(&self) -> Result<Vec<StoredBlob>, BlobError>;
     /// Removes a blob (garbage collection); `false` when it was not there.

@@ -34,6 +34,9 @@ pub struct HubConfig {
     /// How long a mirrored branch or tag is served before the upstream is asked again where
     /// it points (seconds). Commit ids never need asking again.
     pub upstream_refresh: u64,
+    /// Answer downloads of LFS files with a redirect to a presigned URL of the object store
+    /// (S3 only) instead of streaming them through this server.
+    pub blobs_redirect: bool,
 }
 
 impl HubConfig {
@@ -51,6 +54,7 @@ impl HubConfig {
             upstream: None,
             upstream_token: None,
             upstream_refresh: 300,
+            blobs_redirect: false,
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct FileConfig {
     pub upstream: Option<String>,
     pub upstream_token: Option<String>,
     pub upstream_refresh: Option<u64>,
+    pub blobs_redirect: Option<bool>,
 }
 
 /// Why the configuration could not be read.
@@ -109,7 +114,8 @@ impl FileConfig {
 
     /// Applies the file, then `ZOO_ADDR`, `ZOO_PUBLIC_URL`, `ZOO_ALLOW_DANGEROUS_PICKLES`,
     /// `ZOO_MAX_COMMIT_BYTES`, `ZOO_MAX_FILE_BYTES`, `ZOO_PAGE_SIZE`, `ZOO_DATABASE`,
-    /// `ZOO_BLOBS`, `ZOO_UPSTREAM`, `ZOO_UPSTREAM_TOKEN`, `ZOO_UPSTREAM_REFRESH`.
+    /// `ZOO_BLOBS`, `ZOO_UPSTREAM`, `ZOO_UPSTREAM_TOKEN`, `ZOO_UPSTREAM_REFRESH`,
+    /// `ZOO_BLOBS_REDIRECT`.
     pub fn apply(self, c: &mut HubConfig) -> Result<(), ConfigError> {
         fn env<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
             match std::env::var(name) {
@@ -154,6 +160,9 @@ impl FileConfig {
         }
         if let Some(v) = env::<u64>("ZOO_UPSTREAM_REFRESH")?.or(self.upstream_refresh) {
             c.upstream_refresh = v;
+        }
+        if let Some(v) = env::<bool>("ZOO_BLOBS_REDIRECT")?.or(self.blobs_redirect) {
+            c.blobs_redirect = v;
         }
         Ok(())
     }

@@ -67,6 +67,15 @@ pub fn open(config: HubConfig) -> Result<Hub, StartError> {
             reason: "replicas sharing PostgreSQL must share their blobs too: give --blobs s3://BUCKET/PREFIX or --blobs file:SHARED_FOLDER (ZOO_BLOBS)".into(),
         }));
     }
+    if config.blobs_redirect && !matches!(config.blobs()?, config::Blobs::S3(_)) {
+        return Err(StartError::Config(config::ConfigError::Url {
+            what: "--blobs-redirect",
+            url: "file:…".into(),
+            reason:
+                "redirects go to an object store's presigned URLs: give --blobs s3://BUCKET/PREFIX"
+                    .into(),
+        }));
+    }
     let meta = open_meta(&config)?;
     let blobs = open_blobs(&config)?;
     let mut fresh = vec![0u8; 32];

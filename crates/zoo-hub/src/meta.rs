@@ -265,7 +265,8 @@ pub trait MetaStore: Send + Sync + 'static {
     fn index(&self, repo_id: i64) -> Result<Option<IndexRow>>;
     /// Repositories visible to the viewer matching kind, author and search text, with their index.
     fn candidates(&self, q: &Candidates<'_>) -> Result<Vec<(Repo, IndexRow)>>;
-    /// Repositories whose card names `base` as `base_model`.
+    /// Repositories whose card names `base` as `base_model`, private ones included (callers
+    /// show each only to whom may read it).
     fn children(&self, base: &str) -> Result<Vec<String>>;
     fn count_download(&self, repo_id: i64) -> Result<()>;
 
@@ -977,7 +978,7 @@ impl MetaStore for SqliteMeta {
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT r.namespace || '/' || r.name FROM lineage l JOIN repos r ON r.id = l.repo_id
-                 WHERE l.base = ?1 AND r.private = 0 ORDER BY 1",
+                 WHERE l.base = ?1 ORDER BY 1",
             )?;
             let rows = st
                 .query_map([base], |r| r.get(0))?

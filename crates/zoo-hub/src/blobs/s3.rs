@@ -62,6 +62,8 @@ fn s3_err(what: &str, e: impl std::fmt::Display) -> BlobError {
 /// An S3 bucket (and key prefix) as a blob store.
 pub struct S3BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The same store, for presigning download links.
+    signer: Arc<object_store::aws::AmazonS3>,
     prefix: String,
     url: String,
     rt: tokio::runtime::Handle,
@@ -90,6 +92,16 @@ impl S3BlobStore {
         }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut b = object_store::aws::AmazonS3Builder::from_env()
+            // object_store's default gives a request 30 s, body included: a large download to
+            // a slow client (or 128 at once) is cut and resumed again and again until the
+            // retries run out. A request's total time is the client's to bound; connecting
+            // keeps its own limit.
+            .with_config(
+                object_store::aws::AmazonS3ConfigKey::Client(
+                    object_store::ClientConfigKey::Timeout,
+                ),
+                "24h",
+            )
             .with_bucket_name(bucket)
             .with_region(
                 env("AWS_REGION")
@@ -102,8 +114,8 @@ impl S3BlobStore {
                 .with_endpoint(endpoint)
                 .with_virtual_hosted_style_request(false);
         }
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(b.build().map_err(|e| s3_err("configuration", e))?);
+        let signer = Arc::new(b.build().map_err(|e| s3_err("configuration", e))?);
+        let store: Arc<dyn ObjectStore> = signer.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -133,6 +145,7 @@ impl S3BlobStore {
             .map_err(|e| s3_err("starting the I/O runtime", e))?;
         let s = S3BlobStore {
             store,
+            signer,
             prefix: prefix.trim_matches('/').to_string(),
             url: url.to_string(),
             rt,
@@ -246,6 +259,20 @@ impl BlobStore for S3BlobStore {
 
     fn local_path(&self, _sha256: &str) -> Option<std::path::PathBuf> {
         None
+    }
+
+    fn presigned_get(
+        &self,
+        sha256: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        use object_store::signer::Signer;
+        let key = self.blob_key(sha256)?;
+        let signer = self.signer.clone();
+        let url = self
+            .run(async move { signer.signed_url(axum::http::Method::GET, &key, ttl).await })
+            .map_err(|e| s3_err(&format!("presigning blob {sha256}"), e))?;
+        Ok(Some(url.to_string()))
     }
 
     fn list(&self) -> Result<Vec<StoredBlob>, BlobError> {

@@ -838,7 +838,7 @@ impl MetaStore for PgMeta {
             let rows = c
                 .query(
                     "SELECT r.namespace || '/' || r.name FROM lineage l JOIN repos r ON r.id = l.repo_id
-                     WHERE l.base = $1 AND NOT r.private ORDER BY 1",
+                     WHERE l.base = $1 ORDER BY 1",
                     &[&base],
                 )
                 .await

@@ -169,6 +169,20 @@ impl Ctx<'_> {
             _ => Err(HubError::RepoNotFound),
         }
     }
+    /// The models fine-tuned from `base` that the caller may see (a private child is named
+    /// to its owner only).
+    fn visible_children(&self, base: &str) -> HubResult<Vec<String>> {
+        let mut out = Vec::new();
+        for c in self.hub.meta.children(base)? {
+            let (ns, name) = c.split_once('/').unwrap_or(("", &c));
+            if let Some(r) = self.hub.meta.repo(RepoKind::Model, ns, name)?
+                && self.can_read(&r)
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
     /// A repository the caller may write to (a mirrored one is read-only).
     fn writable(&self, kind: RepoKind, ns: &str, name: &str) -> HubResult<Repo> {
         let repo = self.owned(kind, ns, name)?;

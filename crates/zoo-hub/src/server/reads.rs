@@ -140,7 +140,7 @@ pub(super) fn info(
     {
         v["config"] = config;
     }
-    v["zoo"]["children"] = json!(ctx.hub.meta.children(&repo.full_name())?);
+    v["zoo"]["children"] = json!(ctx.visible_children(&repo.full_name())?);
     Ok(json_response(StatusCode::OK, v))
 }
 
@@ -254,6 +254,29 @@ pub(super) fn resolve(
             header::CONTENT_RANGE,
             format!("bytes {start}-{}/{size}", end - 1),
         );
+    }
+    // LFS files straight from the object store, as the Hub sends them to its CDN: the
+    // metadata headers here, the bytes (and `Range`) there.
+    if file.lfs
+        && ctx.hub.config.blobs_redirect
+        && let Some(url) = ctx
+            .hub
+            .blobs
+            .presigned_get(&file.sha256, std::time::Duration::from_secs(900))?
+    {
+        if *method == Method::GET {
+            ctx.hub.meta.count_download(repo.id)?;
+        }
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("x-repo-commit", &sha)
+            .header(header::ETAG, format!("\"{etag}\""))
+            .header("x-linked-etag", format!("\"{etag}\""))
+            .header("x-linked-size", size.to_string())
+            .header(header::LOCATION, url)
+            .header(header::CONTENT_LENGTH, "0")
+            .body(Body::empty())
+            .map_err(|e| HubError::Internal(e.to_string()));
     }
     if *method == Method::HEAD {
         return r

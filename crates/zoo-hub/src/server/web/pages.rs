@@ -538,13 +538,11 @@ pub(super) fn lineage(ctx: &Ctx<'_>, repo: &Repo, row: &IndexRow) -> HubResult<M
         .iter()
         .map(|b| node(ctx, b))
         .collect::<HubResult<Vec<_>>>()?;
-    let mut children = Vec::new();
-    for c in ctx.hub.meta.children(&repo.full_name())? {
-        let n = node(ctx, &c)?;
-        if n.href.is_some() {
-            children.push(n);
-        }
-    }
+    let children = ctx
+        .visible_children(&repo.full_name())?
+        .iter()
+        .map(|c| node(ctx, c))
+        .collect::<HubResult<Vec<_>>>()?;
     let me = Node {
         name: repo.full_name(),
         href: None,
