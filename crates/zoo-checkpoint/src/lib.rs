@@ -331,6 +331,29 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
     f.commit()
 }
 
+/// Writes `bytes` to `path` whole or not at all ([`write_atomic`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
+}
+
+/// Renames a finished temporary file over `path` after fsyncing it, then fsyncs the folder:
+/// for writers that must be given a path (an image encoder), the same guarantee as
+/// [`AtomicFile`].
+pub fn persist_atomic(tmp: &Path, path: &Path) -> Result<()> {
+    File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// A file that appears at its name complete or not at all: written to a temporary file in
 /// the same folder, which [`commit`](AtomicFile::commit) flushes, fsyncs and renames over
 /// the name (then fsyncs the folder). Dropped without a commit, it leaves nothing behind.

@@ -102,7 +102,10 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
     zoo_checkpoint::write_safetensors(&out_weights, &tensors, Some(&meta))?;
     let cfg = zoo_engine::timm::pretrained_cfg(tv_arch);
     let config = Config::timm(zoo_engine::timm::timm_arch(tv_arch), &labels, &cfg);
-    std::fs::write(a.out.join("config.json"), config.to_json_string())?;
+    zoo_checkpoint::write_bytes_atomic(
+        &a.out.join("config.json"),
+        config.to_json_string().as_bytes(),
+    )?;
     let mut card = match &a.card_from {
         Some(p) => ModelCard::parse(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -126,7 +129,7 @@ pub fn import(a: &ImportArgs) -> Result<ExitCode> {
                 .to_string_lossy()
         );
     }
-    std::fs::write(a.out.join("README.md"), card.render())?;
+    zoo_checkpoint::write_bytes_atomic(&a.out.join("README.md"), card.render().as_bytes())?;
     outln!(
         "wrote {} ({} parameters, {} classes)",
         a.out.display(),

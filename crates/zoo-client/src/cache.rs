@@ -89,7 +89,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
         path: path.to_path_buf(),
         error: e.error,
     })?;
+    sync_dir(dir);
     Ok(())
+}
+
+/// fsyncs a folder, so that a rename into it survives a crash (best effort: some file
+/// systems cannot).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Hashes a whole file: sha256, or git's blob id when `git` is set.

@@ -291,7 +291,12 @@ fn copy_to_local_dir<'a>(
             dst.file_name().unwrap().to_string_lossy()
         ));
         fs::copy(&src, &tmp).map_err(ClientError::io(&dst))?;
+        // Whole or absent, also across a crash: the copy reaches the disk before its name.
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(ClientError::io(&dst))?;
         fs::rename(&tmp, &dst).map_err(ClientError::io(&dst))?;
+        crate::cache::sync_dir(parent);
     }
     Ok(())
 }

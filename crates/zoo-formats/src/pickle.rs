@@ -8,9 +8,12 @@
 //!
 //! Values live in an arena ([`Pickle::nodes`]) and refer to each other by [`NodeId`], so
 //! memo sharing costs nothing, cycles cannot leak, and the arena never holds more nodes than
-//! the pickle has opcodes. Every length, the stack, the mark stack and the memo are bounded
-//! by [`Limits`]; a length field is checked against the bytes that remain before anything
-//! is allocated.
+//! the pickle has opcodes. `None`, `True` and `False` are one shared node each (they cannot
+//! change), so a pickle of nothing but pushes and pops of them allocates nothing. Every
+//! length, the stack, the mark stack, the memo and the arena are bounded by [`Limits`] and
+//! by the input's own length; a length field is checked against the bytes that remain before
+//! anything is allocated. Memory is linear in the input with a small constant: at most one
+//! node (about 100 bytes) per opcode, and at most [`Limits::max_nodes`] of them.
 
 use std::collections::HashMap;
 
@@ -66,12 +69,14 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// Generous for real checkpoints (a state dict of 10 000 tensors is about 150 000 values)
+    /// while bounding a hostile pickle to about 200 MB of arena and 50 MB of memo.
     fn default() -> Self {
         Limits {
             max_stack: 1 << 20,
             max_marks: 1 << 12,
-            max_memo: 1 << 22,
-            max_nodes: 1 << 24,
+            max_memo: 1 << 20,
+            max_nodes: 1 << 21,
             max_str_len: 1 << 30,
         }
     }
@@ -187,11 +192,16 @@ pub fn read(data: &[u8]) -> Result<Pickle, (PickleError, Vec<Import>)> {
 /// Reads one pickle from the start of `data`, stopping at STOP. On error, also returns the
 /// imports seen before it, so a scanner can report what a broken pickle would have imported.
 pub fn read_with(data: &[u8], limits: Limits) -> Result<Pickle, (PickleError, Vec<Import>)> {
+    // A value needs an opcode: never more nodes than bytes (plus the shared constants).
+    let limits = Limits {
+        max_nodes: limits.max_nodes.min(data.len().saturating_add(SHARED)),
+        ..limits
+    };
     let mut m = Machine {
         data,
         pos: 0,
         limits,
-        nodes: Vec::new(),
+        nodes: vec![Node::None, Node::Bool(true), Node::Bool(false)],
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -207,6 +217,12 @@ pub fn read_with(data: &[u8], limits: Limits) -> Result<Pickle, (PickleError, Ve
         Err(e) => Err((e, m.imports)),
     }
 }
+
+/// The shared nodes: `None`, `True`, `False`, in this order at the start of every arena.
+const SHARED: usize = 3;
+const NONE: NodeId = 0;
+const TRUE: NodeId = 1;
+const FALSE: NodeId = 2;
 
 struct Machine<'a> {
     data: &'a [u8],
@@ -344,9 +360,9 @@ impl<'a> Machine<'a> {
                     })?;
                     self.push(top, name, at)?;
                 }
-                b'N' => self.new_push(Node::None, name, at)?,
-                0x88 => self.new_push(Node::Bool(true), name, at)?,
-                0x89 => self.new_push(Node::Bool(false), name, at)?,
+                b'N' => self.push(NONE, name, at)?,
+                0x88 => self.push(TRUE, name, at)?,
+                0x89 => self.push(FALSE, name, at)?,
                 b'J' => {
                     let b = self.take(4, name, at)?;
                     let v = i32::from_le_bytes(b.try_into().unwrap());
@@ -376,16 +392,17 @@ impl<'a> Machine<'a> {
                 }
                 b'I' => {
                     let line = self.line(name, at)?;
-                    let node = match line.as_str() {
-                        "00" => Node::Bool(false),
-                        "01" => Node::Bool(true),
-                        s => Node::Int(
-                            s.trim()
+                    match line.as_str() {
+                        "00" => self.push(FALSE, name, at)?,
+                        "01" => self.push(TRUE, name, at)?,
+                        s => {
+                            let v = s
+                                .trim()
                                 .parse()
-                                .map_err(|_| self.malformed(name, at, "bad integer literal"))?,
-                        ),
-                    };
-                    self.new_push(node, name, at)?;
+                                .map_err(|_| self.malformed(name, at, "bad integer literal"))?;
+                            self.new_push(Node::Int(v), name, at)?;
+                        }
+                    }
                 }
                 b'L' => {
                     let line = self.line(name, at)?;

@@ -52,6 +52,34 @@ pub struct ImageTransform {
 }
 
 impl ImageTransform {
+    /// Every field that decides the pixels, spelled out exactly (floats by their bits): what
+    /// a cache of preprocessed values is keyed by. Not `Debug`, whose format may change.
+    pub fn cache_key(&self) -> String {
+        let filter = match self.filter {
+            FilterType::Nearest => "nearest",
+            FilterType::Triangle => "bilinear",
+            FilterType::CatmullRom => "bicubic",
+            FilterType::Gaussian => "gaussian",
+            FilterType::Lanczos3 => "lanczos3",
+        };
+        let bits = |v: &[f32; 3]| {
+            format!(
+                "{:08x}{:08x}{:08x}",
+                v[0].to_bits(),
+                v[1].to_bits(),
+                v[2].to_bits()
+            )
+        };
+        format!(
+            "{}x{}|crop {:016x}|{filter}|mean {}|std {}",
+            self.height,
+            self.width,
+            self.crop_pct.to_bits(),
+            bits(&self.mean),
+            bits(&self.std)
+        )
+    }
+
     pub fn from_cfg(cfg: &PretrainedCfg) -> Result<Self, PreprocessError> {
         let [c, h, w] = cfg.input_size;
         if c != 3 || h == 0 || w == 0 {

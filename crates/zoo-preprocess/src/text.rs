@@ -69,9 +69,19 @@ impl TextTokenizer {
             .token_to_id("[PAD]")
             .or_else(|| inner.token_to_id("<pad>"))
             .unwrap_or(0);
+        let max_length = st_limit.unwrap_or(max_length).min(max_length);
+        if max_length < 2 {
+            // Room for at least the two special tokens, or every input would be cut to nothing.
+            return Err(PreprocessError::Tokenizer {
+                path: dir.display().to_string(),
+                reason: format!(
+                    "a text limit of {max_length} tokens (max_seq_length / max_position_embeddings) leaves no room for any text"
+                ),
+            });
+        }
         Ok(TextTokenizer {
             inner,
-            max_length: st_limit.unwrap_or(max_length).min(max_length),
+            max_length,
             pad_id,
         })
     }

@@ -11,6 +11,13 @@ use crate::TrainError;
 use crate::data::{Example, Input};
 use crate::net::{Kind, Source};
 
+/// What every key starts with: the engine's version decides the bits of cached features, so
+/// a new engine (a kernel fix) never serves the old one's values. Issue 16: the key used to
+/// carry no version for plain features and hashed a `Debug` string of the preprocessing.
+pub fn key_version() -> String {
+    format!("zoo-features-v2|zoo-{}\0", env!("CARGO_PKG_VERSION"))
+}
+
 /// A folder of cached feature files.
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
@@ -44,23 +51,21 @@ impl FeatureCache {
         tag: &str,
     ) -> Result<String, TrainError> {
         let mut h = Sha256::new();
-        h.update(b"zoo-features-v1\0");
+        h.update(key_version().as_bytes());
         if !tag.is_empty() {
-            // The engine's kernels decide the bits of these values: a change of engine
-            // invalidates them.
-            h.update(format!("{tag}|zoo-kernels-{}\0", env!("CARGO_PKG_VERSION")).as_bytes());
+            h.update(format!("{tag}\0").as_bytes());
         }
         h.update(source.weights_sha256.as_bytes());
         match &source.kind {
             Kind::Image {
                 arch, transform, ..
             } => {
-                h.update(format!("{arch}|{transform:?}").as_bytes());
+                h.update(format!("{arch}|{}", transform.cache_key()).as_bytes());
             }
             Kind::Text {
                 pooling, tokenizer, ..
             } => {
-                h.update(format!("{pooling:?}|{}", tokenizer.max_length).as_bytes());
+                h.update(format!("{}|{}", pooling.name(), tokenizer.max_length).as_bytes());
             }
         }
         for e in examples {
@@ -235,4 +240,17 @@ impl RowWriter {
 /// Whether a path is inside the cache folder (for `zoo cache` listings).
 pub fn is_feature_file(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_name_the_engine_version_issue_16() {
+        let v = super::key_version();
+        assert!(v.contains(env!("CARGO_PKG_VERSION")), "{v}");
+        assert!(
+            !v.contains("v1"),
+            "old keys (made from Debug strings) are not reused"
+        );
+    }
 }

@@ -235,11 +235,10 @@ pub fn export_text(
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), TrainError> {
-    std::fs::write(
+    Ok(zoo_checkpoint::write_bytes_atomic(
         path,
-        serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
-    )
-    .map_err(|e| TrainError::io(path, e))
+        (serde_json::to_string_pretty(v).unwrap_or_default() + "\n").as_bytes(),
+    )?)
 }
 
 /// Writes `modules.json`, `1_Pooling/config.json` and the `Dense` folders.

@@ -126,7 +126,14 @@ impl Source {
                 ));
             }
             let c = BertConfig::from_json(&raw).map_err(|e| model_err(&config_path, e))?;
-            let tokenizer = TextTokenizer::from_dir(dir, c.max_position_embeddings)?;
+            // RoBERTa's positions start after the padding index (2): 514 embeddings hold 512
+            // tokens, as transformers counts them.
+            let positions = if model_type == "roberta" {
+                c.max_position_embeddings.saturating_sub(2)
+            } else {
+                c.max_position_embeddings
+            };
+            let tokenizer = TextTokenizer::from_dir(dir, positions)?;
             // A transformers classifier saved elsewhere implies its head and pooling.
             let implied = if head.is_none() {
                 let loaded = zoo_checkpoint::load(&mapped)?;

@@ -114,15 +114,20 @@ pub fn write(
                     let p = out.join("sentence_bert_config.json");
                     let v =
                         json!({"max_seq_length": tokenizer.max_length(), "do_lower_case": false});
-                    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap_or_default())
-                        .map_err(io(&p))?;
+                    zoo_checkpoint::write_bytes_atomic(
+                        &p,
+                        serde_json::to_string_pretty(&v)
+                            .unwrap_or_default()
+                            .as_bytes(),
+                    )?;
                 }
             }
             text_layout = Some(layout);
             for f in TOKENIZER_FILES {
                 let from = source.dir.join(f);
                 if from.exists() {
-                    std::fs::copy(&from, out.join(f)).map_err(io(&from))?;
+                    let bytes = std::fs::read(&from).map_err(io(&from))?;
+                    zoo_checkpoint::write_bytes_atomic(&out.join(f), &bytes)?;
                 }
             }
             (
@@ -137,7 +142,7 @@ pub fn write(
     meta.insert("format".to_string(), "pt".to_string());
     zoo_checkpoint::write_safetensors(&weights, &views, Some(&meta))?;
     let cp = out.join("config.json");
-    std::fs::write(&cp, config_text).map_err(io(&cp))?;
+    zoo_checkpoint::write_bytes_atomic(&cp, config_text.as_bytes())?;
 
     // metrics.jsonl
     let mp = out.join("metrics.jsonl");
@@ -146,14 +151,15 @@ pub fn write(
         lines.push_str(&serde_json::to_string(r).unwrap_or_default());
         lines.push('\n');
     }
-    std::fs::write(&mp, lines).map_err(io(&mp))?;
+    zoo_checkpoint::write_bytes_atomic(&mp, lines.as_bytes())?;
     let tp = out.join("trainer_state.json");
     let state = trainer_state(o, s, history);
-    std::fs::write(
+    zoo_checkpoint::write_bytes_atomic(
         &tp,
-        serde_json::to_string_pretty(&state).unwrap_or_default(),
-    )
-    .map_err(io(&tp))?;
+        serde_json::to_string_pretty(&state)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
 
     // Pictures and the report.
     let base = o.base_model.clone().unwrap_or_else(|| {
@@ -270,7 +276,7 @@ pub fn write(
     );
     card.body = body;
     let rp = out.join("README.md");
-    std::fs::write(&rp, card.render()).map_err(io(&rp))?;
+    zoo_checkpoint::write_bytes_atomic(&rp, card.render().as_bytes())?;
     Ok(())
 }
 

@@ -33,6 +33,10 @@ fn err(e: impl std::fmt::Display) -> TrainError {
 
 /// Loss and accuracy per epoch, train vs validation, side by side.
 pub fn curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<(), TrainError> {
+    png_atomic(path, |tmp| draw_curves(tmp, history, title))
+}
+
+fn draw_curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<(), TrainError> {
     let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
@@ -107,6 +111,10 @@ pub fn curves(path: &Path, history: &[EpochRecord], title: &str) -> Result<(), T
 
 /// The confusion matrix as a heat map with counts, rows true, columns predicted.
 pub fn confusion(path: &Path, eval: &Evaluation, title: &str) -> Result<(), TrainError> {
+    png_atomic(path, |tmp| draw_confusion(tmp, eval, title))
+}
+
+fn draw_confusion(path: &Path, eval: &Evaluation, title: &str) -> Result<(), TrainError> {
     let k = eval.confusion.len();
     let labels: Vec<String> = eval.per_class.iter().map(|c| c.label.clone()).collect();
     let cell = (560 / k.max(1)).clamp(24, 80) as i32;
@@ -225,5 +233,25 @@ pub fn html(
         ));
     }
     s.push_str("</table>\n</body></html>\n");
-    std::fs::write(path, s).map_err(|e| TrainError::io(path, e))
+    Ok(zoo_checkpoint::write_bytes_atomic(path, s.as_bytes())?)
+}
+
+/// Draws a PNG into a temporary file beside `path` (the encoder needs a `.png` name), then
+/// moves it into place whole; on failure nothing is left.
+fn png_atomic(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".zoo-tmp-{}-{name}", std::process::id()));
+    match draw(&tmp) {
+        Ok(()) => Ok(zoo_checkpoint::persist_atomic(&tmp, path)?),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }

@@ -246,3 +246,30 @@ fn every_text_combination_is_published_in_the_layout_its_card_names_issue_13() {
         assert_eq!(e.accuracy, s.eval.accuracy, "{what}");
     }
 }
+
+/// Issue 16: RoBERTa's positions start after its padding index, so 42 position embeddings
+/// hold 40 tokens (transformers: 514 → 512), BERT's hold all of them; a zero limit
+/// (`max_seq_length: 0`) is a clear error, not a panic in the tokenizer.
+#[test]
+fn text_limits_match_transformers_and_a_zero_limit_is_refused_issue_16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limit = |dir: &Path| match Source::open(dir, None).unwrap().kind {
+        zoo_train::net::Kind::Text { tokenizer, .. } => tokenizer.max_length,
+        _ => panic!("not a text model"),
+    };
+    assert_eq!(limit(&tiny(tmp.path(), "roberta")), 40);
+    let bert = tiny(tmp.path(), "bert");
+    let positions = read_json(&bert.join("config.json"))["max_position_embeddings"]
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(limit(&bert), positions);
+    std::fs::write(
+        bert.join("sentence_bert_config.json"),
+        r#"{"max_seq_length": 0}"#,
+    )
+    .unwrap();
+    let Err(e) = Source::open(&bert, None) else {
+        panic!("a zero limit is refused");
+    };
+    assert!(e.to_string().contains("no room"), "{e}");
+}

@@ -3,11 +3,20 @@
 
 use super::*;
 
-/// HMAC-SHA256 of `parts` joined by NUL bytes (the first names what the link allows), hex.
-pub(super) fn mac_hex(secret: &[u8], parts: &[&str]) -> String {
+fn mac(secret: &[u8], parts: &[&str]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(parts.join("\0").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
+}
+
+/// HMAC-SHA256 of `parts` joined by NUL bytes (the first names what the link allows), hex.
+pub(super) fn mac_hex(secret: &[u8], parts: &[&str]) -> String {
+    hex::encode(mac(secret, parts).finalize().into_bytes())
+}
+
+/// Whether `sig` (hex) is the MAC of `parts`: the `hmac` crate's constant-time check.
+pub(super) fn mac_ok(secret: &[u8], parts: &[&str], sig: &str) -> bool {
+    hex::decode(sig).is_ok_and(|tag| mac(secret, parts).verify_slice(&tag).is_ok())
 }
 
 pub(super) fn sign(secret: &[u8], oid: &str, size: u64, expires: i64) -> String {
@@ -110,8 +119,12 @@ pub(super) async fn lfs_put(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| HubError::BadRequest("`expires` is required".into()))?;
     let given = q("sig").unwrap_or("");
-    let expected = sign(&hub.secret, oid, size, expires);
-    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) || expires < now_ms() / 1000 {
+    let signed = mac_ok(
+        &hub.secret,
+        &["upload", oid, &size.to_string(), &expires.to_string()],
+        given,
+    );
+    if !signed || expires < now_ms() / 1000 {
         return Err(HubError::Forbidden(
             "upload link is invalid or expired: ask the batch endpoint again".into(),
         ));
@@ -141,10 +154,6 @@ pub(super) async fn lfs_put(
     Ok(json_response(StatusCode::OK, json!({})))
 }
 
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 pub(super) async fn lfs_verify(
     ctx: &Ctx<'_>,
     kind: RepoKind,
@@ -160,12 +169,10 @@ pub(super) async fn lfs_verify(
         .param("expires")
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
-    let signed = ctx.param("sig").is_some_and(|sig| {
-        constant_time_eq(
-            sig.as_bytes(),
-            sign_verify(&ctx.hub.secret, oid, expires).as_bytes(),
-        )
-    }) && expires >= now_ms() / 1000;
+    let signed = ctx
+        .param("sig")
+        .is_some_and(|sig| mac_ok(&ctx.hub.secret, &["verify", oid, &expires.to_string()], sig))
+        && expires >= now_ms() / 1000;
     if !signed {
         ctx.writable(kind, ns, name)?;
     }
@@ -200,9 +207,11 @@ pub(super) fn lfs_get(
             .map(|(_, v)| v.as_str())
     };
     let expires: i64 = q("expires").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let expected = sign_download(&hub.secret, oid, expires);
-    if !constant_time_eq(q("sig").unwrap_or("").as_bytes(), expected.as_bytes())
-        || expires < now_ms() / 1000
+    if !mac_ok(
+        &hub.secret,
+        &["download", oid, &expires.to_string()],
+        q("sig").unwrap_or(""),
+    ) || expires < now_ms() / 1000
     {
         return Err(HubError::Forbidden(
             "download link is invalid or expired: ask the batch endpoint again".into(),

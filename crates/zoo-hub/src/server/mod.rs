@@ -92,6 +92,17 @@ impl Hub {
     }
 }
 
+/// Runs blocking work — metadata queries, reading and memory-mapping weights — from an async
+/// handler without stalling the other requests on the same worker: on the server's
+/// multi-thread runtime the worker first hands its queue to another thread
+/// (`block_in_place`); elsewhere (a single-threaded test runtime) it just runs.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new().fallback(dispatch).with_state(hub)
@@ -291,17 +302,17 @@ async fn route(
         return lfs_put(hub, oid, &query, body).await;
     }
     if let (&Method::GET | &Method::HEAD, ["api", "lfs", "objects", oid]) = (method, s.as_slice()) {
-        return lfs_get(hub, method, headers, oid, &query);
+        return blocking(|| lfs_get(hub, method, headers, oid, &query));
     }
     // The Xet CAS authenticates with its own tokens.
     if let ["xet-cas", kind, ns, name, rest @ ..] = s.as_slice() {
         return xet::cas(hub, method, headers, kind, ns, name, rest, body).await;
     }
-    let mut viewer = viewer(hub, headers)?;
+    let mut viewer = blocking(|| viewer(hub, headers))?;
     // A browser signed in to the pages reads with its session (never writes: a write needs
     // the token itself, so a page elsewhere cannot make the browser change anything).
     if viewer.is_none() && (*method == Method::GET || *method == Method::HEAD) {
-        viewer = web::session::viewer(hub, headers);
+        viewer = blocking(|| web::session::viewer(hub, headers));
     }
     if hub.upstream.is_some()
         && let Some((kind, ns, name, rev)) = mirrored_read(method, &s)
@@ -317,12 +328,12 @@ async fn route(
     };
     let get = *method == Method::GET || *method == Method::HEAD;
     match (method.clone(), s.as_slice()) {
-        (_, ["api", "whoami-v2"]) if get => whoami(&ctx),
+        (_, ["api", "whoami-v2"]) if get => blocking(|| whoami(&ctx)),
         (Method::POST, ["api", "repos", "create"]) => create_repo(&ctx, body).await,
         (Method::DELETE, ["api", "repos", "delete"]) => delete_repo(&ctx, body).await,
         (Method::POST, ["api", "validate-yaml"]) => validate_yaml(body).await,
         (_, ["api", kind @ ("models" | "datasets")]) if get => {
-            list(&ctx, RepoKind::parse(kind).unwrap())
+            blocking(|| list(&ctx, RepoKind::parse(kind).unwrap()))
         }
         (_, ["api", kind @ ("models" | "datasets"), ns, name, rest @ ..]) => {
             let kind = RepoKind::parse(kind).unwrap();
@@ -358,27 +369,31 @@ async fn route(
             git::serve(&ctx, method, headers, RepoKind::Model, ns, name, rest, body).await
         }
         (_, ["datasets", ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => {
+            blocking(|| {
+                resolve(
+                    &ctx,
+                    method,
+                    headers,
+                    RepoKind::Dataset,
+                    ns,
+                    name,
+                    rev,
+                    &path.join("/"),
+                )
+            })
+        }
+        (_, [ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => blocking(|| {
             resolve(
                 &ctx,
                 method,
                 headers,
-                RepoKind::Dataset,
+                RepoKind::Model,
                 ns,
                 name,
                 rev,
                 &path.join("/"),
             )
-        }
-        (_, [ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => resolve(
-            &ctx,
-            method,
-            headers,
-            RepoKind::Model,
-            ns,
-            name,
-            rev,
-            &path.join("/"),
-        ),
+        }),
         (_, s) if web::is_page(method, s) => web::page(&ctx, method, headers, s, body).await,
         _ => Err(HubError::NotFound(format!(
             "no route for {method} {}",
@@ -496,7 +511,8 @@ fn paginate(ctx: &Ctx<'_>, items: &[Value], page: usize) -> HubResult {
         .param("cursor")
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let end = (cursor + page).min(items.len());
+    // Issue 16: a cursor near usize::MAX overflowed here.
+    let end = cursor.saturating_add(page).min(items.len());
     let slice = items.get(cursor..end).unwrap_or(&[]).to_vec();
     let mut r = json_response(StatusCode::OK, Value::Array(slice));
     if end < items.len() {
@@ -517,17 +533,20 @@ async fn api_repo(
 ) -> HubResult {
     let get = *method == Method::GET || *method == Method::HEAD;
     match (method.clone(), rest) {
-        (_, []) if get => info(ctx, kind, ns, name, None),
+        (_, []) if get => blocking(|| info(ctx, kind, ns, name, None)),
+        // Another revision's index is computed from its weights here.
         (_, ["revision", rev @ ..]) if get && !rev.is_empty() => {
-            info(ctx, kind, ns, name, Some(&rev.join("/")))
+            blocking(|| info(ctx, kind, ns, name, Some(&rev.join("/"))))
         }
-        (_, ["tree", rev, path @ ..]) if get => tree(ctx, kind, ns, name, rev, &path.join("/")),
-        (_, ["refs"]) if get => refs(ctx, kind, ns, name),
+        (_, ["tree", rev, path @ ..]) if get => {
+            blocking(|| tree(ctx, kind, ns, name, rev, &path.join("/")))
+        }
+        (_, ["refs"]) if get => blocking(|| refs(ctx, kind, ns, name)),
         (Method::POST, ["paths-info", rev @ ..]) if !rev.is_empty() => {
             paths_info(ctx, kind, ns, name, &rev.join("/"), body).await
         }
         (_, ["commits", rev @ ..]) if get && !rev.is_empty() => {
-            commits(ctx, kind, ns, name, &rev.join("/"))
+            blocking(|| commits(ctx, kind, ns, name, &rev.join("/")))
         }
         (_, ["xet-write-token", rev @ ..]) if get && !rev.is_empty() => {
             xet::write_token(ctx, kind, ns, name, &rev.join("/"))

@@ -291,29 +291,20 @@ pub(super) fn resolve(
         .map_err(|e| HubError::Internal(e.to_string()))
 }
 
-/// `Range: bytes=a-b | a- | -n` → the half-open byte range, `None` for a header that does
-/// not parse (served whole, as HTTP says), an error when it cannot be satisfied.
+/// `Range: bytes=a-b | a- | -n` → the half-open byte range, parsed and checked by
+/// `http-range-header` (RFC 9110): `None` for a header that does not parse or asks for
+/// several ranges (served whole, as HTTP allows), an error when it cannot be satisfied.
+/// Issue 16: `bytes=0-18446744073709551615` overflowed the hand-written parser.
 pub(super) fn parse_range(header: &str, size: u64) -> HubResult<Option<(u64, u64)>> {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+    let Ok(parsed) = http_range_header::parse_range_header(header) else {
         return Ok(None);
     };
-    if spec.contains(',') {
-        return Ok(None);
+    match parsed.validate(size) {
+        // `end` < `size`, so `end + 1` cannot overflow.
+        Ok(ranges) if ranges.len() == 1 => Ok(Some((*ranges[0].start(), *ranges[0].end() + 1))),
+        Ok(_) => Ok(None),
+        Err(_) => Err(HubError::RangeNotSatisfiable(size)),
     }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
-        (Some(s), Some(e)) if s <= e => (s, (e + 1).min(size)),
-        (Some(s), None) if b.is_empty() => (s, size),
-        (None, Some(n)) if a.is_empty() => (size.saturating_sub(n), size),
-        _ => return Ok(None),
-    };
-    if start >= size || start >= end {
-        return Err(HubError::RangeNotSatisfiable(size));
-    }
-    Ok(Some((start, end)))
 }
 
 /// Streams a blocking reader as a response body, 256 KiB at a time.
@@ -375,7 +366,7 @@ pub(super) fn list(ctx: &Ctx<'_>, kind: RepoKind) -> HubResult {
     let mut out = Vec::with_capacity(items.len());
     for (i, (repo, row)) in items.iter().enumerate() {
         // Only the page being returned needs its head commit and files.
-        if i < cursor || i >= cursor + page {
+        if i < cursor || i >= cursor.saturating_add(page) {
             out.push(Value::Null);
             continue;
         }

@@ -45,8 +45,7 @@ fn grant(hub: &Hub, headers: &HeaderMap, repo_id: i64) -> HubResult<Grant> {
         .strip_prefix("xet.")
         .and_then(|t| t.split_once('.'))
         .ok_or_else(bad)?;
-    let expected = token_mac(&hub.secret, payload);
-    if !constant_time_eq(sig.as_bytes(), expected.as_bytes()) {
+    if !mac_ok(&hub.secret, &["xet-write", payload], sig) {
         return Err(bad());
     }
     let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD

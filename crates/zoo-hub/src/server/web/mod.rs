@@ -84,7 +84,7 @@ pub(super) async fn page(
         set_csrf,
         secure,
     };
-    let result = match (method.clone(), s) {
+    match (method.clone(), s) {
         (_, ["static", "zoo.css"]) => {
             return Ok((
                 [
@@ -97,15 +97,18 @@ pub(super) async fn page(
         }
         (Method::POST, ["login"]) => return pages::login_post(&p, body).await,
         (Method::POST, ["logout"]) => return pages::logout(&p, body).await,
-        (_, ["login"]) => pages::login_form(&p, None),
-        (_, [""] | ["models"]) => pages::search(&p, RepoKind::Model),
-        (_, ["datasets"]) => pages::search(&p, RepoKind::Dataset),
-        (_, ["compare"]) => pages::compare(&p),
-        (_, ["datasets", ns, name]) => pages::repo(&p, RepoKind::Dataset, ns, name),
-        (_, [ns, name, "report", file]) => return pages::report(&p, ns, name, file),
-        (_, [ns, name]) => pages::repo(&p, RepoKind::Model, ns, name),
+        (_, [ns, name, "report", file]) => return blocking(|| pages::report(&p, ns, name, file)),
+        _ => {}
+    }
+    let result = blocking(|| match s {
+        ["login"] => pages::login_form(&p, None),
+        [""] | ["models"] => pages::search(&p, RepoKind::Model),
+        ["datasets"] => pages::search(&p, RepoKind::Dataset),
+        ["compare"] => pages::compare(&p),
+        ["datasets", ns, name] => pages::repo(&p, RepoKind::Dataset, ns, name),
+        [ns, name] => pages::repo(&p, RepoKind::Model, ns, name),
         _ => Err(HubError::NotFound("no such page".into())),
-    };
+    });
     Ok(match result {
         Ok((title, body)) => p.respond(StatusCode::OK, &title, &body),
         Err(HubError::RepoNotFound) => p.respond(
