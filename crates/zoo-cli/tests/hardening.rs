@@ -52,7 +52,11 @@ fn cursors_and_ranges_at_the_edge_of_u64_are_answered_not_panicked_on_issue_16()
     }
     // An end beyond u64: the whole file either way, never a panic.
     let r = get(&format!("bytes=0-{max}0"));
-    assert!(matches!(r.status, 200 | 206) && r.body == bytes, "{}", r.status);
+    assert!(
+        matches!(r.status, 200 | 206) && r.body == bytes,
+        "{}",
+        r.status
+    );
     // Signed links with signatures that are not even hex: refused, not a panic.
     for sig in ["zz", "", &"0".repeat(64), "%ff"] {
         let r = http.get(
