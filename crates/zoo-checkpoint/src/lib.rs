@@ -344,6 +344,13 @@ pub fn persist_atomic(tmp: &Path, path: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(tmp, e))?;
     std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    sync_parent(path);
+    Ok(())
+}
+
+/// fsyncs the folder holding `path`, so that a rename into it survives a crash (best
+/// effort: some file systems cannot).
+fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -351,7 +358,6 @@ pub fn persist_atomic(tmp: &Path, path: &Path) -> Result<()> {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 /// A file that appears at its name complete or not at all: written to a temporary file in
@@ -388,13 +394,7 @@ impl AtomicFile {
             .map_err(|e| Error::io(&path, e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        sync_parent(&path);
         Ok(())
     }
 }

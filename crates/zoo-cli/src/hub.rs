@@ -114,6 +114,23 @@ pub enum AdminCommand {
     },
 }
 
+/// `zoo admin backup|restore`: the stores the flags name, a progress bar, the copy.
+fn copy_hub(
+    stores: &StoreArgs,
+    data: &std::path::Path,
+    dir: &std::path::Path,
+    what: &str,
+    copy: zoo_hub::backup::Copy,
+) -> Result<zoo_hub::backup::Summary> {
+    let config = stores.config(data);
+    let meta = zoo_hub::open_meta(&config)?;
+    let blobs = zoo_hub::open_blobs(&config)?;
+    let bar = bytes_bar(what);
+    let s = copy(meta.as_ref(), blobs.as_ref(), dir, &bar)?;
+    bar.finish_and_clear();
+    Ok(s)
+}
+
 /// A byte-counting progress bar on a terminal (unless HF_HUB_DISABLE_PROGRESS_BARS).
 fn bytes_bar(what: &str) -> indicatif::ProgressBar {
     use std::io::IsTerminal as _;
@@ -309,13 +326,8 @@ pub fn admin(command: AdminCommand) -> Result<ExitCode> {
             stores,
             json,
         } => {
-            let config = stores.config(&data);
-            let meta = zoo_hub::open_meta(&config)?;
-            let blobs = zoo_hub::open_blobs(&config)?;
-            let bar = bytes_bar("backup");
-            let s = zoo_hub::backup::backup(meta.as_ref(), blobs.as_ref(), &dir, &bar)
+            let s = copy_hub(&stores, &data, &dir, "backup", zoo_hub::backup::backup)
                 .with_context(|| format!("backing up the hub into {}", dir.display()))?;
-            bar.finish_and_clear();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -339,13 +351,8 @@ pub fn admin(command: AdminCommand) -> Result<ExitCode> {
             stores,
             json,
         } => {
-            let config = stores.config(&data);
-            let meta = zoo_hub::open_meta(&config)?;
-            let blobs = zoo_hub::open_blobs(&config)?;
-            let bar = bytes_bar("restore");
-            let s = zoo_hub::backup::restore(meta.as_ref(), blobs.as_ref(), &dir, &bar)
+            let s = copy_hub(&stores, &data, &dir, "restore", zoo_hub::backup::restore)
                 .with_context(|| format!("restoring the backup in {}", dir.display()))?;
-            bar.finish_and_clear();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {

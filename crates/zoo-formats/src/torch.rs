@@ -874,6 +874,10 @@ pub fn all_pickles(bytes: &[u8]) -> (Vec<Import>, Option<String>) {
         }
         count += 1;
     }
+    if count == 0 {
+        // Issue 16: an empty `pytorch_model.bin` scanned as a safe pickle.
+        return (imports, Some("no pickle: the file is empty".into()));
+    }
     (imports, None)
 }
 

@@ -66,6 +66,14 @@ struct Manifest {
     bytes: u64,
 }
 
+/// [`backup`] or [`restore`]: the same shape, for callers that pick one.
+pub type Copy = fn(
+    &dyn MetaStore,
+    &dyn BlobStore,
+    &Path,
+    &indicatif::ProgressBar,
+) -> Result<Summary, BackupError>;
+
 /// What a backup or a restore did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {

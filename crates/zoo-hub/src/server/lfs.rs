@@ -38,6 +38,11 @@ pub(super) async fn lfs_batch(
         .get("operation")
         .and_then(Value::as_str)
         .unwrap_or("upload");
+    if !matches!(operation, "upload" | "download") {
+        return Err(HubError::BadRequest(format!(
+            "LFS operation `{operation}`: expected upload or download"
+        )));
+    }
     let repo = if operation == "upload" {
         ctx.writable(kind, ns, name)?
     } else {

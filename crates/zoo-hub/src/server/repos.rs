@@ -239,11 +239,20 @@ pub(super) async fn settings(
 ) -> HubResult {
     let repo = ctx.writable(kind, ns, name)?;
     let body = read_json(body, 1 << 20).await?;
-    let private = body.get("private").and_then(Value::as_bool).or_else(|| {
-        body.get("visibility")
-            .and_then(Value::as_str)
-            .map(|v| v == "private")
-    });
+    let private = match (body.get("private"), body.get("visibility")) {
+        (Some(Value::Bool(p)), _) => Some(*p),
+        (Some(Value::Null) | None, Some(Value::String(v))) if v == "private" || v == "public" => {
+            Some(v == "private")
+        }
+        (Some(Value::Null) | None, None) => None,
+        (p, v) => {
+            return Err(HubError::BadRequest(format!(
+                "settings: `private` must be true or false, `visibility` public or private (got {}, {})",
+                p.unwrap_or(&Value::Null),
+                v.unwrap_or(&Value::Null)
+            )));
+        }
+    };
     if let Some(p) = private {
         ctx.hub.meta.set_private(repo.id, p)?;
     }
