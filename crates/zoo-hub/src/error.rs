@@ -91,7 +91,15 @@ impl IntoResponse for HubError {
             HubError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
             HubError::Conflict(_) => (StatusCode::CONFLICT, None),
             HubError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, None),
-            HubError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            HubError::TooLarge(_) => {
+                // The rest of the body is not read: the connection cannot carry another
+                // request, and a client must not put one on it.
+                headers.insert(
+                    axum::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+                (StatusCode::PAYLOAD_TOO_LARGE, None)
+            }
             HubError::RangeNotSatisfiable(size) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert("content-range", v);
