@@ -42,6 +42,7 @@ for i in range(n):
 PY
 ( while kill -0 "$pid" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null; sleep 1; done ) > "$work/rss.txt" &
 sampler=$!
+rss() { awk '/VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status"; }
 run() { # NAME METHOD PATH
   "$tools/bin/oha" -z "${seconds}s" -c "$clients" -m "$2" --no-tui --output-format json "$url$3" > "$work/$1.json"
   python3 - "$1" "$work/$1.json" <<'PY'
@@ -50,16 +51,20 @@ r = json.load(open(sys.argv[2]))
 codes = r.get("statusCodeDistribution", {})
 ok = sum(v for k, v in codes.items() if k.startswith("2"))
 bad = sum(v for k, v in codes.items() if not k.startswith("2"))
-errors = sum(r.get("errorDistribution", {}).values())
+dist = r.get("errorDistribution", {})
+# oha counts the requests still in flight when the time is up as "aborted due to deadline":
+# the client stopped them, the server did not fail them.
+errors = sum(v for k, v in dist.items() if "deadline" not in k)
+other = {k: v for k, v in dist.items() if "deadline" not in k}
 pct = r.get("latencyPercentiles", {})
 s = r["summary"]
-print(f"{sys.argv[1]:<14} {ok + bad + errors:>9} {bad + errors:>7} {pct.get('p50', 0) * 1000:>9.1f} {pct.get('p99', 0) * 1000:>9.1f} {s.get('requestsPerSec', 0):>9.0f}")
+print(f"{sys.argv[1]:<14} {ok + bad + errors:>9} {bad + errors:>7} {pct.get('p50', 0) * 1000:>9.1f} {pct.get('p99', 0) * 1000:>9.1f} {s.get('requestsPerSec', 0):>9.0f}  {dict(list(other.items())[:3]) if other else ''}{codes if bad else ''}")
 PY
 }
 printf '%-14s %9s %7s %9s %9s %9s\n' target requests errors p50_ms p99_ms req_per_s
-run resolve-HEAD HEAD /load/model-0000/resolve/main/weights.bin
-run resolve-GET GET /load/model-0000/resolve/main/weights.bin
-run search GET "/api/models?search=model-01&filter=license:mit&sort=downloads&limit=20"
+run resolve-HEAD HEAD /load/model-0000/resolve/main/weights.bin; echo "   server RSS after: $(rss)"
+run resolve-GET GET /load/model-0000/resolve/main/weights.bin; echo "   server RSS after: $(rss)"
+run search GET "/api/models?search=model-01&filter=license:mit&sort=downloads&limit=20"; echo "   server RSS after: $(rss)"
 kill "$sampler" 2>/dev/null; sampler=""
 python3 - "$work/rss.txt" "$clients" "$seconds" "$repos" <<'PY'
 import sys

@@ -51,6 +51,8 @@ pub struct Hub {
     secret: Vec<u8>,
     /// The hub this one mirrors (`--upstream`).
     pub upstream: Option<Arc<crate::mirror::Upstream>>,
+    /// Requests allowed to block a thread at once (see [`blocking`]).
+    blocking_slots: tokio::sync::Semaphore,
     /// One git request at a time per repository (its bare repository is rewritten first).
     git_locks: std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -77,6 +79,9 @@ impl Hub {
             config,
             secret,
             upstream,
+            blocking_slots: tokio::sync::Semaphore::new(
+                4 * std::thread::available_parallelism().map_or(4, |n| n.get()),
+            ),
             git_locks: Default::default(),
         }
     }
@@ -95,8 +100,11 @@ impl Hub {
 /// Runs blocking work — metadata queries, reading and memory-mapping weights — from an async
 /// handler without stalling the other requests on the same worker: on the server's
 /// multi-thread runtime the worker first hands its queue to another thread
-/// (`block_in_place`); elsewhere (a single-threaded test runtime) it just runs.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// (`block_in_place`); elsewhere (a single-threaded test runtime) it just runs. At most
+/// [`Hub::blocking_slots`] requests do so at once; the others wait without a thread (500
+/// clients would otherwise start 500 threads: 3.6 GB resident under the load test).
+pub(crate) async fn blocking<T>(hub: &Hub, f: impl FnOnce() -> T) -> T {
+    let _slot = hub.blocking_slots.acquire().await;
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -302,17 +310,17 @@ async fn route(
         return lfs_put(hub, oid, &query, body).await;
     }
     if let (&Method::GET | &Method::HEAD, ["api", "lfs", "objects", oid]) = (method, s.as_slice()) {
-        return blocking(|| lfs_get(hub, method, headers, oid, &query));
+        return blocking(hub, || lfs_get(hub, method, headers, oid, &query)).await;
     }
     // The Xet CAS authenticates with its own tokens.
     if let ["xet-cas", kind, ns, name, rest @ ..] = s.as_slice() {
         return xet::cas(hub, method, headers, kind, ns, name, rest, body).await;
     }
-    let mut viewer = blocking(|| viewer(hub, headers))?;
+    let mut viewer = blocking(hub, || viewer(hub, headers)).await?;
     // A browser signed in to the pages reads with its session (never writes: a write needs
     // the token itself, so a page elsewhere cannot make the browser change anything).
     if viewer.is_none() && (*method == Method::GET || *method == Method::HEAD) {
-        viewer = blocking(|| web::session::viewer(hub, headers));
+        viewer = blocking(hub, || web::session::viewer(hub, headers)).await;
     }
     if hub.upstream.is_some()
         && let Some((kind, ns, name, rev)) = mirrored_read(method, &s)
@@ -328,12 +336,12 @@ async fn route(
     };
     let get = *method == Method::GET || *method == Method::HEAD;
     match (method.clone(), s.as_slice()) {
-        (_, ["api", "whoami-v2"]) if get => blocking(|| whoami(&ctx)),
+        (_, ["api", "whoami-v2"]) if get => blocking(hub, || whoami(&ctx)).await,
         (Method::POST, ["api", "repos", "create"]) => create_repo(&ctx, body).await,
         (Method::DELETE, ["api", "repos", "delete"]) => delete_repo(&ctx, body).await,
         (Method::POST, ["api", "validate-yaml"]) => validate_yaml(body).await,
         (_, ["api", kind @ ("models" | "datasets")]) if get => {
-            blocking(|| list(&ctx, RepoKind::parse(kind).unwrap()))
+            blocking(hub, || list(&ctx, RepoKind::parse(kind).unwrap())).await
         }
         (_, ["api", kind @ ("models" | "datasets"), ns, name, rest @ ..]) => {
             let kind = RepoKind::parse(kind).unwrap();
@@ -369,7 +377,7 @@ async fn route(
             git::serve(&ctx, method, headers, RepoKind::Model, ns, name, rest, body).await
         }
         (_, ["datasets", ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => {
-            blocking(|| {
+            blocking(hub, || {
                 resolve(
                     &ctx,
                     method,
@@ -381,19 +389,23 @@ async fn route(
                     &path.join("/"),
                 )
             })
+            .await
         }
-        (_, [ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => blocking(|| {
-            resolve(
-                &ctx,
-                method,
-                headers,
-                RepoKind::Model,
-                ns,
-                name,
-                rev,
-                &path.join("/"),
-            )
-        }),
+        (_, [ns, name, "resolve", rev, path @ ..]) if get && !path.is_empty() => {
+            blocking(hub, || {
+                resolve(
+                    &ctx,
+                    method,
+                    headers,
+                    RepoKind::Model,
+                    ns,
+                    name,
+                    rev,
+                    &path.join("/"),
+                )
+            })
+            .await
+        }
         (_, s) if web::is_page(method, s) => web::page(&ctx, method, headers, s, body).await,
         _ => Err(HubError::NotFound(format!(
             "no route for {method} {}",
@@ -533,20 +545,20 @@ async fn api_repo(
 ) -> HubResult {
     let get = *method == Method::GET || *method == Method::HEAD;
     match (method.clone(), rest) {
-        (_, []) if get => blocking(|| info(ctx, kind, ns, name, None)),
+        (_, []) if get => blocking(ctx.hub, || info(ctx, kind, ns, name, None)).await,
         // Another revision's index is computed from its weights here.
         (_, ["revision", rev @ ..]) if get && !rev.is_empty() => {
-            blocking(|| info(ctx, kind, ns, name, Some(&rev.join("/"))))
+            blocking(ctx.hub, || info(ctx, kind, ns, name, Some(&rev.join("/")))).await
         }
         (_, ["tree", rev, path @ ..]) if get => {
-            blocking(|| tree(ctx, kind, ns, name, rev, &path.join("/")))
+            blocking(ctx.hub, || tree(ctx, kind, ns, name, rev, &path.join("/"))).await
         }
-        (_, ["refs"]) if get => blocking(|| refs(ctx, kind, ns, name)),
+        (_, ["refs"]) if get => blocking(ctx.hub, || refs(ctx, kind, ns, name)).await,
         (Method::POST, ["paths-info", rev @ ..]) if !rev.is_empty() => {
             paths_info(ctx, kind, ns, name, &rev.join("/"), body).await
         }
         (_, ["commits", rev @ ..]) if get && !rev.is_empty() => {
-            blocking(|| commits(ctx, kind, ns, name, &rev.join("/")))
+            blocking(ctx.hub, || commits(ctx, kind, ns, name, &rev.join("/"))).await
         }
         (_, ["xet-write-token", rev @ ..]) if get && !rev.is_empty() => {
             xet::write_token(ctx, kind, ns, name, &rev.join("/"))

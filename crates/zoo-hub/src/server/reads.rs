@@ -308,28 +308,27 @@ pub(super) fn parse_range(header: &str, size: u64) -> HubResult<Option<(u64, u64
 }
 
 /// Streams a blocking reader as a response body, 256 KiB at a time.
-pub(super) fn stream_reader(mut reader: Box<dyn Read + Send>) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    tokio::task::spawn_blocking(move || {
-        loop {
+pub(super) fn stream_reader(reader: Box<dyn Read + Send>) -> Body {
+    // One chunk at a time, each read on a blocking thread that is free again between chunks:
+    // a slow client holds no thread and at most one chunk (a thread and 2 MB of queued
+    // chunks per download made 500 concurrent downloads cost gigabytes).
+    let stream = futures_util::stream::unfold(Some(reader), |state| async move {
+        let mut reader = state?;
+        let (reader, read) = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; 256 << 10];
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
-            }
+            let read = reader.read(&mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            (reader, read)
+        })
+        .await
+        .ok()?;
+        match read {
+            Ok(buf) if buf.is_empty() => None,
+            Ok(buf) => Some((Ok(Bytes::from(buf)), Some(reader))),
+            Err(e) => Some((Err(e), None)),
         }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
     });
     Body::from_stream(stream)
 }

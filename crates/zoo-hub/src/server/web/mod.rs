@@ -97,10 +97,12 @@ pub(super) async fn page(
         }
         (Method::POST, ["login"]) => return pages::login_post(&p, body).await,
         (Method::POST, ["logout"]) => return pages::logout(&p, body).await,
-        (_, [ns, name, "report", file]) => return blocking(|| pages::report(&p, ns, name, file)),
+        (_, [ns, name, "report", file]) => {
+            return blocking(ctx.hub, || pages::report(&p, ns, name, file)).await;
+        }
         _ => {}
     }
-    let result = blocking(|| match s {
+    let result = blocking(ctx.hub, || match s {
         ["login"] => pages::login_form(&p, None),
         [""] | ["models"] => pages::search(&p, RepoKind::Model),
         ["datasets"] => pages::search(&p, RepoKind::Dataset),
@@ -108,7 +110,8 @@ pub(super) async fn page(
         ["datasets", ns, name] => pages::repo(&p, RepoKind::Dataset, ns, name),
         [ns, name] => pages::repo(&p, RepoKind::Model, ns, name),
         _ => Err(HubError::NotFound("no such page".into())),
-    });
+    })
+    .await;
     Ok(match result {
         Ok((title, body)) => p.respond(StatusCode::OK, &title, &body),
         Err(HubError::RepoNotFound) => p.respond(
