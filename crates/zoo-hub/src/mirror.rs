@@ -170,13 +170,11 @@ impl Upstream {
             None => None,
         };
         let stored = match &local {
-            Some(r) => meta.commit_info(r.id, &sha)?.is_some(),
-            None => false,
+            Some(r) => meta.commit_info(r.id, &sha)?,
+            None => None,
         };
-        let (commit, files) = if stored {
-            let commit = meta
-                .commit_info(local.as_ref().map_or(0, |r| r.id), &sha)?
-                .ok_or_else(|| HubError::Internal(format!("commit {sha} vanished")))?;
+        // A commit stored already needs only its refs moved: `import` keeps its tree.
+        let (commit, files) = if let Some(commit) = stored {
             (commit, Vec::new())
         } else {
             let listed = self
