@@ -13,6 +13,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let report = zoo_formats::scan::scan_bytes("x.pkl", data);
     for i in imports {
-        assert!(report.imports.iter().any(|r| r.module == i.module && r.name == i.name));
+        assert!(
+            report
+                .imports
+                .iter()
+                .any(|r| r.module == i.module && r.name == i.name)
+        );
     }
 });

@@ -25,6 +25,7 @@ pub mod paths;
 pub mod scan;
 pub mod search;
 pub mod server;
+pub mod wire;
 pub mod xet;
 
 use std::path::Path;

@@ -33,34 +33,20 @@ pub(super) async fn lfs_batch(
     name: &str,
     body: Body,
 ) -> HubResult {
-    let body = read_json(body, 64 << 20).await?;
-    let operation = body
-        .get("operation")
-        .and_then(Value::as_str)
-        .unwrap_or("upload");
-    if !matches!(operation, "upload" | "download") {
-        return Err(HubError::BadRequest(format!(
-            "LFS operation `{operation}`: expected upload or download"
-        )));
-    }
-    let repo = if operation == "upload" {
-        ctx.writable(kind, ns, name)?
-    } else {
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .map_err(|e| HubError::TooLarge(format!("request body: {e}")))?;
+    let batch = crate::wire::parse_lfs_batch(&bytes)?;
+    let download = batch.operation == crate::wire::LfsOperation::Download;
+    let repo = if download {
         ctx.readable(kind, ns, name)?
+    } else {
+        ctx.writable(kind, ns, name)?
     };
-    let objects = body
-        .get("objects")
-        .and_then(Value::as_array)
-        .ok_or_else(|| HubError::BadRequest("`objects` is required".into()))?;
     let expires = now_ms() / 1000 + 3600;
     let mut out = Vec::new();
-    for o in objects {
-        let oid = o
-            .get("oid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let size = o.get("size").and_then(Value::as_u64).unwrap_or(0);
+    for o in batch.objects {
+        let (oid, size) = (o.oid, o.size);
         if !is_sha256(&oid) {
             out.push(json!({"oid": oid, "size": size, "error": {"code": 422, "message": "oid must be a sha256 hex digest"}}));
             continue;
@@ -70,7 +56,7 @@ pub(super) async fn lfs_batch(
             continue;
         }
         let stored = ctx.hub.blobs.size(&oid)?;
-        if operation == "download" {
+        if download {
             match stored {
                 Some(s) => {
                     let sig = sign_download(&ctx.hub.secret, &oid, expires);

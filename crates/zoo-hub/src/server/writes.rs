@@ -96,21 +96,6 @@ pub(super) async fn preupload(
     Ok(json_response(StatusCode::OK, json!({"files": out})))
 }
 
-/// One parsed ndjson operation.
-pub(super) enum Op {
-    File {
-        path: String,
-        content: Vec<u8>,
-    },
-    Lfs {
-        path: String,
-        oid: String,
-        size: Option<u64>,
-    },
-    DeleteFile(String),
-    DeleteFolder(String),
-}
-
 pub(super) async fn commit(
     ctx: &Ctx<'_>,
     kind: RepoKind,
@@ -141,103 +126,12 @@ pub(super) async fn commit(
             ctx.hub.config.max_commit_bytes
         ))
     })?;
-    let mut summary = String::new();
-    let mut description = String::new();
-    let mut parent = None;
-    let mut ops = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let v: Value = serde_json::from_slice(line)
-            .map_err(|e| HubError::BadRequest(format!("commit line {}: {e}", i + 1)))?;
-        let key = v.get("key").and_then(Value::as_str).unwrap_or("");
-        let value = v.get("value").cloned().unwrap_or(Value::Null);
-        let path = || -> HubResult<String> {
-            let p = value
-                .get("path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| HubError::BadRequest(format!("commit line {}: no `path`", i + 1)))?;
-            match path_problem(p) {
-                Some(problem) => Err(HubError::BadRequest(format!("`{p}`: {problem}"))),
-                None => Ok(p.to_string()),
-            }
-        };
-        match key {
-            "header" => {
-                summary = value
-                    .get("summary")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                description = value
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                parent = value
-                    .get("parentCommit")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-            }
-            "file" => {
-                let content = value.get("content").and_then(Value::as_str).unwrap_or("");
-                let content = match value.get("encoding").and_then(Value::as_str) {
-                    Some("base64") | None => base64::engine::general_purpose::STANDARD
-                        .decode(content)
-                        .map_err(|e| {
-                            HubError::BadRequest(format!("commit line {}: base64: {e}", i + 1))
-                        })?,
-                    Some("utf-8") | Some("utf8") => content.as_bytes().to_vec(),
-                    Some(other) => {
-                        return Err(HubError::BadRequest(format!(
-                            "encoding `{other}` is not supported"
-                        )));
-                    }
-                };
-                ops.push(Op::File {
-                    path: path()?,
-                    content,
-                });
-            }
-            "lfsFile" => {
-                let oid = value
-                    .get("oid")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                if value
-                    .get("algo")
-                    .and_then(Value::as_str)
-                    .is_some_and(|a| a != "sha256")
-                    || !is_sha256(&oid)
-                {
-                    return Err(HubError::BadRequest(format!(
-                        "commit line {}: lfsFile needs a sha256 oid",
-                        i + 1
-                    )));
-                }
-                ops.push(Op::Lfs {
-                    path: path()?,
-                    oid,
-                    size: value.get("size").and_then(Value::as_u64),
-                });
-            }
-            "deletedFile" => ops.push(Op::DeleteFile(path()?)),
-            "deletedFolder" => {
-                ops.push(Op::DeleteFolder(path()?.trim_end_matches('/').to_string()))
-            }
-            other => {
-                return Err(HubError::BadRequest(format!(
-                    "commit line {}: unknown key `{other}`",
-                    i + 1
-                )));
-            }
-        }
-    }
-    if summary.is_empty() {
-        summary = "Upload files".into();
-    }
+    let crate::wire::CommitRequest {
+        summary,
+        description,
+        parent,
+        ops,
+    } = crate::wire::parse_commit(&bytes)?;
     // Store regular files and check LFS objects: blobs become visible only once hashed.
     let blobs = ctx.hub.blobs.clone();
     let allow_dangerous = ctx.hub.config.allow_dangerous_pickles;
@@ -246,7 +140,7 @@ pub(super) async fn commit(
         let (mut df, mut dd) = (Vec::new(), Vec::new());
         for op in ops {
             match op {
-                Op::File { path, content } => {
+                crate::wire::Op::File { path, content } => {
                     let mut w = blobs.writer()?;
                     w.write_chunk(&content)?;
                     let info = w.commit(None, Some(content.len() as u64))?;
@@ -262,7 +156,7 @@ pub(super) async fn commit(
                     crate::scan::scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
                     added.push(e);
                 }
-                Op::Lfs { path, oid, size } => {
+                crate::wire::Op::Lfs { path, oid, size } => {
                     let stored = blobs.size(&oid)?.ok_or_else(|| {
                         HubError::BadRequest(format!("`{path}`: LFS object {oid} was not uploaded (or failed its hash check)"))
                     })?;
@@ -282,8 +176,8 @@ pub(super) async fn commit(
                     crate::scan::scan_entry(blobs.as_ref(), &mut e, allow_dangerous)?;
                     added.push(e);
                 }
-                Op::DeleteFile(p) => df.push(p),
-                Op::DeleteFolder(p) => dd.push(p),
+                crate::wire::Op::DeleteFile(p) => df.push(p),
+                crate::wire::Op::DeleteFolder(p) => dd.push(p),
             }
         }
         Ok((added, df, dd))
