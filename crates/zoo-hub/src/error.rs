@@ -36,6 +36,9 @@ pub enum HubError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The hub's disk (or database) is full: nothing was stored; retry once space returns.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// The hub this one mirrors failed (or could not be reached).
     #[error("{0}")]
     Upstream(String),
@@ -49,6 +52,11 @@ impl From<MetaError> for HubError {
                 "parentCommit {expected} is not the head of the branch ({found}): pull and retry"
             )),
             MetaError::NotFound(what) => HubError::NotFound(format!("{what} not found")),
+            MetaError::Db(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                HubError::InsufficientStorage(format!(
+                    "the hub's database is out of space ({e}): nothing was committed; retry once space returns"
+                ))
+            }
             MetaError::Db(e) => HubError::Internal(e.to_string()),
             MetaError::Backend(e) => HubError::Internal(e),
         }
@@ -62,6 +70,11 @@ impl From<BlobError> for HubError {
             | BlobError::SizeMismatch { .. }
             | BlobError::BadOid(_) => HubError::BadRequest(e.to_string()),
             BlobError::TooLarge { .. } => HubError::TooLarge(e.to_string()),
+            BlobError::Io { ref error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+                HubError::InsufficientStorage(format!(
+                    "the hub is out of disk space ({e}): nothing was stored; retry once space returns"
+                ))
+            }
             BlobError::Io { .. } | BlobError::Store(_) => HubError::Internal(e.to_string()),
         }
     }
@@ -109,6 +122,7 @@ impl IntoResponse for HubError {
             HubError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             HubError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
             HubError::Upstream(_) => (StatusCode::BAD_GATEWAY, None),
+            HubError::InsufficientStorage(_) => (StatusCode::INSUFFICIENT_STORAGE, None),
         };
         if let Some(code) = code {
             headers.insert("x-error-code", HeaderValue::from_static(code));
@@ -118,7 +132,12 @@ impl IntoResponse for HubError {
             HubError::BadToken => "Invalid username or password.".to_string(),
             other => other.to_string(),
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::BAD_GATEWAY {
+        if matches!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::INSUFFICIENT_STORAGE
+        ) {
             eprintln!("zoo serve: {message}");
         }
         (

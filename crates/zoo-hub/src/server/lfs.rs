@@ -129,6 +129,9 @@ pub(super) async fn lfs_put(
     let mut writer = hub.blobs.writer_for(Some(oid))?;
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
+    // A write that fails (a full disk) is answered once the announced body has arrived, so
+    // that the client reads the error instead of a connection reset mid-send.
+    let mut failed = None;
     while let Some(chunk) = stream.next().await {
         let chunk: Bytes =
             chunk.map_err(|e| HubError::BadRequest(format!("upload interrupted: {e}")))?;
@@ -138,7 +141,12 @@ pub(super) async fn lfs_put(
                 "upload is longer than the announced {size} bytes"
             )));
         }
-        tokio::task::block_in_place(|| writer.write_chunk(&chunk))?;
+        if failed.is_none() {
+            failed = tokio::task::block_in_place(|| writer.write_chunk(&chunk)).err();
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     let oid = oid.to_string();
     tokio::task::block_in_place(move || writer.commit(Some(&oid), Some(size)))?;
