@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_executor::block_on;
 use futures_util::StreamExt;
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{GetOptions, GetRange, MultipartUpload, ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
