@@ -129,6 +129,9 @@ enum Command {
     Eval(train::EvalArgs),
     /// Pooled features for a folder of images or a text file / CSV, to a safetensors file.
     Embed(models::EmbedArgs),
+    /// Which checkpoint to start from: each candidate's frozen features scored on your
+    /// labelled data (k-NN, LogME, linear probe, H-score), best first.
+    Rank(models::RankArgs),
     /// Inference and AdamW-step throughput of ResNet-18 and MiniLM (see benches/engine/bench.py).
     Bench(bench::BenchArgs),
     /// Run the hub: the Hugging Face Hub protocol over SQLite and local files.
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             | Command::Finetune(_)
             | Command::Eval(_)
             | Command::Embed(_)
+            | Command::Rank(_)
             | Command::Bench(_)
     ) {
         keep_freed_memory();
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Finetune(a) => train::finetune(&a),
         Command::Eval(a) => train::eval(&a),
         Command::Embed(a) => models::embed(&a),
+        Command::Rank(a) => models::rank(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Pull(a) => client::run_pull(a),
         Command::Search(a) => client::run_search(&a),

@@ -167,3 +167,120 @@ pub fn embed(a: &EmbedArgs) -> Result<ExitCode> {
     outln!("wrote {}: {} × {} embeddings", a.out.display(), e.n, e.dim);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `zoo rank`: which checkpoint to start from, scored on the user's own labelled data.
+#[derive(clap::Args, Debug)]
+pub struct RankArgs {
+    /// Labelled data: an image folder (`CLASS/IMAGE`, or `train/CLASS/IMAGE`) or a CSV /
+    /// JSONL file with `text` and `label`.
+    #[arg(long)]
+    data: PathBuf,
+    /// The candidates: model folders or `org/name[@revision]` on the hub.
+    #[arg(required = true)]
+    models: Vec<String>,
+    /// The score that orders the candidates: knn | logme | linear-probe | h-score.
+    #[arg(long, default_value = "knn")]
+    by: String,
+    /// Neighbours of the k-NN score.
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// Folds of the linear probe.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compute features again instead of reading the feature cache.
+    #[arg(long)]
+    no_cache: bool,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+pub fn rank(a: &RankArgs) -> Result<ExitCode> {
+    let by = zoo_train::rank::Score::parse(&a.by)?;
+    let dataset =
+        zoo_train::data::load(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    let models = a
+        .models
+        .iter()
+        .map(|m| Ok((m.clone(), resolve_model(m, &a.hub)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = zoo_train::rank::RankOptions {
+        k: a.k,
+        folds: a.folds,
+        seed: a.seed,
+        cache: (!a.no_cache).then(zoo_train::cache::FeatureCache::default_dir),
+        by,
+    };
+    let progress = crate::train::Bars::new(a.hub.quiet || a.json);
+    let ranked = zoo_train::rank::rank(&models, &a.data, &dataset, &opts, &progress)
+        .with_context(|| format!("ranking on {}", a.data.display()))?;
+    if a.json {
+        let rows: Vec<serde_json::Value> = ranked
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                serde_json::json!({
+                    "rank": i + 1, "model": c.model, "dim": c.dim,
+                    "knn": c.knn, "logme": c.logme, "linear_probe": c.linear_probe, "h_score": c.h_score,
+                    "feature_seconds": c.feature_seconds, "score_seconds": c.score_seconds, "cached": c.cached,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({
+                "data": a.data.display().to_string(), "examples": dataset.examples.len(),
+                "classes": dataset.classes.len(), "by": by.name(),
+                "recommended": ranked[0].model, "candidates": rows,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "{} examples, {} classes; ordered by {}",
+        dataset.examples.len(),
+        dataset.classes.len(),
+        by.name()
+    );
+    outln!(
+        "{:<4} {:<40} {:>6} {:>7} {:>8} {:>7} {:>8} {:>9}",
+        "rank",
+        "model",
+        "knn",
+        "logme",
+        "probe",
+        "h-score",
+        "dim",
+        "seconds"
+    );
+    for (i, c) in ranked.iter().enumerate() {
+        outln!(
+            "{:<4} {:<40} {:>6.3} {:>7.3} {:>8.3} {:>7.3} {:>8} {:>9.1}{}",
+            i + 1,
+            c.model,
+            c.knn,
+            c.logme,
+            c.linear_probe,
+            c.h_score,
+            c.dim,
+            c.feature_seconds + c.score_seconds,
+            if c.cached { " (cached)" } else { "" }
+        );
+    }
+    let best = &ranked[0];
+    let why = match ranked.get(1) {
+        Some(next) => format!(
+            "its {} is {:.3} against {:.3} for {}",
+            by.name(),
+            best.score(by),
+            next.score(by),
+            next.model
+        ),
+        None => "the only candidate".to_string(),
+    };
+    outln!("recommended: {} — {why}", best.model);
+    Ok(ExitCode::SUCCESS)
+}

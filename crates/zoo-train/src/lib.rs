@@ -14,7 +14,9 @@ pub mod net;
 pub mod optim;
 pub mod options;
 pub mod output;
+pub mod rank;
 pub mod report;
+pub mod scores;
 
 /// Why training or evaluation failed.
 #[derive(Debug, thiserror::Error)]
