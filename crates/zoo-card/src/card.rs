@@ -158,8 +158,10 @@ impl ModelCard {
         if self.metadata.is_empty() {
             // A body that itself starts with `---` needs an empty front matter before it,
             // or it would read back as front matter.
-            let starts_like_front_matter =
-                self.body.starts_with("---\n") || self.body.starts_with("---\r\n");
+            // `parse` strips one byte-order mark first, so look past one here too (issue 16:
+            // a body of BOM + `---` came back from a render as unclosed front matter).
+            let b = self.body.strip_prefix('\u{feff}').unwrap_or(&self.body);
+            let starts_like_front_matter = b.starts_with("---\n") || b.starts_with("---\r\n");
             return if starts_like_front_matter {
                 format!("---\n---\n{}", self.body)
             } else {

@@ -233,3 +233,20 @@ fn card_data_json_reads_like_the_front_matter_issue_13() {
     );
     assert!(ModelCard::from_json(&serde_json::json!([1, 2])).is_err());
 }
+
+#[test]
+fn a_body_of_a_byte_order_mark_and_dashes_round_trips_issue_16() {
+    // Found by the `card` fuzz target: two BOMs, then front matter that never closes. Parsing
+    // strips one BOM, so the body starts with the second one and `---`; rendering must not
+    // let that read back as (unclosed) front matter.
+    for text in [
+        "\u{feff}\u{feff}---\nlicense: mit\nbase_model: a/b\n",
+        "\u{feff}\u{feff}---\r\nx: 1\r\n",
+    ] {
+        let card = ModelCard::parse(text).unwrap();
+        assert!(card.metadata.is_empty());
+        let again = ModelCard::parse(&card.render()).expect("a rendered card parses");
+        assert_eq!(again.body, card.body);
+        assert!(again.metadata.is_empty());
+    }
+}
