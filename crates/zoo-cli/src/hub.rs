@@ -230,8 +230,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     let hub = zoo_hub::open(config)
         .with_context(|| format!("opening the hub in {}", args.data.display()))?;
+    // Blocking work (file reads of downloads, one chunk per call; handlers on SQLite) needs
+    // few threads at once: tokio's default of 512 let 500 concurrent downloads start a
+    // thread each, every one keeping its allocator heap (issue 16's load test).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(64)
         .build()?;
     runtime.block_on(zoo_hub::serve(hub))?;
     Ok(ExitCode::SUCCESS)

@@ -331,3 +331,88 @@ fn embed_follows_the_sentence_transformers_pooling_config() {
         "a maximum is never below the mean"
     );
 }
+
+/// `zoo rank` (issue 17) on 3 Fashion-MNIST classes with the two ImageNet checkpoints: a
+/// table, JSON, features from the cache on the second run (same scores), and a text model
+/// among image candidates refused by name.
+#[test]
+fn rank_scores_candidates_and_reuses_their_features_issue_17() {
+    let fx = real_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for class in ["bag", "sandal", "trouser"] {
+        let src = fx.join("fashion-mnist/train").join(class);
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for f in files.iter().take(12) {
+            std::fs::copy(f, data.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let (mnv2, lite0) = (dir.path().join("mnv2"), dir.path().join("lite0"));
+    import("mobilenet_v2-b0353104.pth", "mobilenet_v2", &mnv2);
+    import(
+        "efficientnet-lite0-57934424.pth",
+        "efficientnet_lite0",
+        &lite0,
+    );
+    let cache = dir.path().join("features");
+    let rank = |extra: &[&str]| {
+        let mut args = vec!["rank", "--data", s(&data), s(&mnv2), s(&lite0)];
+        args.extend_from_slice(extra);
+        let out = Command::new(ZOO)
+            .args(&args)
+            .env("ZOO_FEATURE_CACHE", &cache)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first: Value = serde_json::from_str(&rank(&["--json"])).unwrap();
+    assert_eq!(first["examples"], 36);
+    assert_eq!(first["classes"], 3);
+    assert_eq!(first["by"], "knn");
+    let c = first["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(first["recommended"], c[0]["model"]);
+    assert!(c[0]["knn"].as_f64().unwrap() >= c[1]["knn"].as_f64().unwrap());
+    for x in c {
+        assert_eq!(x["cached"], false);
+        // Three easy classes: frozen ImageNet features separate them well.
+        assert!(x["knn"].as_f64().unwrap() > 0.8, "{x}");
+        assert!(x["dim"].as_u64().unwrap() >= 1000, "{x}");
+    }
+    let second: Value = serde_json::from_str(&rank(&["--json", "--by", "logme"])).unwrap();
+    assert_eq!(second["by"], "logme");
+    let c2 = second["candidates"].as_array().unwrap();
+    assert!(c2[0]["logme"].as_f64().unwrap() >= c2[1]["logme"].as_f64().unwrap());
+    for x in c2 {
+        assert_eq!(x["cached"], true, "{x}");
+        let before = c.iter().find(|y| y["model"] == x["model"]).unwrap();
+        assert_eq!(x["knn"], before["knn"]);
+        assert_eq!(x["logme"], before["logme"]);
+    }
+    let table = rank(&[]);
+    assert!(table.contains("recommended: "), "{table}");
+    assert!(table.contains("knn") && table.contains("logme"), "{table}");
+    // A text model among image candidates.
+    let r = zoo(&[
+        "rank",
+        "--data",
+        s(&data),
+        s(&fx.join("checkpoints/all-MiniLM-L6-v2")),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(e.contains("a text model") && e.contains("images"), "{e}");
+    let r = zoo(&["rank", "--data", s(&data), s(&mnv2), "--by", "nope"]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("unknown score `nope`"));
+}
