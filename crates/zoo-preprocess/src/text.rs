@@ -21,6 +21,26 @@ pub struct TextBatch {
     pub truncated: Vec<usize>,
 }
 
+/// Reads a `tokenizer.json`. tokenizers 0.22 panics (`expect`) on some malformed parts — a
+/// decoder that is not JSON, an undecodable precompiled charsmap — so the text is checked as
+/// JSON first and a panic while building is caught: a hostile file is an error naming it,
+/// never a crash (issue 16, found by the `text_loaders` fuzz target).
+fn tokenizer_json(path: &Path) -> Result<Tokenizer, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("not JSON: {e}"))?;
+    match std::panic::catch_unwind(|| text.parse::<Tokenizer>()) {
+        Ok(parsed) => parsed.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a malformed part");
+            Err(format!("the tokenizers crate could not read it ({why})"))
+        }
+    }
+}
+
 /// A tokenizer with the model's length limit.
 #[derive(Debug)]
 pub struct TextTokenizer {
@@ -46,7 +66,7 @@ impl TextTokenizer {
         let mut inner = if path.ends_with("vocab.txt") {
             wordpiece_from_vocab(dir, &path)
         } else {
-            Tokenizer::from_file(&path).map_err(|e| e.to_string())
+            tokenizer_json(&path)
         }
         .map_err(|reason| PreprocessError::Tokenizer {
             path: path.display().to_string(),

@@ -39,3 +39,32 @@ fn vocab_txt_alone_tokenises_like_tokenizer_json() {
         assert_eq!(a, b, "a batch starting with {:?}", refs[0]);
     }
 }
+
+/// Issue 16, found by the `text_loaders` fuzz target: tokenizers 0.22 panics on some broken
+/// `tokenizer.json` files; each is an error naming the file instead.
+#[test]
+fn a_broken_tokenizer_json_is_an_error_not_a_panic_issue_16() {
+    let head = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"#;
+    let model = r#""model":{"type":"WordLevel","vocab":{"[PAD]":0,"[UNK]":1,"hello":2},"unk_token":"[UNK]"}}"#;
+    for (what, json) in [
+        // The fuzzer's input: a decoder that is not JSON.
+        (
+            "decoder",
+            format!(r#"{head}"normalizer":null,"decoder":gul":8}}"#),
+        ),
+        // Valid JSON whose precompiled charsmap is not base64.
+        (
+            "charsmap",
+            format!(
+                r#"{head}"normalizer":{{"type":"Precompiled","precompiled_charsmap":"!!!"}},"decoder":null,{model}"#
+            ),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), json).unwrap();
+        let e = zoo_preprocess::text::TextTokenizer::from_dir(dir.path(), 128)
+            .expect_err(what)
+            .to_string();
+        assert!(e.contains("tokenizer.json"), "{what}: {e}");
+    }
+}
