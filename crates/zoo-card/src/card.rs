@@ -74,6 +74,17 @@ fn scalar(v: &Value) -> Option<String> {
 
 /// Drops YAML tags (`!tag value` → `value`): cards on the Hub do not use them, JSON
 /// (`cardData`) cannot hold them, and the emitter cannot always write them back.
+/// Whether a mapping anywhere in `value` has a mapping or a list as a key.
+fn has_complex_key(value: &Value) -> bool {
+    match value {
+        Value::Sequence(items) => items.iter().any(has_complex_key),
+        Value::Mapping(m) => m.iter().any(|(k, v)| {
+            matches!(k, Value::Mapping(_) | Value::Sequence(_)) || has_complex_key(v)
+        }),
+        _ => false,
+    }
+}
+
 fn untag(value: Value) -> Value {
     match value {
         Value::Tagged(t) => untag(t.value),
@@ -124,7 +135,16 @@ impl ModelCard {
         } else {
             let value: Value =
                 serde_yaml_ng::from_str(yaml).map_err(|e| CardError::Yaml(e.to_string()))?;
-            match untag(value) {
+            let value = untag(value);
+            if has_complex_key(&value) {
+                // YAML allows a mapping or a list as a key (`? {a: 1}`); no card field is one,
+                // the Hub's JSON `cardData` cannot carry one, and serde_yaml_ng's emitter
+                // fails on some (issue 16, found by the `card` fuzz target).
+                return Err(CardError::Yaml(
+                    "a mapping or a list used as a key is not supported".into(),
+                ));
+            }
+            match value {
                 Value::Mapping(m) => m,
                 Value::Null => Mapping::new(),
                 _ => return Err(CardError::NotAMapping),
@@ -168,8 +188,16 @@ impl ModelCard {
                 self.body.clone()
             };
         }
-        let yaml =
-            serde_yaml_ng::to_string(&self.metadata).expect("a YAML mapping always serialises");
+        let yaml = match serde_yaml_ng::to_string(&self.metadata) {
+            Ok(y) => y,
+            // Never a panic on a card's contents: YAML is a superset of JSON, so the mapping
+            // as one JSON line is still front matter (`parse` refuses the keys known to need
+            // this).
+            Err(_) => format!(
+                "{}\n",
+                serde_json::to_string(&self.metadata).unwrap_or_else(|_| "{}".into())
+            ),
+        };
         format!("---\n{yaml}---\n{}", self.body)
     }
 

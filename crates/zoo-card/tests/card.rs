@@ -250,3 +250,21 @@ fn a_body_of_a_byte_order_mark_and_dashes_round_trips_issue_16() {
         assert!(again.metadata.is_empty());
     }
 }
+
+#[test]
+fn a_mapping_used_as_a_key_is_refused_not_a_panic_issue_16() {
+    // Found by the `card` fuzz target: an explicit complex key (`? a: b`) parsed, and
+    // rendering the card then panicked in the YAML emitter.
+    for text in [
+        "---\n? ddd;dataset: 8881.5}]\n---\nbody\n",
+        "---\nmodel-index:\n- ? [a, b]\n  : 1\n---\n",
+        // The fuzzer's input as found.
+        "---\n?     dddddddddddddddddddddddddddddddddddddddd;dddddddddddddddddddddddataseuataset: 8888888881.5}]\n---\nt: 8888888881.5}]\n---\nbody\u{1a}",
+    ] {
+        let e = ModelCard::parse(text).unwrap_err().to_string();
+        assert!(e.contains("used as a key"), "{e}");
+    }
+    // Plain scalar keys still parse and render.
+    let c = ModelCard::parse("---\n? plain\n: 1\n2: two\n---\n").unwrap();
+    assert_eq!(ModelCard::parse(&c.render()).unwrap(), c);
+}
