@@ -142,7 +142,7 @@ fn inference_batch(source: &Source, o: &Options) -> usize {
     }
 }
 
-fn features(
+pub(crate) fn features(
     net: &Net,
     source: &Source,
     d: &Dataset,

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
 use zoo_engine::classifier::HeadSpec;
 
 use crate::cache::FeatureCache;
-use crate::data::{Dataset, Example, Input};
-use crate::net::{Prep, Source, prepare};
+use crate::data::{Dataset, Input};
+use crate::net::Source;
+use crate::options::Options;
 use crate::scores::{self, Labelled};
 use crate::{Progress, TrainError};
 
@@ -148,8 +148,7 @@ pub fn rank(
             )));
         }
         let t = Instant::now();
-        let (rows, dim, cached) =
-            features(&source, &dataset.examples, cache.as_ref(), name, progress)?;
+        let (rows, dim, cached) = features(&source, dataset, cache.as_ref(), name, progress)?;
         let feature_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let l = Labelled {
@@ -181,50 +180,25 @@ pub fn rank(
     Ok(out)
 }
 
-/// Pooled backbone features of `examples`, from the cache when it has them.
+/// Pooled backbone features of `dataset`, from the cache when it has them (the pass
+/// fine-tuning makes for a frozen backbone, with its batch sizes).
 fn features(
     source: &Source,
-    examples: &[Example],
+    dataset: &Dataset,
     cache: Option<&FeatureCache>,
     name: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<f32>, usize, bool), TrainError> {
-    let key = match cache {
-        Some(_) => Some(FeatureCache::key(source, examples)?),
-        None => None,
-    };
-    if let (Some(c), Some(k)) = (cache, &key)
-        && let Some((f, dim)) = c.get(k)
-        && f.len() == examples.len() * dim
-    {
-        return Ok((f, dim, true));
-    }
-    let device = zoo_engine::cpu();
     // The head is not used: a one-class placeholder lets any folder build.
-    let (net, _) = source.build(Some((HeadSpec::Linear, 1)), None, 0, &device)?;
-    let net = net.valid();
-    let pooling = source.pooling();
-    let batch = if source.is_text() { 64 } else { 16 };
-    let refs: Vec<&Example> = examples.iter().collect();
-    let (mut out, mut dim) = (Vec::new(), 0);
-    progress.start(&format!("{name}: features"), examples.len() as u64);
-    for chunk in refs.chunks(batch) {
-        let (b, _) = prepare(source, chunk, Prep::Eval, &device)?;
-        let f = net.features(b, pooling);
-        dim = f.dims()[1];
-        out.extend(
-            f.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("features: {e:?}")))?,
-        );
-        for _ in chunk {
-            progress.step("");
-        }
-    }
-    progress.finish();
-    if let (Some(c), Some(k)) = (cache, &key) {
-        c.put(k, &out, dim)?;
-    }
-    Ok((out, dim, false))
+    let (net, _) = source.build(Some((HeadSpec::Linear, 1)), None, 0, &zoo_engine::cpu())?;
+    let (rows, dim, _, cached) = crate::finetune::features(
+        &net,
+        source,
+        dataset,
+        &Options::default(),
+        cache,
+        name,
+        progress,
+    )?;
+    Ok((rows, dim, cached))
 }
