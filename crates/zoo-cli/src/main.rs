@@ -127,6 +127,8 @@ enum Command {
     Finetune(Box<train::FinetuneArgs>),
     /// Accuracy, top-5, macro-F1, per-class precision/recall and the confusion matrix.
     Eval(train::EvalArgs),
+    /// Fold a peft LoRA adapter into its base model: a full model folder.
+    Merge(train::MergeArgs),
     /// Pooled features for a folder of images or a text file / CSV, to a safetensors file.
     Embed(models::EmbedArgs),
     /// Which checkpoint to start from: each candidate's frozen features scored on your
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
         Command::Predict(_)
             | Command::Finetune(_)
             | Command::Eval(_)
+            | Command::Merge(_)
             | Command::Embed(_)
             | Command::Rank(_)
             | Command::Bench(_)
@@ -219,6 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(a) => train::predict(&a),
         Command::Finetune(a) => train::finetune(&a),
         Command::Eval(a) => train::eval(&a),
+        Command::Merge(a) => train::merge(&a),
         Command::Embed(a) => models::embed(&a),
         Command::Rank(a) => models::rank(&a),
         Command::Bench(a) => bench::run(&a),

@@ -132,6 +132,12 @@ pub struct FinetuneArgs {
     /// linear | mlp:HIDDEN [default: linear].
     #[arg(long)]
     head: Option<String>,
+    /// Parameter-efficient: `lora[:r=8,alpha=16,dropout=0.05,targets=query|value]` trains
+    /// low-rank adapters and the head and publishes a peft adapter (defaults: attention
+    /// query/value for BERT-family and ViT, the block MLPs of ConvNeXt); `bitfit` trains the
+    /// biases and the head.
+    #[arg(long, value_name = "METHOD")]
+    peft: Option<String>,
     /// No random resized crop / flip (lets a frozen backbone use the feature cache).
     #[arg(long)]
     no_augment: bool,
@@ -239,6 +245,9 @@ fn options(a: &FinetuneArgs) -> Result<Options> {
     }
     if let Some(h) = &a.head {
         o.head = h.clone();
+    }
+    if a.peft.is_some() {
+        o.peft = a.peft.clone();
     }
     if let Some(v) = &a.lr_scheduler {
         o.lr_scheduler = v.clone();
@@ -353,9 +362,27 @@ pub struct EvalArgs {
     hub: HubArgs,
 }
 
+/// Opens a model folder or hub repository; a peft adapter is opened on its base model (a
+/// folder, or a hub repository pulled into the cache).
+pub fn open_model(spec: &str, hub: &HubArgs) -> Result<(PathBuf, Source)> {
+    let dir = resolve_model(spec, hub)?;
+    if !zoo_train::peft::is_adapter(&dir) {
+        let source = Source::open(&dir, None)?;
+        return Ok((dir, source));
+    }
+    let adapter = zoo_train::peft::Adapter::read(&dir)?;
+    let base_spec = match &adapter.revision {
+        Some(r) if !Path::new(&adapter.base).exists() => format!("{}@{r}", adapter.base),
+        _ => adapter.base.clone(),
+    };
+    let base = resolve_model(&base_spec, hub)
+        .with_context(|| format!("{spec}: fetching the adapter's base model {base_spec}"))?;
+    let source = Source::open_adapter(&dir, &base)?;
+    Ok((dir, source))
+}
+
 pub fn eval(a: &EvalArgs) -> Result<ExitCode> {
-    let dir = resolve_model(&a.model, &a.hub)?;
-    let source = Source::open(&dir, None)?;
+    let (dir, source) = open_model(&a.model, &a.hub)?;
     if source.labels.is_empty() {
         bail!(
             "{}: config.json names no classes (label_names / id2label)",
@@ -412,8 +439,7 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
-    let dir = resolve_model(&a.model, &a.hub)?;
-    let source = Source::open(&dir, None)?;
+    let (_, source) = open_model(&a.model, &a.hub)?;
     let (net, _) = source.build(None, None, 0, &zoo_engine::cpu())?;
     let examples: Vec<Example> = a
         .inputs
@@ -465,6 +491,48 @@ pub fn predict(a: &PredictArgs) -> Result<ExitCode> {
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// A peft LoRA adapter: a folder or `org/name[@revision]` (its base is fetched too).
+    adapter: String,
+    /// Where to write the merged model folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Publish the merged model to this hub repository.
+    #[arg(long)]
+    push: Option<String>,
+    #[command(flatten)]
+    hub: HubArgs,
+}
+
+/// `zoo merge`: folds an adapter into its base (`W + alpha/r · B A`, peft's
+/// `merge_and_unload`) and writes a full model folder.
+pub fn merge(a: &MergeArgs) -> Result<ExitCode> {
+    let (dir, source) = open_model(&a.adapter, &a.hub)?;
+    let Some(adapter) = source.adapter.clone() else {
+        bail!(
+            "{}: not a peft adapter (no adapter_config.json)",
+            dir.display()
+        );
+    };
+    let (mut net, mut names) = source.build(None, None, 0, &zoo_engine::cpu())?;
+    zoo_train::peft::merge(&mut net, &mut names);
+    zoo_train::output::write_merged(&source, &net, &names, &a.adapter, &adapter, &a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    outln!(
+        "merged {} (LoRA r={} on {}) into {}",
+        a.adapter,
+        adapter.shape.r,
+        adapter.base,
+        a.out.display()
+    );
+    if let Some(repo) = &a.push {
+        let c = push_dir(&a.out, repo, &a.hub)?;
+        outln!("pushed to {repo} at {c}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,9 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::prelude::{Int, Tensor};
 use serde_json::Value;
-use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln, linear, linear_gelu, linear_many};
+use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln};
 
+use crate::lora::{Adaptable, Dense};
 use crate::weights::{WeightError, Weights};
 
 /// Which member of the family.
@@ -93,23 +94,25 @@ fn embedding(w: &Weights, name: &str, n: usize, d: usize) -> Result<Embedding, W
 /// One transformer layer.
 #[derive(Module, Debug)]
 pub struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
     heads: usize,
 }
 
 impl Layer {
     fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<3> {
-        let qkv = linear_many(&[&self.query, &self.key, &self.value], x.clone());
+        let qkv = Dense::forward_many(&[&self.query, &self.key, &self.value], x.clone());
         let ctx = attention(qkv, Some(mask), self.heads);
-        let x = ln(&self.attn_norm, linear(&self.attn_out, ctx) + x);
-        let y = linear(&self.output, linear_gelu(&self.intermediate, x.clone()));
+        let x = ln(&self.attn_norm, self.attn_out.forward(ctx) + x);
+        let y = self
+            .output
+            .forward(self.intermediate.forward_gelu(x.clone()));
         ln(&self.out_norm, y + x)
     }
 }
@@ -128,6 +131,24 @@ pub struct Bert {
     pub hidden_size: usize,
 }
 
+impl Adaptable for Bert {
+    fn denses(&mut self) -> Vec<&mut Dense> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| {
+                [
+                    &mut l.query,
+                    &mut l.key,
+                    &mut l.value,
+                    &mut l.attn_out,
+                    &mut l.intermediate,
+                    &mut l.output,
+                ]
+            })
+            .collect()
+    }
+}
+
 impl Bert {
     /// Loads from Hugging Face names, with or without the `bert.` prefix of task models.
     pub fn load(w: &Weights, c: &BertConfig) -> Result<Self, WeightError> {
@@ -144,30 +165,46 @@ impl Bert {
             layers.push(if c.family == Family::DistilBert {
                 let l = format!("{p}transformer.layer.{i}");
                 Layer {
-                    query: w.linear(&format!("{l}.attention.q_lin"), h, h)?,
-                    key: w.linear(&format!("{l}.attention.k_lin"), h, h)?,
-                    value: w.linear(&format!("{l}.attention.v_lin"), h, h)?,
-                    attn_out: w.linear(&format!("{l}.attention.out_lin"), h, h)?,
+                    query: Dense::from(w.linear(&format!("{l}.attention.q_lin"), h, h)?),
+                    key: Dense::from(w.linear(&format!("{l}.attention.k_lin"), h, h)?),
+                    value: Dense::from(w.linear(&format!("{l}.attention.v_lin"), h, h)?),
+                    attn_out: Dense::from(w.linear(&format!("{l}.attention.out_lin"), h, h)?),
                     attn_norm: layer_norm(w, &format!("{l}.sa_layer_norm"), h, eps)?,
-                    intermediate: w.linear(&format!("{l}.ffn.lin1"), h, c.intermediate_size)?,
-                    output: w.linear(&format!("{l}.ffn.lin2"), c.intermediate_size, h)?,
+                    intermediate: Dense::from(w.linear(
+                        &format!("{l}.ffn.lin1"),
+                        h,
+                        c.intermediate_size,
+                    )?),
+                    output: Dense::from(w.linear(
+                        &format!("{l}.ffn.lin2"),
+                        c.intermediate_size,
+                        h,
+                    )?),
                     out_norm: layer_norm(w, &format!("{l}.output_layer_norm"), h, eps)?,
                     heads: c.num_attention_heads,
                 }
             } else {
                 let l = format!("{p}encoder.layer.{i}");
                 Layer {
-                    query: w.linear(&format!("{l}.attention.self.query"), h, h)?,
-                    key: w.linear(&format!("{l}.attention.self.key"), h, h)?,
-                    value: w.linear(&format!("{l}.attention.self.value"), h, h)?,
-                    attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
+                    query: Dense::from(w.linear(&format!("{l}.attention.self.query"), h, h)?),
+                    key: Dense::from(w.linear(&format!("{l}.attention.self.key"), h, h)?),
+                    value: Dense::from(w.linear(&format!("{l}.attention.self.value"), h, h)?),
+                    attn_out: Dense::from(w.linear(
+                        &format!("{l}.attention.output.dense"),
+                        h,
+                        h,
+                    )?),
                     attn_norm: layer_norm(w, &format!("{l}.attention.output.LayerNorm"), h, eps)?,
-                    intermediate: w.linear(
+                    intermediate: Dense::from(w.linear(
                         &format!("{l}.intermediate.dense"),
                         h,
                         c.intermediate_size,
-                    )?,
-                    output: w.linear(&format!("{l}.output.dense"), c.intermediate_size, h)?,
+                    )?),
+                    output: Dense::from(w.linear(
+                        &format!("{l}.output.dense"),
+                        c.intermediate_size,
+                        h,
+                    )?),
                     out_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), h, eps)?,
                     heads: c.num_attention_heads,
                 }

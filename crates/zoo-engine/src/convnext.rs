@@ -6,8 +6,9 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{LayerNorm, conv2d, layer_norm as ln, linear, linear_gelu};
+use zoo_kernels::nn::{LayerNorm, conv2d, layer_norm as ln, linear};
 
+use crate::lora::{Adaptable, Dense};
 use crate::weights::{WeightError, Weights};
 
 const EPS: f64 = 1e-6;
@@ -26,15 +27,18 @@ fn norm2d(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
 pub struct Block {
     dwconv: Conv2d,
     norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     scale: Param<Tensor<3>>,
 }
 
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = conv2d(&self.dwconv, x.clone()).permute([0, 2, 3, 1]);
-        let y = linear(&self.fc2, linear_gelu(&self.fc1, ln(&self.norm, y))).permute([0, 3, 1, 2]);
+        let y = self
+            .fc2
+            .forward(self.fc1.forward_gelu(ln(&self.norm, y)))
+            .permute([0, 3, 1, 2]);
         let [c, _, _] = self.scale.dims();
         x + y * self.scale.val().reshape([1, c, 1, 1])
     }
@@ -57,6 +61,16 @@ pub struct ConvNext {
     head_norm: LayerNorm,
     head: Option<Linear>,
     pub num_features: usize,
+}
+
+impl Adaptable for ConvNext {
+    fn denses(&mut self) -> Vec<&mut Dense> {
+        self.stages
+            .iter_mut()
+            .flatten()
+            .flat_map(|b| [&mut b.fc1, &mut b.fc2])
+            .collect()
+    }
 }
 
 impl ConvNext {
@@ -111,8 +125,8 @@ impl ConvNext {
                         true,
                     )?,
                     norm: layer_norm(w, &format!("{b}.block.2"), dim)?,
-                    fc1: w.linear(&format!("{b}.block.3"), dim, hidden)?,
-                    fc2: w.linear(&format!("{b}.block.5"), hidden, dim)?,
+                    fc1: Dense::from(w.linear(&format!("{b}.block.3"), dim, hidden)?),
+                    fc2: Dense::from(w.linear(&format!("{b}.block.5"), hidden, dim)?),
                     scale: w.param(&format!("{b}.layer_scale"), [dim, 1, 1])?,
                 });
             }

@@ -13,6 +13,7 @@ pub mod efficientnet;
 pub mod efficientnet_lite;
 pub mod export;
 pub mod fused;
+pub mod lora;
 pub mod mobilenet_v2;
 pub mod model;
 pub mod resnet;

@@ -61,6 +61,18 @@ pub fn head_name(arch: &str) -> Option<&'static str> {
     })
 }
 
+impl crate::lora::Adaptable for Model {
+    /// The linear layers of the backbone that adapters can target (none in the convolutional
+    /// networks but ConvNeXt).
+    fn denses(&mut self) -> Vec<&mut crate::lora::Dense> {
+        match self {
+            Model::Vit(m) => m.denses(),
+            Model::ConvNext(m) => m.denses(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Model {
     /// Builds `arch` from `weights`. The width and the number of classes are read from the
     /// weights' shapes; `with_head = false` leaves the classifier out.

@@ -6,8 +6,9 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::prelude::Tensor;
-use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln, linear, linear_gelu};
+use zoo_kernels::nn::{LayerNorm, attention, layer_norm as ln, linear};
 
+use crate::lora::{Adaptable, Dense};
 use crate::weights::{WeightError, Weights};
 
 const EPS: f64 = 1e-6;
@@ -31,23 +32,22 @@ fn layer_norm(w: &Weights, prefix: &str, d: usize) -> Result<LayerNorm, WeightEr
 #[derive(Module, Debug)]
 pub struct Block {
     norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
+    qkv: Dense,
+    proj: Dense,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     heads: usize,
 }
 
 impl Block {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = linear(&self.qkv, ln(&self.norm1, x.clone()));
+        let qkv = self.qkv.forward(ln(&self.norm1, x.clone()));
         let ctx = attention(qkv, None, self.heads);
-        let x = x + linear(&self.proj, ctx);
-        let y = linear(
-            &self.fc2,
-            linear_gelu(&self.fc1, ln(&self.norm2, x.clone())),
-        );
+        let x = x + self.proj.forward(ctx);
+        let y = self
+            .fc2
+            .forward(self.fc1.forward_gelu(ln(&self.norm2, x.clone())));
         x + y
     }
 }
@@ -62,6 +62,15 @@ pub struct Vit {
     norm: LayerNorm,
     head: Option<Linear>,
     pub num_features: usize,
+}
+
+impl Adaptable for Vit {
+    fn denses(&mut self) -> Vec<&mut Dense> {
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| [&mut b.qkv, &mut b.proj, &mut b.fc1, &mut b.fc2])
+            .collect()
+    }
 }
 
 impl Vit {
@@ -92,11 +101,11 @@ impl Vit {
                 .unwrap_or(4 * d);
             blocks.push(Block {
                 norm1: layer_norm(w, &format!("{b}.norm1"), d)?,
-                qkv: w.linear(&format!("{b}.attn.qkv"), d, 3 * d)?,
-                proj: w.linear(&format!("{b}.attn.proj"), d, d)?,
+                qkv: Dense::from(w.linear(&format!("{b}.attn.qkv"), d, 3 * d)?),
+                proj: Dense::from(w.linear(&format!("{b}.attn.proj"), d, d)?),
                 norm2: layer_norm(w, &format!("{b}.norm2"), d)?,
-                fc1: w.linear(&format!("{b}.mlp.fc1"), d, hidden)?,
-                fc2: w.linear(&format!("{b}.mlp.fc2"), hidden, d)?,
+                fc1: Dense::from(w.linear(&format!("{b}.mlp.fc1"), d, hidden)?),
+                fc2: Dense::from(w.linear(&format!("{b}.mlp.fc2"), hidden, d)?),
                 heads,
             });
         }

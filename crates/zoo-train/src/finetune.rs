@@ -30,6 +30,7 @@ use crate::metrics::evaluate;
 use crate::net::{Kind, Net, Prep, Source, prepare};
 use crate::optim::{AdamW, Schedule, lr_at};
 pub use crate::options::{Options, Summary};
+use crate::peft::Peft;
 use crate::report::EpochRecord;
 use crate::{Progress, TrainError};
 
@@ -666,17 +667,69 @@ pub fn finetune(
     }
     let device = Device::autodiff(zoo_engine::cpu());
     device.seed(o.seed);
-    let (net, names) = source.build(
+    let peft = o.peft.as_deref().map(Peft::parse).transpose()?;
+    if peft.is_some() && o.from_scratch {
+        return Err(opt_err(
+            "--peft adapts a pre-trained model; it does not combine with --from-scratch",
+        ));
+    }
+    let (mut net, mut names) = source.build(
         Some((head_spec, classes.len())),
         o.from_scratch.then_some(o.seed),
         o.seed,
         &device,
     )?;
-    let frozen = frozen_ids(&o.freeze, &net, &names)?;
+    // Parameter-efficient runs: adapters (or the biases) are all of the backbone that trains.
+    let published = crate::peft::Published::of(&source, &names, &o.head);
+    let base_backbone = net.backbone_ids(&names);
+    let mut adapter_out = None;
+    let adapter_ids: HashSet<ParamId> = match &peft {
+        Some(Peft::Lora { shape, targets }) => {
+            let targets = match targets {
+                Some(t) => t.clone(),
+                None => crate::peft::default_targets(&source)?,
+            };
+            let adapted = crate::peft::attach(
+                &mut net, &mut names, *shape, &targets, &published, &device, o.seed,
+            )?;
+            progress.note(&format!(
+                "LoRA r={} alpha={} on {} linear layers ({}); the base model stays frozen",
+                shape.r,
+                shape.alpha,
+                adapted.len(),
+                targets.join(", ")
+            ));
+            // Globs are zoo's: the config lists the modules they chose, which peft reads alike.
+            let written = if targets.iter().any(|t| t.contains(['*', '?', '['])) {
+                adapted
+            } else {
+                targets
+            };
+            adapter_out = Some(crate::output::AdapterOut {
+                published: published.clone(),
+                shape: *shape,
+                targets: written,
+            });
+            crate::peft::lora_ids(&names)
+        }
+        Some(Peft::BitFit) => crate::peft::bias_ids(&base_backbone, &names),
+        None => HashSet::new(),
+    };
+    let frozen = if peft.is_some() {
+        // The base is frozen; --freeze then picks among the adapters (or biases) by block.
+        let chosen = frozen_ids(&o.freeze, &net, &names)?;
+        net.backbone_ids(&names)
+            .into_iter()
+            .filter(|id| !adapter_ids.contains(id) || chosen.contains(id))
+            .collect()
+    } else {
+        frozen_ids(&o.freeze, &net, &names)?
+    };
     let mut net = set_trainable(net, &frozen, false);
-    // With --freeze-bn-stats no BatchNorm leaves its running statistics, whatever trains.
+    // With --freeze-bn-stats (and in parameter-efficient runs, whose base stays as it was)
+    // no BatchNorm leaves its running statistics, whatever trains.
     let settle = |net: Net| {
-        if o.freeze_bn_stats {
+        if o.freeze_bn_stats || peft.is_some() {
             zoo_engine::export::set_batch_norm_training(net, false)
         } else {
             net
@@ -858,7 +911,7 @@ pub fn finetune(
     let unfreeze = |net: Net, block: &str| {
         let ids: HashSet<ParamId> = params
             .iter()
-            .filter(|(_, n)| block_of(n) == block)
+            .filter(|(id, n)| block_of(n) == block && (peft.is_none() || adapter_ids.contains(id)))
             .map(|(id, _)| *id)
             .collect();
         settle(set_trainable(net, &ids, true))
@@ -1198,6 +1251,7 @@ pub fn finetune(
         &summary,
         &state.history,
         out,
+        adapter_out.as_ref(),
     )?;
     let _ = std::fs::remove_dir_all(&ckpt_dir);
     Ok(summary)

@@ -118,6 +118,35 @@ fn rename_first<'a>(
     pairs.find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
 }
 
+/// The name a tensor of zoo's (the encoder under `prefix`, the head as `classifier.*`) takes
+/// in a transformers task model: the encoder under `{family}.`, then the class's head names.
+pub fn transformers_name(family: &str, prefix: &str, name: &str) -> String {
+    let mut n = if name.starts_with("classifier.") {
+        name.to_string()
+    } else {
+        format!("{family}.{}", name.strip_prefix(prefix).unwrap_or(name))
+    };
+    if let Some(r) = rename_first(&n, head_renames(family).iter().copied()) {
+        n = r;
+    }
+    n
+}
+
+/// The name a tensor of zoo's takes at the root of the sentence-transformers layout (the
+/// encoder's base-model names; the head keeps zoo's `classifier.*`).
+pub fn root_name(prefix: &str, name: &str) -> String {
+    if name.starts_with("classifier.") {
+        name.to_string()
+    } else {
+        name.strip_prefix(prefix).unwrap_or(name).to_string()
+    }
+}
+
+/// The encoder's prefix (`bert.`, or `""`) among these tensor names.
+pub fn prefix_of<'a>(names: impl Iterator<Item = &'a str>) -> &'static str {
+    encoder_prefix(names)
+}
+
 /// A sentence-transformers `Dense` module: its folder, config and weights.
 #[derive(Debug)]
 pub struct DenseModule {
@@ -146,17 +175,9 @@ pub fn export_text(
     let is_head = |n: &str| n.starts_with("classifier.");
     match layout {
         TextLayout::Transformers(_) => {
-            let task = format!("{family}.");
             let mut root = tensors;
             for t in &mut root {
-                // Task-model names: the encoder under `{family}.`, then the class's head names.
-                if !is_head(&t.name) {
-                    strip_encoder_prefix(t, &prefix);
-                    t.name = format!("{task}{}", t.name);
-                }
-                if let Some(n) = rename_first(&t.name, head_renames(family).iter().copied()) {
-                    t.name = n;
-                }
+                t.name = transformers_name(family, &prefix, &t.name);
             }
             root.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(TextExport {

@@ -14,6 +14,7 @@ pub mod net;
 pub mod optim;
 pub mod options;
 pub mod output;
+pub mod peft;
 pub mod rank;
 pub mod report;
 pub mod scores;

@@ -51,8 +51,11 @@ pub struct Source {
     pub labels: Vec<String>,
     /// The folder's head, when it has one that zoo can rebuild (`fc`, `classifier.1`, ...).
     pub head: Option<HeadSpec>,
-    /// sha256 of `model.safetensors`: the model's identity in the feature cache.
+    /// sha256 of `model.safetensors`: the model's identity in the feature cache (with the
+    /// adapter's, for an adapter).
     pub weights_sha256: String,
+    /// A `peft` adapter on top of the base model in `dir`, when the folder opened was one.
+    pub adapter: Option<crate::peft::Adapter>,
 }
 
 fn model_err(path: &Path, reason: impl std::fmt::Display) -> TrainError {
@@ -100,6 +103,12 @@ fn st_pooling(dir: &Path) -> Result<Option<Pooling>, TrainError> {
 impl Source {
     /// Reads a model folder. `image_size` overrides the input resolution (fine-tuning at 96²).
     pub fn open(dir: &Path, image_size: Option<u32>) -> Result<Source, TrainError> {
+        if crate::peft::is_adapter(dir) {
+            return Err(model_err(
+                dir,
+                "is a peft adapter: it is opened on its base model (`zoo predict`/`eval`/`merge` fetch the base it names)",
+            ));
+        }
         let config_path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
@@ -180,6 +189,7 @@ impl Source {
                 labels,
                 head,
                 weights_sha256,
+                adapter: None,
             });
         }
         let config = Config::parse(&text).map_err(|e| model_err(&config_path, e))?;
@@ -221,7 +231,37 @@ impl Source {
             labels,
             head,
             weights_sha256,
+            adapter: None,
         })
+    }
+
+    /// Opens a `peft` adapter folder on its base model's folder `base_dir` (which the caller
+    /// found from the adapter's `base_model_name_or_path`).
+    pub fn open_adapter(adapter_dir: &Path, base_dir: &Path) -> Result<Source, TrainError> {
+        let adapter = crate::peft::Adapter::read(adapter_dir)?;
+        if crate::peft::is_adapter(base_dir) {
+            return Err(model_err(
+                base_dir,
+                "the base of an adapter is itself an adapter (merge it first: `zoo merge`)",
+            ));
+        }
+        let mut source = Source::open(base_dir, adapter.image_size)?;
+        if let (Some(p), Kind::Text { pooling, .. }) = (&adapter.pooling, &mut source.kind) {
+            *pooling = Pooling::parse(p)
+                .ok_or_else(|| model_err(adapter_dir, format!("pooling `{p}` is unknown")))?;
+        }
+        source.head = Some(HeadSpec::parse(&adapter.head).ok_or_else(|| {
+            model_err(adapter_dir, format!("head `{}` is unknown", adapter.head))
+        })?);
+        source.labels = adapter.labels.clone();
+        let weights = adapter_dir.join(crate::peft::WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).map_err(|e| TrainError::io(&weights, e))?;
+        let mut h = Sha256::new();
+        h.update(source.weights_sha256.as_bytes());
+        h.update(Sha256::digest(&bytes));
+        source.weights_sha256 = hex::encode(h.finalize());
+        source.adapter = Some(adapter);
+        Ok(source)
     }
 
     pub fn is_text(&self) -> bool {
@@ -281,7 +321,14 @@ impl Source {
                 (NetParts::Text(encoder), w.names(), f)
             }
         };
-        let (spec, classes, reuse) = match new_head {
+        let adapter_head = match (&self.adapter, new_head) {
+            (Some(a), None) => Some((
+                self.head.unwrap_or(HeadSpec::Linear),
+                a.labels.len().max(adapter_classes(a)?),
+            )),
+            _ => None,
+        };
+        let (spec, classes, reuse) = match new_head.or(adapter_head) {
             Some((spec, classes)) => (spec, classes, false),
             None => {
                 let spec = self.head.ok_or_else(|| {
@@ -327,7 +374,56 @@ impl Source {
                 .map_err(|m| err(&format!("head tensors: {}", m.join(", "))))?;
             w.finish().map_err(|e| err(&e))?;
         }
+        if let (Some(a), None) = (&self.adapter, new_head) {
+            let published = crate::peft::Published::of(self, &names, &a.head);
+            crate::peft::attach(
+                &mut net, &mut names, a.shape, &a.targets, &published, device, seed,
+            )
+            .map_err(|e| model_err(&a.dir, e))?;
+            let values = a.values(&names, &published)?;
+            let lora = crate::peft::lora_ids(&names);
+            let head: std::collections::HashSet<_> =
+                zoo_engine::export::parameters(net.head(), &names)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect();
+            let adapter_names = Names {
+                params: names
+                    .params
+                    .iter()
+                    .filter(|(id, _)| lora.contains(id) || head.contains(id))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect(),
+                passthrough: Default::default(),
+            };
+            net = zoo_engine::export::load_state(net, &adapter_names, &values).map_err(|m| {
+                model_err(
+                    &a.dir.join(crate::peft::WEIGHTS_FILE),
+                    format!("missing or misshapen tensors: {}", m.join(", ")),
+                )
+            })?;
+        }
         Ok((net, names))
+    }
+}
+
+/// The number of classes of an adapter's head: the rows of its last `modules_to_save`
+/// weight (0 when it cannot be read; the labels then decide).
+fn adapter_classes(a: &crate::peft::Adapter) -> Result<usize, TrainError> {
+    let path = a.dir.join(crate::peft::WEIGHTS_FILE);
+    let mapped = zoo_checkpoint::Mapped::open(&path)?;
+    let loaded = zoo_checkpoint::load(&mapped)?;
+    // The head's output layer: a 2-D weight that is not an adapter factor, last by name
+    // (`classifier.3` after `classifier.0`).
+    let mut heads: Vec<_> = loaded
+        .tensors
+        .iter()
+        .filter(|t| !t.name.contains(".lora_") && t.name.ends_with(".weight") && t.shape.len() == 2)
+        .collect();
+    heads.sort_by(|x, y| x.name.cmp(&y.name));
+    match heads.last() {
+        Some(t) => Ok(t.shape[0]),
+        None => Err(model_err(&path, "holds no head (modules_to_save) weight")),
     }
 }
 

@@ -14,6 +14,8 @@ use crate::metrics::Evaluation;
 pub struct RunFacts {
     /// `linear` or `mlp:HIDDEN`.
     pub head: String,
+    /// `--peft` as given (`lora:r=8,...`, `bitfit`), when the run was parameter-efficient.
+    pub peft: Option<String>,
     pub freeze: String,
     /// The base model's name (the hub repository it came from); default: the folder's name.
     pub base_model: Option<String>,
@@ -60,6 +62,9 @@ pub struct Options {
     pub freeze_bn_stats: bool,
     /// `linear` or `mlp:HIDDEN`.
     pub head: String,
+    /// Parameter-efficient fine-tuning: `lora[:r=8,alpha=16,dropout=0.05,targets=a|b]` (a
+    /// `peft` adapter is published) or `bitfit` (biases only).
+    pub peft: Option<String>,
     pub augment: bool,
     /// Epochs without a better validation loss before stopping.
     pub patience: usize,
@@ -117,6 +122,7 @@ impl Default for Options {
             unfreeze_schedule: None,
             freeze_bn_stats: false,
             head: "linear".into(),
+            peft: None,
             augment: true,
             patience: 3,
             seed: 0,
@@ -145,6 +151,7 @@ impl Options {
     pub fn facts(&self) -> RunFacts {
         RunFacts {
             head: self.head.clone(),
+            peft: self.peft.clone(),
             freeze: self.freeze.clone(),
             base_model: self.base_model.clone(),
             dataset_id: self.dataset_id.clone(),

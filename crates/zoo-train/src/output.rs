@@ -31,7 +31,16 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |e| TrainError::io(path, e)
 }
 
-/// Writes the model folder.
+/// A LoRA run's adapter, to publish in `peft`'s format instead of a full model.
+#[derive(Debug, Clone)]
+pub struct AdapterOut {
+    pub published: crate::peft::Published,
+    pub shape: zoo_engine::lora::LoraShape,
+    /// `target_modules` as written (the names given, or the modules globs chose).
+    pub targets: Vec<String>,
+}
+
+/// Writes the model folder (a `peft` adapter folder for a LoRA run).
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     source: &Source,
@@ -42,7 +51,69 @@ pub fn write(
     s: &Summary,
     history: &[EpochRecord],
     out: &Path,
+    adapter: Option<&AdapterOut>,
 ) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let base = o.base_model.clone().unwrap_or_else(|| {
+        source
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let (library, task) = match adapter {
+        Some(a) => {
+            // The base as peft finds it: the hub repository, or the folder's full path.
+            let base_ref = o.base_model.clone().unwrap_or_else(|| {
+                std::fs::canonicalize(&source.dir)
+                    .unwrap_or_else(|_| source.dir.clone())
+                    .display()
+                    .to_string()
+            });
+            let (task, task_type) = if source.is_text() {
+                ("text-classification", Some("SEQ_CLS"))
+            } else {
+                ("image-classification", None)
+            };
+            let (pooling, image_size) = match &source.kind {
+                Kind::Text { pooling, .. } => (Some(pooling.name()), None),
+                Kind::Image { transform, .. } => (None, Some(transform.height)),
+            };
+            let zoo = json!({
+                "labels": classes,
+                "head": o.head,
+                "pooling": pooling,
+                "image_size": image_size,
+                "base_model": base,
+            });
+            crate::peft::write(
+                net,
+                names,
+                &a.published,
+                a.shape,
+                &a.targets,
+                &base_ref,
+                task_type,
+                &zoo,
+                out,
+            )?;
+            ("peft", task)
+        }
+        None => write_model(source, net, names, classes, o, out)?,
+    };
+    write_run(source, classes, o, s, history, out, &base, library, task)
+}
+
+/// Writes the weights and configs of a full model folder; returns the card's
+/// `library_name` and task.
+pub fn write_model(
+    source: &Source,
+    net: &Net,
+    names: &Names,
+    classes: &[String],
+    o: &RunFacts,
+    out: &Path,
+) -> Result<(&'static str, &'static str), TrainError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let mut tensors = state_dict(net, names);
     let mut text_layout = None;
@@ -143,7 +214,22 @@ pub fn write(
     zoo_checkpoint::write_safetensors(&weights, &views, Some(&meta))?;
     let cp = out.join("config.json");
     zoo_checkpoint::write_bytes_atomic(&cp, config_text.as_bytes())?;
+    Ok((library_name(&source.kind, text_layout, o), task))
+}
 
+/// The run's own files: metrics, trainer state, pictures, the report and the card.
+#[allow(clippy::too_many_arguments)]
+fn write_run(
+    source: &Source,
+    classes: &[String],
+    o: &RunFacts,
+    s: &Summary,
+    history: &[EpochRecord],
+    out: &Path,
+    base: &str,
+    library: &'static str,
+    task: &'static str,
+) -> Result<(), TrainError> {
     // metrics.jsonl
     let mp = out.join("metrics.jsonl");
     let mut lines = String::new();
@@ -162,13 +248,6 @@ pub fn write(
     )?;
 
     // Pictures and the report.
-    let base = o.base_model.clone().unwrap_or_else(|| {
-        source
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
     let data_name = Path::new(&s.data)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -213,6 +292,10 @@ pub fn write(
         ),
         ("freeze".to_string(), o.freeze.clone()),
         ("head".to_string(), o.head.clone()),
+        (
+            "parameter-efficient".to_string(),
+            o.peft.clone().unwrap_or_else(|| "no".into()),
+        ),
         ("seconds".to_string(), format!("{:.1}", s.seconds)),
     ];
     if let Some(t5) = s.eval.top5 {
@@ -224,9 +307,9 @@ pub fn write(
     let mut card = ModelCard::default();
     // The library that loads the model as published: timm for an image model with a linear
     // head, transformers for a text classifier; zoo alone for what neither loads.
-    card.set("library_name", library_name(&source.kind, text_layout, o));
+    card.set("library_name", library);
     card.set("pipeline_tag", task);
-    card.set_list("base_model", std::slice::from_ref(&base));
+    card.set_list("base_model", &[base.to_string()]);
     if let Some(id) = &o.dataset_id {
         card.set_list("datasets", std::slice::from_ref(id));
     }
@@ -270,7 +353,7 @@ pub fn write(
             }
         }
     }
-    body.push_str(&usage(library_name(&source.kind, text_layout, o)));
+    body.push_str(&usage(library, base, classes.len(), source.is_text()));
     body.push_str(
         "\nTraining curves, the confusion matrix and per-class figures: `report.html`.\n",
     );
@@ -344,8 +427,18 @@ fn library_name(kind: &Kind, text: Option<TextLayout>, o: &RunFacts) -> &'static
 
 /// The card's usage snippet, for the library the card names (`REPO` stands for the
 /// repository the folder is pushed to).
-fn usage(library: &str) -> String {
+fn usage(library: &str, base: &str, classes: usize, text: bool) -> String {
+    let peft = if text {
+        format!(
+            "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForSequenceClassification\nbase = AutoModelForSequenceClassification.from_pretrained(\"{base}\", num_labels={classes})\nmodel = PeftModel.from_pretrained(base, \"REPO\").eval()\n```\n\n(a LoRA adapter on `{base}`; `zoo merge REPO --out DIR` folds it into a full model)\n"
+        )
+    } else {
+        format!(
+            "```python\nimport timm\nfrom peft import PeftModel\nbase = timm.create_model(\"hf-hub:{base}\", pretrained=True, num_classes={classes})\nmodel = PeftModel.from_pretrained(base, \"REPO\").eval()\n```\n\n(a LoRA adapter on `{base}`; `zoo merge REPO --out DIR` folds it into a full model)\n"
+        )
+    };
     let code = match library {
+        "peft" => peft.as_str(),
         "timm" => {
             "```python\nimport timm, torch\nmodel = timm.create_model(\"hf-hub:REPO\", pretrained=True).eval()\ncfg = timm.data.resolve_data_config({}, model=model)\ntransform = timm.data.create_transform(**cfg)\nlogits = model(transform(image).unsqueeze(0))  # image: a PIL image\n```\n"
         }
@@ -360,4 +453,48 @@ fn usage(library: &str) -> String {
         }
     };
     format!("\n## Usage\n\n{code}\nOr with zoo: `zoo predict REPO INPUT...`.\n")
+}
+
+/// Writes a merged adapter (the network with its adapters folded in) as a full model folder
+/// with a card naming the base and the adapter.
+pub fn write_merged(
+    source: &Source,
+    net: &Net,
+    names: &Names,
+    adapter_name: &str,
+    adapter: &crate::peft::Adapter,
+    out: &Path,
+) -> Result<(), TrainError> {
+    let facts = RunFacts {
+        head: adapter.head.clone(),
+        peft: None,
+        freeze: String::new(),
+        base_model: Some(adapter.base.clone()),
+        dataset_id: None,
+        metric_for_best_model: "loss".into(),
+        epochs: 0,
+        seed: 0,
+        batch_size: 0,
+        hyperparameters: Value::Null,
+    };
+    let (library, task) = write_model(source, net, names, &adapter.labels, &facts, out)?;
+    let mut card = ModelCard::default();
+    card.set("library_name", library);
+    card.set("pipeline_tag", task);
+    card.set_list("base_model", std::slice::from_ref(&adapter.base));
+    card.body = format!(
+        "\n# {adapter_name}, merged\n\nThe LoRA adapter `{adapter_name}` (r = {}, alpha = {}) folded into its base `{}` by `zoo merge`: every adapted weight is `W + alpha/r · B A`, so this full model gives the adapter's outputs without peft.\n{}",
+        adapter.shape.r,
+        adapter.shape.alpha,
+        adapter.base,
+        usage(
+            library,
+            &adapter.base,
+            adapter.labels.len(),
+            source.is_text()
+        )
+    );
+    let rp = out.join("README.md");
+    zoo_checkpoint::write_bytes_atomic(&rp, card.render().as_bytes())?;
+    Ok(())
 }
