@@ -238,8 +238,85 @@ def image_checks():
                     sys.exit(f"{name}: num_classes=3 replaced {fresh}, expected only `{classifier}.*`")
 
 
+# ---------------------------------------------------------------- adapters (issue 17)
+def peft_checks():
+    """LoRA adapters from `zoo finetune --peft`, pushed as adapter repositories, loaded with
+    `peft.PeftModel.from_pretrained(base, REPO)` from the hub onto the base from the hub;
+    `zoo merge` of each loads without peft. Both compared with `zoo predict` on the adapter."""
+    import timm
+    import timm.data
+    from peft import PeftModel
+    from PIL import Image
+    from safetensors.torch import save_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = f"{work}/sentiment-small.csv"
+    if args.only in "peft-minilm-lora":
+        zoo("push", "-q", f"{fx}/checkpoints/all-MiniLM-L6-v2", "zoo/minilm-base")
+        out = f"{work}/peft-minilm-lora"
+        zoo("finetune", "zoo/minilm-base", "--data", data, "--out", out, "--pooling", "pooler",
+            "--peft", "lora:r=4,alpha=8,dropout=0.1", "--epochs", "3", "--lr", "3e-3", "--batch-size", "8", "-q")
+        config = json.load(open(f"{out}/adapter_config.json"))
+        if config["base_model_name_or_path"] != "zoo/minilm-base":
+            sys.exit(f"adapter names base {config['base_model_name_or_path']}, expected zoo/minilm-base")
+        zoo("push", "-q", out, "zoo/minilm-lora")
+        ours = zoo_logits("zoo/minilm-lora", TEXTS, 2)
+        base = AutoModelForSequenceClassification.from_pretrained("zoo/minilm-base", num_labels=2)
+        model = PeftModel.from_pretrained(base, "zoo/minilm-lora").eval()
+        tok = AutoTokenizer.from_pretrained("zoo/minilm-base")
+        with torch.no_grad():
+            theirs = model(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+        compare("peft-minilm-lora", "peft PeftModel", theirs, ours)
+        merged = f"{work}/peft-minilm-merged"
+        zoo("merge", "zoo/minilm-lora", "--out", merged, "-q")
+        zoo("push", "-q", merged, "zoo/minilm-merged")
+        m = AutoModelForSequenceClassification.from_pretrained("zoo/minilm-merged").eval()
+        with torch.no_grad():
+            theirs = m(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+        compare("peft-minilm-merged", "transformers (merged)", theirs, ours)
+    images = []
+    for c in sorted(os.listdir(f"{fx}/fashion-mnist/test"))[:4]:
+        d = f"{fx}/fashion-mnist/test/{c}"
+        images.append(f"{d}/{sorted(os.listdir(d))[0]}")
+    labels = f"{work}/labels10.txt"
+    open(labels, "w").write("".join(f"class {i}\n" for i in range(10)))
+    for arch, size in [("vit_small_patch16_224", 224), ("convnext_tiny", 64)]:
+        name = f"peft-{arch}-lora".replace("_", "-")
+        if args.only not in name:
+            continue
+        ckpt = f"{work}/peft-{arch}.safetensors"
+        m = timm.create_model(arch, pretrained=False, num_classes=10)
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, ckpt)
+        base_dir = f"{work}/peft-base-{arch}"
+        zoo("import", ckpt, "--arch", arch, "--labels", labels, "--out", base_dir)
+        base_repo = f"zoo/{arch.replace('_', '-')}-base"
+        zoo("push", "-q", base_dir, base_repo)
+        out = f"{work}/{name}"
+        zoo("finetune", base_repo, "--data", f"{fx}/fashion-mnist", "--out", out, "--image-size", str(size),
+            "--per-class", "3", "--max-test", "20", "--epochs", "1", "--no-augment",
+            "--peft", "lora:r=4,alpha=8,dropout=0", "--lr", "1e-2", "-q")
+        repo = f"zoo/{name}"
+        zoo("push", "-q", out, repo)
+        model = timm.create_model(f"hf-hub:{base_repo}", pretrained=True, num_classes=10)
+        model = PeftModel.from_pretrained(model, repo).eval()
+        cfg = timm.data.resolve_data_config({"input_size": (3, size, size)}, model=model.base_model.model)
+        tf = timm.data.create_transform(**cfg)
+        scale = math.floor(size / cfg["crop_pct"])
+        inputs = []
+        for i, p in enumerate(images):
+            q = f"{work}/{name}-{i}.png"
+            Image.open(p).convert("RGB").resize((scale, scale), Image.BILINEAR).save(q)
+            inputs.append(q)
+        x = torch.stack([tf(Image.open(p).convert("RGB")) for p in inputs])
+        with torch.no_grad():
+            theirs = model(x).numpy()
+        ours = zoo_logits(repo, inputs, 10)
+        compare(name, f"peft on timm {arch}", theirs, ours)
+
+
 text_checks()
 image_checks()
+peft_checks()
 json.dump(results, open(f"{work}/compat.json", "w"), indent=1)
 bad = [r for r in results if not r["ok"]]
 print(f"compat: {len(results) - len(bad)}/{len(results)} combinations load in the library their card names with zoo's logits")

@@ -235,6 +235,11 @@ impl ModelCard {
     pub fn tags(&self) -> Vec<String> {
         self.list("tags")
     }
+    /// `base_model_relation`: `adapter`, `merge`, `quantized` or `finetune` (the Hub infers
+    /// it when the card does not say).
+    pub fn base_model_relation(&self) -> Option<String> {
+        self.string("base_model_relation")
+    }
     pub fn datasets(&self) -> Vec<String> {
         self.list("datasets")
     }

@@ -88,9 +88,22 @@ pub fn compute(files: &[FileEntry], blobs: &dyn BlobStore) -> IndexRow {
         for d in card.datasets() {
             tags.push(format!("dataset:{d}"));
         }
+        // The relation to each base, as the Hugging Face Hub tags it: the card's
+        // `base_model_relation`, else `adapter` for a peft adapter (adapter_config.json),
+        // else `finetune`.
+        let relation = card
+            .base_model_relation()
+            .filter(|r| !r.is_empty() && !r.contains(':'))
+            .unwrap_or_else(|| {
+                if files.iter().any(|f| f.path == "adapter_config.json") {
+                    "adapter".into()
+                } else {
+                    "finetune".into()
+                }
+            });
         for b in card.base_model() {
             tags.push(format!("base_model:{b}"));
-            tags.push(format!("base_model:finetune:{b}"));
+            tags.push(format!("base_model:{relation}:{b}"));
         }
         row.base_models = card.base_model();
         for r in card.results().unwrap_or_default() {

@@ -8,7 +8,9 @@
 //!
 //! Extensions: `filter=task:X`, `filter=library:X`, `filter=arch:X` (architecture),
 //! `filter=metric:NAME>=V` (also `>`, `<=`, `<`, `=`; NAME is a `model-index` metric's name or
-//! type, e.g. `top-1`, `accuracy`), `filter=params<=N`; `sort=params` (parameters counted
+//! type, e.g. `top-1`, `accuracy`), `filter=params<=N`, `filter=relation:adapter` (also
+//! `finetune`, `merge`, `quantized`: repositories with that relation to some base; the Hub's
+//! own `filter=base_model:adapter:org/name` names the base); `sort=params` (parameters counted
 //! from the stored weights) and `sort=metric:NAME`.
 
 use std::cmp::Ordering;
@@ -44,6 +46,7 @@ enum Filter {
     Task(String),
     Library(String),
     Arch(String),
+    Relation(String),
     Metric(String, Op, f64),
     Params(Op, f64),
 }
@@ -81,6 +84,9 @@ fn parse_filter(s: &str) -> Result<Filter, HubError> {
         Some(("task", v)) => Filter::Task(v.to_string()),
         Some(("library", v)) => Filter::Library(v.to_string()),
         Some(("arch", v)) => Filter::Arch(v.to_string()),
+        Some(("relation", v)) => {
+            Filter::Relation(format!("base_model:{}:", v.to_ascii_lowercase()))
+        }
         _ => Filter::Tag(s.to_string()),
     })
 }
@@ -95,6 +101,10 @@ fn matches(f: &Filter, row: &IndexRow) -> bool {
         Filter::Task(t) => eq(&row.pipeline_tag, t),
         Filter::Library(l) => eq(&row.library, l),
         Filter::Arch(a) => eq(&row.architecture, a),
+        Filter::Relation(prefix) => row
+            .tags
+            .iter()
+            .any(|t| t.to_ascii_lowercase().starts_with(prefix.as_str())),
         Filter::Metric(k, op, v) => row
             .metrics
             .iter()

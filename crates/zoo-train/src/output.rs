@@ -482,6 +482,7 @@ pub fn write_merged(
     card.set("library_name", library);
     card.set("pipeline_tag", task);
     card.set_list("base_model", std::slice::from_ref(&adapter.base));
+    card.set("base_model_relation", "merge");
     card.body = format!(
         "\n# {adapter_name}, merged\n\nThe LoRA adapter `{adapter_name}` (r = {}, alpha = {}) folded into its base `{}` by `zoo merge`: every adapted weight is `W + alpha/r · B A`, so this full model gives the adapter's outputs without peft.\n{}",
         adapter.shape.r,

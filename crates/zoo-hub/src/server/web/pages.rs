@@ -507,6 +507,16 @@ struct Node {
     name: String,
     href: Option<String>,
     metric: Option<String>,
+    /// The repository's index tags (its relations to its bases among them).
+    tags: Vec<String>,
+}
+
+impl Node {
+    /// Whether this repository is a peft adapter on `base` (tag `base_model:adapter:BASE`).
+    fn adapter_of(&self, base: &str) -> bool {
+        let t = format!("base_model:adapter:{base}");
+        self.tags.iter().any(|x| x.eq_ignore_ascii_case(&t))
+    }
 }
 
 fn node(ctx: &Ctx<'_>, name: &str) -> HubResult<Node> {
@@ -515,18 +525,18 @@ fn node(ctx: &Ctx<'_>, name: &str) -> HubResult<Node> {
         Some(r) if ctx.can_read(&r) => Some(r),
         _ => None,
     };
-    let metric = match &found {
-        Some(r) => ctx
-            .hub
-            .meta
-            .index(r.id)?
-            .and_then(|row| headline(&row).map(|(k, v)| format!("{k} {}", fmt_metric(*v)))),
+    let row = match &found {
+        Some(r) => ctx.hub.meta.index(r.id)?,
         None => None,
     };
+    let metric = row
+        .as_ref()
+        .and_then(|row| headline(row).map(|(k, v)| format!("{k} {}", fmt_metric(*v))));
     Ok(Node {
         name: name.to_string(),
         href: found.map(|r| repo_href(&r)),
         metric,
+        tags: row.map(|r| r.tags).unwrap_or_default(),
     })
 }
 
@@ -547,7 +557,12 @@ pub(super) fn lineage(ctx: &Ctx<'_>, repo: &Repo, row: &IndexRow) -> HubResult<M
         name: repo.full_name(),
         href: None,
         metric: headline(row).map(|(k, v)| format!("{k} {}", fmt_metric(*v))),
+        tags: row.tags.clone(),
     };
+    let my_name = repo.full_name();
+    let (adapters, finetuned): (Vec<&Node>, Vec<&Node>) =
+        children.iter().partition(|c| c.adapter_of(&my_name));
+    let is_adapter = bases.iter().any(|b| me.adapter_of(&b.name));
     if bases.is_empty() && children.is_empty() {
         return Ok(html! { p.muted { "No base model and no fine-tuned children on this hub." } });
     }
@@ -584,6 +599,7 @@ pub(super) fn lineage(ctx: &Ctx<'_>, repo: &Repo, row: &IndexRow) -> HubResult<M
                 fill=(if current { "#e8f0fd" } else { "#ffffff" }) stroke="#9aa7b4" {}
             text x=(x + 10) y=(top + 18) font-size="13" font-weight="600" fill="#1d232a" { (n.name) }
             text x=(x + 10) y=(top + 35) font-size="12" fill="#5b6570" {
+                @if n.adapter_of(&my_name) || (current && is_adapter) { "LoRA adapter · " }
                 (n.metric.clone().unwrap_or_else(|| if n.href.is_some() || current { "no results in its card".into() } else { "not on this hub".into() }))
             }
         };
@@ -608,8 +624,9 @@ pub(super) fn lineage(ctx: &Ctx<'_>, repo: &Repo, row: &IndexRow) -> HubResult<M
     Ok(html! {
         (svg)
         p.muted {
-            @if !bases.is_empty() { "Fine-tuned from " @for b in &bases { @if let Some(h) = &b.href { a.base href=(h) { (b.name) } } @else { (b.name) } " " } ". " }
-            @if !children.is_empty() { "Fine-tuned into " @for c in &children { @if let Some(h) = &c.href { a.child href=(h) { (c.name) } } " " } "." }
+            @if !bases.is_empty() { (if is_adapter { "An adapter on " } else { "Fine-tuned from " }) @for b in &bases { @if let Some(h) = &b.href { a.base href=(h) { (b.name) } } @else { (b.name) } " " } ". " }
+            @if !finetuned.is_empty() { "Fine-tuned into " @for c in &finetuned { @if let Some(h) = &c.href { a.child href=(h) { (c.name) } } " " } ". " }
+            @if !adapters.is_empty() { "Adapters: " @for c in &adapters { @if let Some(h) = &c.href { a.child.adapter href=(h) { (c.name) } } " " } "." }
         }
     })
 }
