@@ -192,6 +192,9 @@ pub struct RankArgs {
     /// Compute features again instead of reading the feature cache.
     #[arg(long)]
     no_cache: bool,
+    /// Image models see the images at this size (as `zoo finetune --image-size` would).
+    #[arg(long, value_name = "PIXELS")]
+    image_size: Option<u32>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -213,6 +216,7 @@ pub fn rank(a: &RankArgs) -> Result<ExitCode> {
         seed: a.seed,
         cache: (!a.no_cache).then(zoo_train::cache::FeatureCache::default_dir),
         by,
+        image_size: a.image_size,
     };
     let progress = crate::train::Bars::new(a.hub.quiet || a.json);
     let ranked = zoo_train::rank::rank(&models, &a.data, &dataset, &opts, &progress)

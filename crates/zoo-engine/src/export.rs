@@ -259,6 +259,21 @@ pub fn trainable<M: Module>(module: &M, names: &Names) -> Vec<(ParamId, String)>
     v.1
 }
 
+/// How many values (not tensors) of the module require a gradient.
+pub fn trainable_values<M: Module>(module: &M) -> usize {
+    struct V(usize);
+    impl ModuleVisitor for V {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.val().is_require_grad() {
+                self.0 += param.val().dims().iter().product::<usize>();
+            }
+        }
+    }
+    let mut v = V(0);
+    module.visit(&mut v);
+    v.0
+}
+
 /// Every parameter (not running statistics) with its standard name, in visiting order
 /// (which is forward order).
 pub fn parameters<M: Module>(module: &M, names: &Names) -> Vec<(ParamId, String)> {

@@ -1241,6 +1241,8 @@ pub fn finetune(
         feature_cache_hits: cache_hits,
         head_only,
         trainable_tensors: trainable(&net, &names).len(),
+        trainable_parameters: zoo_engine::export::trainable_values(&net),
+        weights_bytes: 0,
     };
     crate::output::write(
         &source,
@@ -1253,6 +1255,13 @@ pub fn finetune(
         out,
         adapter_out.as_ref(),
     )?;
+    let mut summary = summary;
+    let weights = if adapter_out.is_some() {
+        crate::peft::WEIGHTS_FILE
+    } else {
+        "model.safetensors"
+    };
+    summary.weights_bytes = std::fs::metadata(out.join(weights)).map_or(0, |m| m.len());
     let _ = std::fs::remove_dir_all(&ckpt_dir);
     Ok(summary)
 }

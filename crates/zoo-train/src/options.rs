@@ -207,4 +207,9 @@ pub struct Summary {
     pub feature_cache_hits: usize,
     pub head_only: bool,
     pub trainable_tensors: usize,
+    /// Values that trained (LoRA: the adapters and the head).
+    pub trainable_parameters: usize,
+    /// Bytes of the published weights (`model.safetensors`, or a LoRA run's
+    /// `adapter_model.safetensors`).
+    pub weights_bytes: u64,
 }

@@ -63,6 +63,9 @@ pub struct RankOptions {
     pub cache: Option<PathBuf>,
     /// The score that orders the candidates.
     pub by: Score,
+    /// Image models see the images at this size (the fine-tuning run's `--image-size`)
+    /// instead of their own.
+    pub image_size: Option<u32>,
 }
 
 impl Default for RankOptions {
@@ -73,6 +76,7 @@ impl Default for RankOptions {
             seed: 0,
             cache: Some(FeatureCache::default_dir()),
             by: Score::default(),
+            image_size: None,
         }
     }
 }
@@ -134,7 +138,7 @@ pub fn rank(
         .map(|dir| FeatureCache { dir: dir.clone() });
     let mut out = Vec::new();
     for (name, dir) in models {
-        let source = Source::open(dir, None)?;
+        let source = Source::open(dir, opts.image_size)?;
         if source.is_text() != texts {
             return Err(TrainError::Data(format!(
                 "{name}: {} model, but {} holds {}",
@@ -148,7 +152,7 @@ pub fn rank(
             )));
         }
         let t = Instant::now();
-        let (rows, dim, cached) = features(&source, dataset, cache.as_ref(), name, progress)?;
+        let (rows, dim, cached) = features(&source, dataset, cache.as_ref(), name, opts, progress)?;
         let feature_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let l = Labelled {
@@ -187,6 +191,7 @@ fn features(
     dataset: &Dataset,
     cache: Option<&FeatureCache>,
     name: &str,
+    opts: &RankOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<f32>, usize, bool), TrainError> {
     // The head is not used: a one-class placeholder lets any folder build.
@@ -195,7 +200,10 @@ fn features(
         &net,
         source,
         dataset,
-        &Options::default(),
+        &Options {
+            image_size: opts.image_size,
+            ..Options::default()
+        },
         cache,
         name,
         progress,
