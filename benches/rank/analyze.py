@@ -66,6 +66,9 @@ for target in TARGETS:
     row = {}
     for p, v in preds.items():
         tau = weightedtau(truth, v).statistic
+        # A predictor that gives every candidate the same value (parameter count among the
+        # MiniLM variants) carries no order: tau is undefined, counted as 0.
+        tau = 0.0 if np.isnan(tau) else tau
         top = cands[int(np.argmax(v))]
         row[p] = {"weighted_tau": float(tau), "top": top, "regret": float(truth.max() - gt[top][0])}
     seconds = {x["model"]: x["feature_seconds"] + x["score_seconds"] for x in rank["candidates"]}

@@ -379,11 +379,12 @@ fn rank_scores_candidates_and_reuses_their_features_issue_17() {
     let first: Value = serde_json::from_str(&rank(&["--json"])).unwrap();
     assert_eq!(first["examples"], 36);
     assert_eq!(first["classes"], 3);
-    assert_eq!(first["by"], "knn");
+    // The default score: the winner of benches/rank.
+    assert_eq!(first["by"], "linear-probe");
     let c = first["candidates"].as_array().unwrap();
     assert_eq!(c.len(), 2);
     assert_eq!(first["recommended"], c[0]["model"]);
-    assert!(c[0]["knn"].as_f64().unwrap() >= c[1]["knn"].as_f64().unwrap());
+    assert!(c[0]["linear_probe"].as_f64().unwrap() >= c[1]["linear_probe"].as_f64().unwrap());
     for x in c {
         assert_eq!(x["cached"], false);
         // Three easy classes: frozen ImageNet features separate them well.

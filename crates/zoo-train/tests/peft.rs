@@ -16,6 +16,16 @@ use zoo_train::finetune::{Options, finetune, predict_logits};
 use zoo_train::net::{Prep, Source, prepare};
 use zoo_train::peft::{self, Published};
 
+/// The backend's random generator is one per process, seeded at every training step: runs in
+/// parallel threads would draw each other's dropout masks. The tests that draw take turns (a
+/// `zoo finetune` process runs one training).
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn minilm() -> PathBuf {
     zoo_testkit::real_fixtures().join("checkpoints/all-MiniLM-L6-v2")
 }
@@ -80,6 +90,7 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// A moves only once B is non-zero), and the head moved; merging gives the adapter's logits.
 #[test]
 fn lora_trains_only_adapters_and_head_and_merges_to_the_same_logits_issue_17() {
+    let _turn = rng();
     let tmp = tempfile::tempdir().unwrap();
     let csv = sentiment_csv(tmp.path(), 30);
     let out = tmp.path().join("adapter");
@@ -233,6 +244,7 @@ impl ModuleVisitor for Grads<'_> {
 /// a step, so that A's gradient is not zero by construction).
 #[test]
 fn only_adapters_and_the_head_get_gradients_issue_17() {
+    let _turn = rng();
     let device = Device::autodiff(zoo_engine::cpu());
     let source = Source::open(&minilm(), None).unwrap();
     let (mut net, mut names) = source
@@ -337,6 +349,7 @@ fn only_adapters_and_the_head_get_gradients_issue_17() {
 /// no format for a bias-only delta).
 #[test]
 fn bitfit_moves_only_biases_issue_17() {
+    let _turn = rng();
     let tmp = tempfile::tempdir().unwrap();
     let csv = sentiment_csv(tmp.path(), 12);
     let out = tmp.path().join("bitfit");
@@ -447,4 +460,56 @@ fn a_malformed_adapter_config_is_a_clear_error_issue_17() {
     // A folder that is an adapter is not opened as a model on its own.
     let e = Source::open(&d, None).unwrap_err().to_string();
     assert!(e.contains("peft adapter"), "{e}");
+}
+
+/// Resume (issue 17): a LoRA run stopped after epoch 1 and resumed publishes the same adapter,
+/// byte for byte, as one that ran straight through.
+#[test]
+fn a_resumed_lora_run_publishes_the_same_adapter_issue_17() {
+    let _turn = rng();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = sentiment_csv(tmp.path(), 16);
+    let o = Options {
+        epochs: 2,
+        ..lora_options()
+    };
+    finetune(&minilm(), &csv, &tmp.path().join("straight"), &o, &Silent).unwrap();
+    let stopped = finetune(
+        &minilm(),
+        &csv,
+        &tmp.path().join("resumed"),
+        &Options {
+            stop_after: Some(1),
+            ..o.clone()
+        },
+        &Silent,
+    );
+    assert!(stopped.is_err(), "the first process stops after epoch 1");
+    finetune(
+        &minilm(),
+        &csv,
+        &tmp.path().join("resumed"),
+        &Options { resume: true, ..o },
+        &Silent,
+    )
+    .unwrap();
+    let a = tensors(&tmp.path().join("straight/adapter_model.safetensors"));
+    let b = tensors(&tmp.path().join("resumed/adapter_model.safetensors"));
+    assert_eq!(a.len(), 26);
+    let differing: Vec<(&String, f32)> = a
+        .keys()
+        .filter(|n| a[*n] != b[*n])
+        .map(|n| {
+            let d = f32s(&a[n])
+                .iter()
+                .zip(f32s(&b[n]))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            (n, d)
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "the resumed adapter differs: {differing:?}"
+    );
 }
