@@ -322,10 +322,21 @@ impl Source {
             }
         };
         let adapter_head = match (&self.adapter, new_head) {
-            (Some(a), None) => Some((
-                self.head.unwrap_or(HeadSpec::Linear),
-                a.labels.len().max(adapter_classes(a)?),
-            )),
+            (Some(a), None) => {
+                let spec = self.head.unwrap_or(HeadSpec::Linear);
+                let classes = adapter_classes(a, spec)?;
+                if !a.labels.is_empty() && a.labels.len() != classes {
+                    return Err(model_err(
+                        &a.dir,
+                        format!(
+                            "{} names {} labels but its head has {classes} outputs",
+                            crate::peft::ZOO_FILE,
+                            a.labels.len()
+                        ),
+                    ));
+                }
+                Some((spec, classes))
+            }
             _ => None,
         };
         let (spec, classes, reuse) = match new_head.or(adapter_head) {
@@ -407,24 +418,42 @@ impl Source {
     }
 }
 
-/// The number of classes of an adapter's head: the rows of its last `modules_to_save`
-/// weight (0 when it cannot be read; the labels then decide).
-fn adapter_classes(a: &crate::peft::Adapter) -> Result<usize, TrainError> {
+/// The number of classes of an adapter's head (its `modules_to_save` tensors): the rows of
+/// the head's output layer — its only weight for a linear head; for `mlp:H` the weight that
+/// takes the H hidden values (`[classes, H]`; the first layer is `[H, features]`).
+fn adapter_classes(a: &crate::peft::Adapter, spec: HeadSpec) -> Result<usize, TrainError> {
     let path = a.dir.join(crate::peft::WEIGHTS_FILE);
     let mapped = zoo_checkpoint::Mapped::open(&path)?;
     let loaded = zoo_checkpoint::load(&mapped)?;
-    // The head's output layer: a 2-D weight that is not an adapter factor, last by name
-    // (`classifier.3` after `classifier.0`).
-    let mut heads: Vec<_> = loaded
+    let weights: Vec<&[usize]> = loaded
         .tensors
         .iter()
         .filter(|t| !t.name.contains(".lora_") && t.name.ends_with(".weight") && t.shape.len() == 2)
+        .map(|t| t.shape.as_slice())
         .collect();
-    heads.sort_by(|x, y| x.name.cmp(&y.name));
-    match heads.last() {
-        Some(t) => Ok(t.shape[0]),
-        None => Err(model_err(&path, "holds no head (modules_to_save) weight")),
-    }
+    let out = match spec {
+        HeadSpec::Linear if weights.len() == 1 => Some(weights[0]),
+        HeadSpec::Mlp { hidden, .. } if weights.len() == 2 => {
+            let takes_hidden: Vec<&[usize]> =
+                weights.iter().copied().filter(|s| s[1] == hidden).collect();
+            takes_hidden
+                .iter()
+                .copied()
+                .find(|s| s[0] != hidden)
+                .or(takes_hidden.first().copied())
+        }
+        _ => None,
+    };
+    out.map(|s| s[0]).ok_or_else(|| {
+        model_err(
+            &path,
+            format!(
+                "holds {} head weights (modules_to_save), not the {} head zoo_adapter.json names",
+                weights.len(),
+                spec.to_config()
+            ),
+        )
+    })
 }
 
 #[allow(clippy::large_enum_variant)]

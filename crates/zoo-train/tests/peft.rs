@@ -513,3 +513,37 @@ fn a_resumed_lora_run_publishes_the_same_adapter_issue_17() {
         "the resumed adapter differs: {differing:?}"
     );
 }
+
+/// An adapter with an MLP head (two `modules_to_save` layers) reopens with its classes read
+/// from the head's output layer (not the hidden layer's width) and predicts (issue 17).
+#[test]
+fn an_adapter_with_an_mlp_head_reopens_issue_17() {
+    let _turn = rng();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = sentiment_csv(tmp.path(), 8);
+    let out = tmp.path().join("mlp");
+    let o = Options {
+        epochs: 1,
+        batch_size: 8,
+        head: "mlp:16".into(),
+        peft: Some("lora:r=2,alpha=4,dropout=0".into()),
+        ..Options::default()
+    };
+    let s = finetune(&minilm(), &csv, &out, &o, &Silent).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config["modules_to_save"].as_array().unwrap().len(),
+        2,
+        "{config}"
+    );
+    let source = Source::open_adapter(&out, &minilm()).unwrap();
+    let (net, _) = source.build(None, None, 0, &zoo_engine::cpu()).unwrap();
+    assert_eq!(net.head().classes(), 2);
+    assert_eq!(source.labels, vec!["negative", "positive"]);
+    let data = zoo_train::data::load(&csv).unwrap();
+    let logits = predict_logits(&net, &source, &data, 8, &Silent).unwrap();
+    assert_eq!(logits.len(), 2 * data.examples.len());
+    assert!(s.eval.examples > 0);
+}
