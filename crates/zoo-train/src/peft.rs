@@ -388,7 +388,7 @@ impl Adapter {
         let mut shape = LoraShape { r, alpha, dropout };
         check_shape(&shape).map_err(err)?;
         if v.get("use_rslora").and_then(Value::as_bool) == Some(true) {
-            // rsLoRA scales by alpha / sqrt(r): the same as alpha' = alpha * sqrt(r) / ... / r.
+            // rsLoRA scales by alpha / sqrt(r) = (alpha · sqrt(r)) / r.
             shape.alpha = alpha * (r as f64).sqrt();
         }
         let targets: Vec<String> = match v.get("target_modules") {
