@@ -165,6 +165,27 @@ fn seeded_hub() -> Hub {
         "10",
         "--no-augment",
     ]);
+    // A LoRA adapter on MiniLM (issue 17): listed under its base, marked as an adapter.
+    run(&[
+        "finetune",
+        "zoo/all-MiniLM-L6-v2",
+        "--data",
+        s(&fx.join("sentiment.csv")),
+        "--out",
+        s(&root.join("adapter")),
+        "--push",
+        "zoo/minilm-lora",
+        "--peft",
+        "lora:r=2,alpha=4",
+        "--per-class",
+        "8",
+        "--max-test",
+        "10",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ]);
     let http = Http::new(&url);
     // A pickle that runs `os.system("id")` when loaded, kept (flagged) by this hub.
     let evil: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.";
@@ -384,6 +405,7 @@ fn the_pages_work_in_a_real_browser_issue_15() {
                 "zoo/all-MiniLM-L6-v2",
                 "zoo/efficientnet_lite0",
                 "zoo/hostile",
+                "zoo/minilm-lora",
                 "zoo/mobilenet_v2",
                 "zoo/mobilenet_v2-fashion-mnist"
             ],
@@ -500,6 +522,31 @@ fn the_pages_work_in_a_real_browser_issue_15() {
             "{graph}"
         );
         shot(&c, "lineage-base").await;
+        // An adapter (issue 17): the base lists it apart, marked, and it links there.
+        c.goto(&format!("{base}/zoo/all-MiniLM-L6-v2"))
+            .await
+            .unwrap();
+        assert_eq!(count(&c, "#lineage a.child.adapter").await, 1);
+        let graph = text(&c, "#lineage").await;
+        assert!(
+            graph.contains("Adapters:") && graph.contains("LoRA adapter"),
+            "{graph}"
+        );
+        follow(&c, "#lineage a.child.adapter").await;
+        assert!(
+            c.current_url()
+                .await
+                .unwrap()
+                .path()
+                .ends_with("/zoo/minilm-lora")
+        );
+        assert!(text(&c, "#lineage").await.contains("An adapter on"));
+        assert!(
+            text(&c, "#card")
+                .await
+                .contains("PeftModel.from_pretrained")
+        );
+        shot(&c, "lineage-adapter").await;
         // The fine-tune's training report opens, sandboxed.
         c.goto(&format!("{base}{report}")).await.unwrap();
         let body = text(&c, "body").await;

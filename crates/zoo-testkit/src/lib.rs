@@ -119,11 +119,28 @@ impl Rgw {
             .tempdir()
             .expect("a temporary folder");
         let dir = tmp.path().to_path_buf();
-        let out = std::process::Command::new(Self::script())
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .expect("running scripts/services/rgw.sh");
+        // Three tries: the script picks free ports that a cluster started at the same moment
+        // by a parallel test can take first — its OSD then meets the other cluster's monitor
+        // ("wrong fsid"). Each try starts from an empty folder.
+        let mut out = None;
+        for _ in 0..3 {
+            let o = std::process::Command::new(Self::script())
+                .arg("start")
+                .arg(&dir)
+                .output()
+                .expect("running scripts/services/rgw.sh");
+            if o.status.success() {
+                out = Some(o);
+                break;
+            }
+            let _ = std::process::Command::new(Self::script())
+                .arg("stop")
+                .arg(&dir)
+                .output();
+            let _ = std::fs::remove_dir_all(dir.join("rgw"));
+            out = Some(o);
+        }
+        let out = out.expect("at least one try");
         assert!(
             out.status.success(),
             "Ceph RGW did not start (scripts/services/rgw.sh): {}{}",
