@@ -252,7 +252,29 @@ fn write_run(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| s.data.clone());
-    let title = format!("{base} fine-tuned on {data_name}");
+    // What kind of run made the folder, in titles and the card.
+    let (kind, how) = match o.peft.as_deref() {
+        Some(p) if library == "peft" => (
+            "LoRA adapter for",
+            format!(
+                " with `--peft {p}`: low-rank adapters and the head trained ({} values), every weight of `{base}` unchanged",
+                s.trainable_parameters
+            ),
+        ),
+        Some(p) => (
+            "fine-tuned (BitFit)",
+            format!(
+                " with `--peft {p}`: only the biases and the head trained ({} values)",
+                s.trainable_parameters
+            ),
+        ),
+        None => ("fine-tuned", String::new()),
+    };
+    let title = if library == "peft" {
+        format!("{kind} {base}, trained on {data_name}")
+    } else {
+        format!("{base} {kind} on {data_name}")
+    };
     crate::report::curves(&out.join("curves.png"), history, &title)?;
     crate::report::confusion(
         &out.join("confusion.png"),
@@ -336,7 +358,7 @@ fn write_run(
     card.set_results(&format!("{base}-finetuned"), &results);
     let hp = o.hyperparameters.clone();
     let mut body = format!(
-        "\n# {base} fine-tuned on {data_name}\n\nFine-tuned by `zoo finetune` from `{base}` on `{data_name}` ({} training and {} validation examples, {} classes: {}).\n\n## Results\n\n| split | examples | accuracy | macro-F1 |\n|---|---|---|---|\n| {} | {} | {:.4} | {:.4} |\n\n## Hyper-parameters\n\n| name | value |\n|---|---|\n",
+        "\n# {title}\n\nFine-tuned by `zoo finetune` from `{base}` on `{data_name}`{how} ({} training and {} validation examples, {} classes: {}).\n\n## Results\n\n| split | examples | accuracy | macro-F1 |\n|---|---|---|---|\n| {} | {} | {:.4} | {:.4} |\n\n## Hyper-parameters\n\n| name | value |\n|---|---|\n",
         s.train_examples,
         s.val_examples,
         classes.len(),
