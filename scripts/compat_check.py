@@ -63,6 +63,30 @@ def zoo_logits(repo, inputs, classes):
     return np.array(rows, dtype=np.float64)
 
 
+def timm_inputs(name, images, cfg, tf):
+    """The test images saved at timm's resize size (so neither side resamples: the weights,
+    the crop and the normalisation are compared, not two resize kernels), and the batch
+    timm's transform makes of them."""
+    from PIL import Image
+
+    scale = math.floor(cfg["input_size"][-1] / cfg["crop_pct"])
+    inputs = []
+    for i, p in enumerate(images):
+        q = f"{work}/{name}-{i}.png"
+        Image.open(p).convert("RGB").resize((scale, scale), Image.BILINEAR).save(q)
+        inputs.append(q)
+    return inputs, torch.stack([tf(Image.open(p).convert("RGB")) for p in inputs])
+
+
+def fashion_test_images():
+    """The first test image of four Fashion-MNIST classes."""
+    out = []
+    for c in sorted(os.listdir(f"{fx}/fashion-mnist/test"))[:4]:
+        d = f"{fx}/fashion-mnist/test/{c}"
+        out.append(f"{d}/{sorted(os.listdir(d))[0]}")
+    return out
+
+
 results = []
 
 
@@ -172,11 +196,7 @@ def image_checks():
 
     labels = f"{work}/labels10.txt"
     open(labels, "w").write("".join(f"class {i}\n" for i in range(10)))
-    test_images = []
-    for c in sorted(os.listdir(f"{fx}/fashion-mnist/test"))[:4]:
-        d = f"{fx}/fashion-mnist/test/{c}"
-        test_images.append(f"{d}/{sorted(os.listdir(d))[0]}")
-    test_images.append(f"{fx}/images/chelsea.png")
+    test_images = fashion_test_images() + [f"{fx}/images/chelsea.png"]
     cases = list(IMAGE_ARCHS.items())
     # The quickstart's published image model: torchvision's MobileNetV2 checkpoint, imported.
     cases.append(("mobilenet_v2", 96))
@@ -213,15 +233,7 @@ def image_checks():
             model = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
             cfg = timm.data.resolve_data_config({}, model=model)
             tf = timm.data.create_transform(**cfg)
-            # Inputs already at timm's resize size, so neither side resamples: the weights,
-            # the crop and the normalisation are compared, not two resize kernels.
-            scale = math.floor(cfg["input_size"][-1] / cfg["crop_pct"])
-            inputs = []
-            for i, p in enumerate(test_images):
-                q = f"{work}/{name}-{i}.png"
-                Image.open(p).convert("RGB").resize((scale, scale), Image.BILINEAR).save(q)
-                inputs.append(q)
-            x = torch.stack([tf(Image.open(p).convert("RGB")) for p in inputs])
+            inputs, x = timm_inputs(name, test_images, cfg, tf)
             with torch.no_grad():
                 theirs = model(x).numpy()
             ours = zoo_logits(repo, inputs, config["num_classes"])
@@ -274,10 +286,7 @@ def peft_checks():
         with torch.no_grad():
             theirs = m(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
         compare("peft-minilm-merged", "transformers (merged)", theirs, ours)
-    images = []
-    for c in sorted(os.listdir(f"{fx}/fashion-mnist/test"))[:4]:
-        d = f"{fx}/fashion-mnist/test/{c}"
-        images.append(f"{d}/{sorted(os.listdir(d))[0]}")
+    images = fashion_test_images()
     labels = f"{work}/labels10.txt"
     open(labels, "w").write("".join(f"class {i}\n" for i in range(10)))
     for arch, size in [("vit_small_patch16_224", 224), ("convnext_tiny", 64)]:
@@ -301,13 +310,7 @@ def peft_checks():
         model = PeftModel.from_pretrained(model, repo).eval()
         cfg = timm.data.resolve_data_config({"input_size": (3, size, size)}, model=model.base_model.model)
         tf = timm.data.create_transform(**cfg)
-        scale = math.floor(size / cfg["crop_pct"])
-        inputs = []
-        for i, p in enumerate(images):
-            q = f"{work}/{name}-{i}.png"
-            Image.open(p).convert("RGB").resize((scale, scale), Image.BILINEAR).save(q)
-            inputs.append(q)
-        x = torch.stack([tf(Image.open(p).convert("RGB")) for p in inputs])
+        inputs, x = timm_inputs(name, images, cfg, tf)
         with torch.no_grad():
             theirs = model(x).numpy()
         ours = zoo_logits(repo, inputs, 10)

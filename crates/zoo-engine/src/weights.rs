@@ -66,6 +66,20 @@ impl Names {
         );
     }
 
+    /// The parameters `keep` accepts (by id and name), without passthrough tensors: the
+    /// part of a state to load (a head, an adapter).
+    pub fn filtered(&self, keep: impl Fn(&ParamId, &str) -> bool) -> Names {
+        Names {
+            params: self
+                .params
+                .iter()
+                .filter(|(id, p)| keep(id, &p.name))
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+            passthrough: Default::default(),
+        }
+    }
+
     /// Forgets every name under `prefix` (a head being replaced).
     pub fn remove_prefix(&mut self, prefix: &str) {
         self.params.retain(|_, p| !p.name.starts_with(prefix));

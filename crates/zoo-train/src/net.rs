@@ -254,11 +254,10 @@ impl Source {
             model_err(adapter_dir, format!("head `{}` is unknown", adapter.head))
         })?);
         source.labels = adapter.labels.clone();
-        let weights = adapter_dir.join(crate::peft::WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights).map_err(|e| TrainError::io(&weights, e))?;
+        let weights = zoo_checkpoint::Mapped::open(adapter_dir.join(crate::peft::WEIGHTS_FILE))?;
         let mut h = Sha256::new();
         h.update(source.weights_sha256.as_bytes());
-        h.update(Sha256::digest(&bytes));
+        h.update(Sha256::digest(weights.bytes()));
         source.weights_sha256 = hex::encode(h.finalize());
         source.adapter = Some(adapter);
         Ok(source)
@@ -321,10 +320,20 @@ impl Source {
                 (NetParts::Text(encoder), w.names(), f)
             }
         };
-        let adapter_head = match (&self.adapter, new_head) {
-            (Some(a), None) => {
+        let adapter_file = match (&self.adapter, new_head) {
+            (Some(a), None) => Some(zoo_checkpoint::Mapped::open(
+                a.dir.join(crate::peft::WEIGHTS_FILE),
+            )?),
+            _ => None,
+        };
+        let loaded_adapter = adapter_file
+            .as_ref()
+            .map(zoo_checkpoint::load)
+            .transpose()?;
+        let adapter_head = match (&self.adapter, &loaded_adapter) {
+            (Some(a), Some(loaded)) => {
                 let spec = self.head.unwrap_or(HeadSpec::Linear);
-                let classes = adapter_classes(a, spec)?;
+                let classes = adapter_classes(a, loaded, spec)?;
                 if !a.labels.is_empty() && a.labels.len() != classes {
                     return Err(model_err(
                         &a.dir,
@@ -372,41 +381,19 @@ impl Source {
                     values.insert(p.name.clone(), v);
                 }
             }
-            let only_head: Names = Names {
-                params: names
-                    .params
-                    .iter()
-                    .filter(|(_, p)| p.name.starts_with(&format!("{head_name}.")))
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect(),
-                passthrough: Default::default(),
-            };
+            let only_head = names.filtered(|_, n| n.starts_with(&format!("{head_name}.")));
             net = zoo_engine::export::load_state(net, &only_head, &values)
                 .map_err(|m| err(&format!("head tensors: {}", m.join(", "))))?;
             w.finish().map_err(|e| err(&e))?;
         }
-        if let (Some(a), None) = (&self.adapter, new_head) {
+        if let (Some(a), Some(loaded)) = (&self.adapter, &loaded_adapter) {
             let published = crate::peft::Published::of(self, &names, &a.head);
             crate::peft::attach(
                 &mut net, &mut names, a.shape, &a.targets, &published, device, seed,
             )
             .map_err(|e| model_err(&a.dir, e))?;
-            let values = a.values(&names, &published)?;
-            let lora = crate::peft::lora_ids(&names);
-            let head: std::collections::HashSet<_> =
-                zoo_engine::export::parameters(net.head(), &names)
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect();
-            let adapter_names = Names {
-                params: names
-                    .params
-                    .iter()
-                    .filter(|(id, _)| lora.contains(id) || head.contains(id))
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect(),
-                passthrough: Default::default(),
-            };
+            let values = a.values(loaded, &names, &published)?;
+            let adapter_names = crate::peft::trained_names(&net, &names);
             net = zoo_engine::export::load_state(net, &adapter_names, &values).map_err(|m| {
                 model_err(
                     &a.dir.join(crate::peft::WEIGHTS_FILE),
@@ -421,10 +408,12 @@ impl Source {
 /// The number of classes of an adapter's head (its `modules_to_save` tensors): the rows of
 /// the head's output layer — its only weight for a linear head; for `mlp:H` the weight that
 /// takes the H hidden values (`[classes, H]`; the first layer is `[H, features]`).
-fn adapter_classes(a: &crate::peft::Adapter, spec: HeadSpec) -> Result<usize, TrainError> {
+fn adapter_classes(
+    a: &crate::peft::Adapter,
+    loaded: &zoo_checkpoint::Loaded<'_>,
+    spec: HeadSpec,
+) -> Result<usize, TrainError> {
     let path = a.dir.join(crate::peft::WEIGHTS_FILE);
-    let mapped = zoo_checkpoint::Mapped::open(&path)?;
-    let loaded = zoo_checkpoint::load(&mapped)?;
     let weights: Vec<&[usize]> = loaded
         .tensors
         .iter()

@@ -334,6 +334,16 @@ pub fn bias_ids(backbone: &HashSet<ParamId>, names: &Names) -> HashSet<ParamId> 
         .collect()
 }
 
+/// The tensors an adapter folder holds: the adapter factors and the head, by name.
+pub fn trained_names(net: &Net, names: &Names) -> Names {
+    let lora = lora_ids(names);
+    let head: HashSet<ParamId> = zoo_engine::export::parameters(net.head(), names)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    names.filtered(|id, _| lora.contains(id) || head.contains(id))
+}
+
 /// An adapter read from its folder (`adapter_config.json`, `zoo_adapter.json`).
 #[derive(Debug, Clone)]
 pub struct Adapter {
@@ -466,6 +476,7 @@ impl Adapter {
     /// tensor the network does not have is an error naming it.
     pub fn values(
         &self,
+        loaded: &zoo_checkpoint::Loaded<'_>,
         names: &Names,
         published: &Published,
     ) -> Result<HashMap<String, Vec<f32>>, TrainError> {
@@ -475,8 +486,6 @@ impl Adapter {
             .values()
             .map(|p| (published.name(&p.name), p.name.clone()))
             .collect();
-        let mapped = zoo_checkpoint::Mapped::open(&path)?;
-        let loaded = zoo_checkpoint::load(&mapped)?;
         let mut out = HashMap::new();
         for t in &loaded.tensors {
             let public = t.name.strip_prefix(PEFT_PREFIX).unwrap_or(&t.name);
@@ -512,16 +521,10 @@ pub fn write(
     zoo: &Value,
     out: &Path,
 ) -> Result<u64, TrainError> {
-    let lora = lora_ids(names);
-    let head: HashSet<ParamId> = zoo_engine::export::parameters(net.head(), names)
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let keep: HashSet<String> = names
+    let keep: HashSet<String> = trained_names(net, names)
         .params
-        .iter()
-        .filter(|(id, _)| lora.contains(id) || head.contains(id))
-        .map(|(_, p)| p.name.clone())
+        .into_values()
+        .map(|p| p.name)
         .collect();
     let mut tensors: Vec<zoo_engine::export::NamedTensor> =
         zoo_engine::export::state_dict(net, names)

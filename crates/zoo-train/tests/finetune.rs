@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
+use common::sentiment_csv;
 
 use zoo_train::Silent;
 use zoo_train::finetune::{Options, finetune};
@@ -187,29 +188,6 @@ fn a_second_head_only_run_reads_every_feature_from_the_cache() {
         "frozen features + linear head: {}",
         first.eval.accuracy
     );
-}
-
-/// The first `per_class` positive and negative sentences of the sentiment fixture as a CSV.
-fn sentiment_csv(dir: &Path, per_class: usize) -> PathBuf {
-    let csv = dir.join("s.csv");
-    let mut rd = csv::Reader::from_path(fixtures().join("sentiment.csv")).unwrap();
-    let mut w = csv::Writer::from_path(&csv).unwrap();
-    w.write_record(["text", "label"]).unwrap();
-    let (mut pos, mut neg) = (0, 0);
-    for r in rd.records() {
-        let r = r.unwrap();
-        let c = if &r[1] == "positive" {
-            &mut pos
-        } else {
-            &mut neg
-        };
-        if *c < per_class {
-            *c += 1;
-            w.write_record([&r[0], &r[1]]).unwrap();
-        }
-    }
-    w.flush().unwrap();
-    csv
 }
 
 /// Resume (issue 6): a run stopped after epoch 1 and resumed ends with the same weights as one

@@ -16,6 +16,9 @@ use zoo_train::finetune::{Options, finetune, predict_logits};
 use zoo_train::net::{Prep, Source, prepare};
 use zoo_train::peft::{self, Published};
 
+mod common;
+use common::sentiment_csv;
+
 /// The backend's random generator is one per process, seeded at every training step: runs in
 /// parallel threads would draw each other's dropout masks. The tests that draw take turns (a
 /// `zoo finetune` process runs one training).
@@ -28,30 +31,6 @@ fn rng() -> std::sync::MutexGuard<'static, ()> {
 
 fn minilm() -> PathBuf {
     zoo_testkit::real_fixtures().join("checkpoints/all-MiniLM-L6-v2")
-}
-
-/// The first `per_class` positive and negative sentences of the sentiment fixture.
-fn sentiment_csv(dir: &Path, per_class: usize) -> PathBuf {
-    let csv = dir.join("s.csv");
-    let mut rd =
-        csv::Reader::from_path(zoo_testkit::real_fixtures().join("sentiment.csv")).unwrap();
-    let mut w = csv::Writer::from_path(&csv).unwrap();
-    w.write_record(["text", "label"]).unwrap();
-    let (mut pos, mut neg) = (0, 0);
-    for r in rd.records() {
-        let r = r.unwrap();
-        let c = if &r[1] == "positive" {
-            &mut pos
-        } else {
-            &mut neg
-        };
-        if *c < per_class {
-            *c += 1;
-            w.write_record([&r[0], &r[1]]).unwrap();
-        }
-    }
-    w.flush().unwrap();
-    csv
 }
 
 /// A checkpoint's f32 tensors by name.
